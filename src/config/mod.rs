@@ -1,0 +1,498 @@
+//! Configuration: parse (serde, unknown fields refused), then compile into a validated, indexed
+//! form. Every error names the path of the field at fault, e.g. `routes[3].auth.scopes[0]: ...`.
+//! Error messages never quote a secret, a key digest or the document itself.
+
+pub mod raw;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use crate::apikeys::{ApiKeys, KeyEntry};
+use crate::deny::{Builtin, ErrorFormat, Override, Reason};
+use crate::principal::Field;
+use crate::routes::{is_plain_name, PathPattern, Template};
+use raw::*;
+
+pub use raw::{KeyStatus, Unmatched};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { path: path.into(), message: message.into() }
+    }
+
+    fn unsupported(path: impl Into<String>) -> Self {
+        let path = path.into();
+        ConfigError { message: format!("not supported yet: {path}"), path }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A compiled configuration: everything a request needs, resolved and indexed.
+#[derive(Debug)]
+pub struct Config {
+    pub api_keys: Option<ApiKeys>,
+    pub routes: Vec<Route>,
+    pub unmatched: Unmatched,
+    /// Index into `formats` of the default format.
+    pub default_format: usize,
+    pub formats: Vec<ErrorFormat>,
+    pub forward: Forward,
+    pub workspace_header: String,
+    pub organization_header: String,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    /// Upper-case methods; `None` is any method.
+    pub methods: Option<Vec<String>>,
+    pub pattern: PathPattern,
+    /// `None` is a public route (`auth: "none"`).
+    pub auth: Option<AuthRequirements>,
+    pub format: usize,
+}
+
+#[derive(Debug)]
+pub struct AuthRequirements {
+    pub accept_jwt: bool,
+    pub accept_api_key: bool,
+    /// Provider names accepted here; `None` is every provider.
+    pub providers: Option<Vec<String>>,
+    pub permissions: Vec<Requirement>,
+    pub scopes: Vec<Requirement>,
+    pub roles: Vec<String>,
+    pub organization: bool,
+    pub workspace: bool,
+}
+
+/// A required scope or permission, possibly naming template variables (`tools:agents.{tool}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requirement {
+    Literal(String),
+    Template { text: String, pieces: Vec<Piece> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    Capture(usize),
+}
+
+impl Requirement {
+    /// The requirement for one request. `Err(text)` when a captured segment is not a plain name:
+    /// such a requirement can never be met (the text is used in the denial).
+    pub fn resolve<'a>(&'a self, captures: &[&str]) -> Result<std::borrow::Cow<'a, str>, &'a str> {
+        match self {
+            Requirement::Literal(s) => Ok(std::borrow::Cow::Borrowed(s)),
+            Requirement::Template { text, pieces } => {
+                let mut out = String::with_capacity(text.len());
+                for piece in pieces {
+                    match piece {
+                        Piece::Text(t) => out.push_str(t),
+                        Piece::Capture(i) => match captures.get(*i) {
+                            Some(v) if is_plain_name(v) => out.push_str(v),
+                            _ => return Err(text),
+                        },
+                    }
+                }
+                Ok(std::borrow::Cow::Owned(out))
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Forward {
+    pub strip_credentials: bool,
+    /// (lower-case header name, principal field)
+    pub headers: Vec<(String, Field)>,
+}
+
+impl Config {
+    /// Parses and compiles a configuration document.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            ConfigError::new(path, scrub_serde_message(&e.inner().to_string()))
+        })?;
+        compile(raw)
+    }
+}
+
+/// serde's messages quote offending values (`invalid value: string "..."`); a value may be a
+/// secret put in the wrong place, so only the kind of value is kept.
+fn scrub_serde_message(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut in_quote = false;
+    let mut chars = msg.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if !in_quote => {
+                in_quote = true;
+                out.push_str("\"…\"");
+            }
+            '"' => in_quote = false,
+            '\\' if in_quote => {
+                chars.next();
+            }
+            _ if in_quote => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
+    if let Some(name) = raw.providers.keys().next() {
+        return Err(ConfigError::unsupported(format!("providers.{name}")));
+    }
+    if let Some(name) = raw.webhooks.keys().next() {
+        return Err(ConfigError::unsupported(format!("webhooks.{name}")));
+    }
+    if raw.protected_resource.is_some() {
+        return Err(ConfigError::unsupported("protected_resource"));
+    }
+    if raw.correlation_id.is_some() {
+        return Err(ConfigError::unsupported("correlation_id"));
+    }
+
+    let (formats, format_index) = compile_formats(&raw.error_formats)?;
+    let default_format = match &raw.errors {
+        Some(name) => *format_index
+            .get(name.as_str())
+            .ok_or_else(|| ConfigError::new("errors", format!("unknown error format '{name}'")))?,
+        None => 0,
+    };
+
+    let api_keys = raw.api_keys.map(compile_api_keys).transpose()?;
+    let key_headers: Vec<String> = api_keys.as_ref().map(|k| k.headers.clone()).unwrap_or_default();
+
+    let workspace_header = header_name("workspace_header", raw.workspace_header.as_deref().unwrap_or("x-workspace-id"))?;
+    let organization_header =
+        header_name("organization_header", raw.organization_header.as_deref().unwrap_or("x-organization-id"))?;
+
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        routes.push(compile_route(&format!("routes[{i}]"), r, &format_index, default_format, api_keys.is_some())?);
+    }
+
+    let forward = compile_forward(raw.forward, &key_headers)?;
+
+    Ok(Config {
+        api_keys,
+        routes,
+        unmatched: raw.unmatched,
+        default_format,
+        formats,
+        forward,
+        workspace_header,
+        organization_header,
+    })
+}
+
+/// Built-ins first (so index 0 is `detail`), then custom formats.
+fn compile_formats(
+    custom: &BTreeMap<String, RawErrorFormat>,
+) -> Result<(Vec<ErrorFormat>, HashMap<String, usize>), ConfigError> {
+    let mut formats = Vec::new();
+    let mut index = HashMap::new();
+    for (name, b) in [("detail", Builtin::Detail), ("error", Builtin::Error), ("openai", Builtin::OpenAi), ("anthropic", Builtin::Anthropic)] {
+        index.insert(name.to_string(), formats.len());
+        formats.push(ErrorFormat::builtin(b));
+    }
+    for (name, f) in custom {
+        let path = format!("error_formats.{name}");
+        if index.contains_key(name) {
+            return Err(ConfigError::new(path, "a built-in format of that name exists"));
+        }
+        let base_name = f.base.as_deref().unwrap_or("detail");
+        let base = Builtin::parse(base_name).ok_or_else(|| {
+            ConfigError::new(format!("{path}.base"), format!("unknown built-in format '{base_name}' (detail, error, openai, anthropic)"))
+        })?;
+        let mut overrides = HashMap::new();
+        for (code, o) in &f.reasons {
+            let rpath = format!("{path}.reasons.{code}");
+            let reason = Reason::parse(code).ok_or_else(|| ConfigError::new(&rpath, "unknown reason"))?;
+            if let Some(s) = o.status {
+                if !(400..=599).contains(&s) {
+                    return Err(ConfigError::new(format!("{rpath}.status"), "must be a 4xx or 5xx status"));
+                }
+            }
+            overrides.insert(reason, Override { status: o.status, message: o.message.clone(), body: o.body.clone() });
+        }
+        index.insert(name.clone(), formats.len());
+        formats.push(ErrorFormat { base, overrides });
+    }
+    Ok((formats, index))
+}
+
+fn compile_api_keys(raw: RawApiKeys) -> Result<ApiKeys, ConfigError> {
+    if raw.lookup.is_some() {
+        return Err(ConfigError::unsupported("api_keys.lookup"));
+    }
+    if raw.usage_report.is_some() {
+        return Err(ConfigError::unsupported("api_keys.usage_report"));
+    }
+    if raw.prefixes.is_empty() {
+        return Err(ConfigError::new("api_keys.prefixes", "at least one prefix is required: it tells keys from JWTs"));
+    }
+    for (i, p) in raw.prefixes.iter().enumerate() {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::new(format!("api_keys.prefixes[{i}]"), "must be non-empty printable ASCII"));
+        }
+    }
+    let headers = match raw.headers {
+        Some(h) => h
+            .iter()
+            .enumerate()
+            .map(|(i, name)| header_name(&format!("api_keys.headers[{i}]"), name))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec!["x-api-key".to_string()],
+    };
+    if let Some(i) = headers.iter().position(|h| h == "authorization") {
+        return Err(ConfigError::new(format!("api_keys.headers[{i}]"), "Authorization is always read; do not list it"));
+    }
+    let mut by_digest = HashMap::with_capacity(raw.keys.len());
+    let mut ids = HashMap::new();
+    for (i, k) in raw.keys.into_iter().enumerate() {
+        let path = format!("api_keys.keys[{i}]");
+        let entry = compile_key(&path, k)?;
+        if let Some(prev) = ids.insert(entry.id.clone(), i) {
+            return Err(ConfigError::new(format!("{path}.id"), format!("duplicate id, also at api_keys.keys[{prev}]")));
+        }
+        let digest = entry.digest;
+        if by_digest.insert(digest, entry).is_some() {
+            return Err(ConfigError::new(format!("{path}.sha256"), "duplicate digest"));
+        }
+    }
+    Ok(ApiKeys { prefixes: raw.prefixes, headers, by_digest })
+}
+
+/// One key entry, from the static table or (later) a key service answer.
+pub fn compile_key(path: &str, k: RawKey) -> Result<KeyEntry, ConfigError> {
+    if k.id.is_empty() {
+        return Err(ConfigError::new(format!("{path}.id"), "must not be empty"));
+    }
+    let digest = decode_sha256_hex(&k.sha256)
+        .ok_or_else(|| ConfigError::new(format!("{path}.sha256"), "must be 64 hex digits (SHA-256 of the key)"))?;
+    let expires_at = match &k.expires_at {
+        Some(t) => Some(
+            crate::time::parse_rfc3339(t)
+                .ok_or_else(|| ConfigError::new(format!("{path}.expires_at"), "must be an RFC 3339 timestamp"))?,
+        ),
+        None => None,
+    };
+    Ok(KeyEntry {
+        id: k.id,
+        digest,
+        status: k.status,
+        expires_at,
+        permissions: k.permissions,
+        scopes: k.scopes,
+        organization: k.organization,
+        workspaces: k.workspaces,
+        name: k.name,
+    })
+}
+
+fn decode_sha256_hex(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+fn compile_route(
+    path: &str,
+    r: RawRoute,
+    formats: &HashMap<String, usize>,
+    default_format: usize,
+    have_keys: bool,
+) -> Result<Route, ConfigError> {
+    let m = r.matcher;
+    let methods = match m.methods {
+        Some(list) => {
+            if list.is_empty() {
+                return Err(ConfigError::new(format!("{path}.match.methods"), "must not be empty (leave it out for any method)"));
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for (i, method) in list.iter().enumerate() {
+                if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return Err(ConfigError::new(format!("{path}.match.methods[{i}]"), "not an HTTP method"));
+                }
+                out.push(method.to_ascii_uppercase());
+            }
+            Some(out)
+        }
+        None => None,
+    };
+    let mut variables: Vec<String> = Vec::new();
+    let pattern = match (m.path, m.prefix, m.template) {
+        (Some(p), None, None) => PathPattern::Exact(route_path(&format!("{path}.match.path"), p)?),
+        (None, Some(p), None) => PathPattern::Prefix(route_path(&format!("{path}.match.prefix"), p)?),
+        (None, None, Some(t)) => {
+            let (tpl, names) =
+                Template::parse(&t).map_err(|e| ConfigError::new(format!("{path}.match.template"), e))?;
+            variables = names;
+            PathPattern::Template(tpl)
+        }
+        _ => return Err(ConfigError::new(format!("{path}.match"), "exactly one of path, prefix or template is required")),
+    };
+    let format = match &r.errors {
+        Some(name) => *formats
+            .get(name.as_str())
+            .ok_or_else(|| ConfigError::new(format!("{path}.errors"), format!("unknown error format '{name}'")))?,
+        None => default_format,
+    };
+    if r.webhook.is_some() {
+        return Err(ConfigError::unsupported(format!("{path}.webhook")));
+    }
+    let auth = match r.auth {
+        RawAuth::None => None,
+        RawAuth::Required(spec) => Some(compile_auth(&format!("{path}.auth"), spec, &variables, have_keys)?),
+    };
+    Ok(Route { methods, pattern, auth, format })
+}
+
+fn route_path(path: &str, p: String) -> Result<String, ConfigError> {
+    if !p.starts_with('/') {
+        return Err(ConfigError::new(path, "must start with '/'"));
+    }
+    if p.contains(['?', '#']) {
+        return Err(ConfigError::new(path, "matching ignores the query string; leave it out"));
+    }
+    Ok(p)
+}
+
+fn compile_auth(path: &str, spec: RawAuthSpec, variables: &[String], have_keys: bool) -> Result<AuthRequirements, ConfigError> {
+    let (mut accept_jwt, mut accept_api_key) = (true, true);
+    if let Some(kinds) = &spec.credentials {
+        if kinds.is_empty() {
+            return Err(ConfigError::new(format!("{path}.credentials"), "must not be empty (use auth: \"none\" for a public route)"));
+        }
+        accept_jwt = false;
+        accept_api_key = false;
+        for (i, k) in kinds.iter().enumerate() {
+            match k.as_str() {
+                "jwt" => accept_jwt = true,
+                "api_key" => accept_api_key = true,
+                _ => return Err(ConfigError::new(format!("{path}.credentials[{i}]"), "must be \"jwt\" or \"api_key\"")),
+            }
+        }
+        if accept_api_key && !accept_jwt && !have_keys {
+            return Err(ConfigError::new(format!("{path}.credentials"), "accepts only API keys but no api_keys section is configured"));
+        }
+    }
+    if let Some(providers) = &spec.providers {
+        // No provider exists yet in this version; any name is unknown.
+        if let Some(name) = providers.first() {
+            return Err(ConfigError::new(format!("{path}.providers[0]"), format!("unknown provider '{name}'")));
+        }
+    }
+    let permissions = compile_requirements(&format!("{path}.permissions"), &spec.permissions, variables)?;
+    let scopes = compile_requirements(&format!("{path}.scopes"), &spec.scopes, variables)?;
+    for (i, role) in spec.roles.iter().enumerate() {
+        if role.is_empty() {
+            return Err(ConfigError::new(format!("{path}.roles[{i}]"), "must not be empty"));
+        }
+    }
+    Ok(AuthRequirements {
+        accept_jwt,
+        accept_api_key,
+        providers: spec.providers,
+        permissions,
+        scopes,
+        roles: spec.roles,
+        organization: spec.organization,
+        workspace: spec.workspace,
+    })
+}
+
+fn compile_requirements(path: &str, items: &[String], variables: &[String]) -> Result<Vec<Requirement>, ConfigError> {
+    let mut out = Vec::with_capacity(items.len());
+    for (i, text) in items.iter().enumerate() {
+        let ipath = format!("{path}[{i}]");
+        if text.is_empty() || text.contains('*') {
+            return Err(ConfigError::new(ipath, "a requirement must be a non-empty name without '*'"));
+        }
+        if !text.contains('{') && !text.contains('}') {
+            out.push(Requirement::Literal(text.clone()));
+            continue;
+        }
+        let mut pieces = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..].find('}').map(|c| c + open).ok_or_else(|| ConfigError::new(&ipath, "unclosed '{'"))?;
+            if open > 0 {
+                pieces.push(Piece::Text(rest[..open].to_string()));
+            }
+            let name = &rest[open + 1..close];
+            let idx = variables
+                .iter()
+                .position(|v| v == name)
+                .ok_or_else(|| ConfigError::new(&ipath, format!("{{{name}}} is not a variable of the route's template")))?;
+            pieces.push(Piece::Capture(idx));
+            rest = &rest[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(ConfigError::new(ipath, "unmatched '}'"));
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_string()));
+        }
+        out.push(Requirement::Template { text: text.clone(), pieces });
+    }
+    Ok(out)
+}
+
+fn compile_forward(raw: Option<RawForward>, key_headers: &[String]) -> Result<Forward, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Forward { strip_credentials: true, headers: Vec::new() });
+    };
+    let mut headers = Vec::with_capacity(raw.headers.len());
+    for (name, field) in &raw.headers {
+        let path = format!("forward.headers.{name}");
+        let lname = header_name(&path, name)?;
+        if lname == "authorization" || key_headers.contains(&lname) || lname.starts_with(':') || lname == "host" {
+            return Err(ConfigError::new(path, "cannot overwrite a credential or pseudo header"));
+        }
+        let f = Field::parse(field).ok_or_else(|| ConfigError::new(&path, format!("unknown principal field '{field}'")))?;
+        headers.push((lname, f));
+    }
+    Ok(Forward { strip_credentials: raw.strip_credentials.unwrap_or(true), headers })
+}
+
+/// A header name as Envoy presents it: lower-case token characters.
+fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
+    let valid = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid {
+        return Err(ConfigError::new(path, "not a valid header name"));
+    }
+    Ok(name.to_ascii_lowercase())
+}

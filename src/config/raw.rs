@@ -1,0 +1,319 @@
+//! The configuration language of `CONFIG.md`, as written by users.
+//!
+//! Every object refuses unknown fields, so that a typo can never silently switch a check off.
+//! These types only describe shape; meaning and cross-references are checked by `compile`.
+//! (JWKs are the one exception to unknown-field refusal: RFC 7517 lets a key carry any member.)
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    pub api_keys: Option<RawApiKeys>,
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, RawWebhook>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub unmatched: Unmatched,
+    pub errors: Option<String>,
+    #[serde(default)]
+    pub error_formats: BTreeMap<String, RawErrorFormat>,
+    pub protected_resource: Option<RawProtectedResource>,
+    pub forward: Option<RawForward>,
+    pub correlation_id: Option<RawCorrelationId>,
+    pub workspace_header: Option<String>,
+    pub organization_header: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unmatched {
+    #[default]
+    Deny,
+    Allow,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Providers
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub issuer: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub authorized_parties: Vec<String>,
+    pub algorithms: Vec<String>,
+    pub jwks: RawJwks,
+    pub clock_skew_s: Option<u64>,
+    pub require_exp: Option<bool>,
+    pub max_lifetime_s: Option<u64>,
+    #[serde(default)]
+    pub reject_pending_sessions: bool,
+    #[serde(default)]
+    pub full_access: bool,
+    #[serde(default)]
+    pub claims: RawClaims,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwks {
+    pub remote: Option<RawRemoteJwks>,
+    pub inline: Option<RawInlineJwks>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteJwks {
+    pub cluster: String,
+    pub authority: Option<String>,
+    pub path: String,
+    pub timeout_ms: Option<u64>,
+    pub refresh_s: Option<u64>,
+    pub min_refetch_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInlineJwks {
+    /// Kept as JSON: a JWK may carry any member (RFC 7517 §4), and an `oct` key's `k` is a
+    /// secret, so the JWKS module parses these into its own redacting types.
+    pub keys: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaims {
+    pub subject: Option<Vec<String>>,
+    pub email: Option<Vec<String>>,
+    pub name: Option<Vec<String>>,
+    pub organization: Option<Vec<String>>,
+    pub workspaces: Option<Vec<String>>,
+    pub roles: Option<Vec<String>>,
+    pub permissions: Option<Vec<String>>,
+    pub scopes: Option<Vec<String>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    pub headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    pub lookup: Option<RawLookup>,
+    pub usage_report: Option<RawUsageReport>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub id: String,
+    pub sha256: String,
+    #[serde(default)]
+    pub status: KeyStatus,
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub organization: Option<String>,
+    #[serde(default)]
+    pub workspaces: Vec<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    #[default]
+    Active,
+    Revoked,
+    Expired,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLookup {
+    pub cluster: String,
+    pub authority: Option<String>,
+    pub path: String,
+    pub timeout_ms: Option<u64>,
+    pub cache_ttl_s: Option<u64>,
+    pub negative_cache_ttl_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsageReport {
+    pub cluster: String,
+    pub authority: Option<String>,
+    pub path: String,
+    pub interval_s: Option<u64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhooks
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub header: Option<String>,
+    pub prefix: Option<String>,
+    pub encoding: Option<String>,
+    pub secrets: Vec<RawSecretSource>,
+    pub timestamp: Option<RawWebhookTimestamp>,
+    pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecretSource {
+    pub env: Option<String>,
+    pub value: Option<Secret>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhookTimestamp {
+    pub header: String,
+    pub tolerance_s: Option<u64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    pub auth: RawAuth,
+    pub webhook: Option<String>,
+    pub errors: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub methods: Option<Vec<String>>,
+    pub path: Option<String>,
+    pub prefix: Option<String>,
+    pub template: Option<String>,
+}
+
+/// `"none"` or an object of requirements.
+#[derive(Debug)]
+pub enum RawAuth {
+    None,
+    Required(RawAuthSpec),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthSpec {
+    pub credentials: Option<Vec<String>>,
+    pub providers: Option<Vec<String>>,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub organization: bool,
+    #[serde(default)]
+    pub workspace: bool,
+}
+
+// A hand-written visitor instead of `#[serde(untagged)]`: untagged enums swallow the inner error
+// ("data did not match any variant") and lose the path, and a typo inside `auth` must be named.
+impl<'de> Deserialize<'de> for RawAuth {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AuthVisitor;
+        impl<'de> Visitor<'de> for AuthVisitor {
+            type Value = RawAuth;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"none\" or an object of requirements")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAuth, E> {
+                if v == "none" {
+                    Ok(RawAuth::None)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAuth, A::Error> {
+                RawAuthSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawAuth::Required)
+            }
+        }
+        deserializer.deserialize_any(AuthVisitor)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors, metadata, forwarding, correlation
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawErrorFormat {
+    pub base: Option<String>,
+    #[serde(default)]
+    pub reasons: BTreeMap<String, RawReasonOverride>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReasonOverride {
+    pub status: Option<u16>,
+    pub message: Option<String>,
+    /// A JSON document; `{message}`, `{reason}`, `{scope}` and `{permission}` inside its strings
+    /// are filled in.
+    pub body: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProtectedResource {
+    pub resource: String,
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    pub scopes_supported: Option<Vec<String>>,
+    pub bearer_methods_supported: Option<Vec<String>>,
+    pub resource_name: Option<String>,
+    pub resource_documentation: Option<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    pub metadata_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForward {
+    pub strip_credentials: Option<bool>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCorrelationId {
+    pub header: Option<String>,
+    pub generate: Option<bool>,
+}

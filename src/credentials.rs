@@ -1,0 +1,118 @@
+//! Where credentials are found: `Authorization: Bearer` and the configured key headers.
+
+use crate::deny::Reason;
+
+/// Upper bound on credentials in one request: each costs a hash or a signature check, and no
+/// honest client sends more than a couple.
+pub const MAX_CREDENTIALS: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// A bearer token that is not an API key: it must be a compact JWS.
+    Jwt(&'a str),
+    ApiKey(&'a [u8]),
+}
+
+/// Headers as the host presents them: lower-case names, raw value bytes.
+pub type Headers = [(String, Vec<u8>)];
+
+/// Collects the credentials of a request, Authorization first, then the key headers in order.
+/// `is_key` tells an API key from a JWT by its prefix.
+pub fn extract<'a>(
+    headers: &'a Headers,
+    key_headers: &[String],
+    is_key: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<Credential<'a>>, Reason> {
+    let mut found = Vec::new();
+    for (_, value) in headers.iter().filter(|(n, _)| n == "authorization") {
+        let token = bearer_token(value)?;
+        if is_key(token) {
+            found.push(Credential::ApiKey(token));
+        } else {
+            // A JWS is base64url and dots, so it is ASCII.
+            let text = std::str::from_utf8(token).map_err(|_| Reason::CredentialsMalformed)?;
+            found.push(Credential::Jwt(text));
+        }
+    }
+    for name in key_headers {
+        for (_, value) in headers.iter().filter(|(n, _)| n == name) {
+            let key = trim(value);
+            if key.is_empty() || !key.iter().all(|b| b.is_ascii_graphic()) {
+                return Err(Reason::CredentialsMalformed);
+            }
+            found.push(Credential::ApiKey(key));
+        }
+    }
+    if found.len() > MAX_CREDENTIALS {
+        return Err(Reason::CredentialsMalformed);
+    }
+    Ok(found)
+}
+
+/// `Bearer <token>` with the scheme in any case (RFC 7235 §2.1) and one token of visible ASCII.
+fn bearer_token(value: &[u8]) -> Result<&[u8], Reason> {
+    let value = trim(value);
+    let split = value.iter().position(|b| *b == b' ').ok_or(Reason::CredentialsMalformed)?;
+    let (scheme, rest) = value.split_at(split);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Err(Reason::CredentialsMalformed);
+    }
+    let token = trim(rest);
+    if token.is_empty() || !token.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(Reason::CredentialsMalformed);
+    }
+    Ok(token)
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(v.len());
+    let end = v.iter().rposition(|b| *b != b' ' && *b != b'\t').map_or(start, |i| i + 1);
+    &v[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect()
+    }
+
+    fn is_cm(t: &[u8]) -> bool {
+        t.starts_with(b"cm_")
+    }
+
+    #[test]
+    fn extraction_table() {
+        let keys = vec!["x-api-key".to_string()];
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.e30.sig";
+        let cases: Vec<(Vec<(String, Vec<u8>)>, Result<Vec<Credential>, Reason>)> = vec![
+            (h(&[]), Ok(vec![])),
+            (h(&[("authorization", b"Bearer cm_abc")]), Ok(vec![Credential::ApiKey(b"cm_abc")])),
+            (h(&[("authorization", b"bearer   cm_abc  ")]), Ok(vec![Credential::ApiKey(b"cm_abc")])),
+            (h(&[("authorization", b"BEARER eyJhbGciOiJIUzI1NiJ9.e30.sig")]), Ok(vec![Credential::Jwt(jwt)])),
+            (h(&[("x-api-key", b"cm_abc")]), Ok(vec![Credential::ApiKey(b"cm_abc")])),
+            (
+                h(&[("x-api-key", b"cm_k"), ("authorization", b"Bearer cm_a")]),
+                Ok(vec![Credential::ApiKey(b"cm_a"), Credential::ApiKey(b"cm_k")]),
+            ),
+            (h(&[("authorization", b"Basic dXNlcjpwYXNz")]), Err(Reason::CredentialsMalformed)),
+            (h(&[("authorization", b"Bearer")]), Err(Reason::CredentialsMalformed)),
+            (h(&[("authorization", b"Bearer ")]), Err(Reason::CredentialsMalformed)),
+            (h(&[("authorization", b"Bearer a b")]), Err(Reason::CredentialsMalformed)),
+            (h(&[("authorization", b"Bearer cm_\xff\xfe")]), Err(Reason::CredentialsMalformed)),
+            (h(&[("x-api-key", b"cm_\xff")]), Err(Reason::CredentialsMalformed)),
+            (h(&[("x-api-key", b"  ")]), Err(Reason::CredentialsMalformed)),
+            (h(&[("x-other", b"cm_abc")]), Ok(vec![])),
+        ];
+        for (headers, want) in cases {
+            assert_eq!(extract(&headers, &keys, is_cm), want, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn too_many_credentials_are_refused() {
+        let many: Vec<(String, Vec<u8>)> = (0..=MAX_CREDENTIALS).map(|_| ("x-api-key".to_string(), b"cm_a".to_vec())).collect();
+        assert_eq!(extract(&many, &["x-api-key".to_string()], is_cm), Err(Reason::CredentialsMalformed));
+    }
+}

@@ -1,0 +1,423 @@
+//! One vocabulary of denials and one mapping from (reason, format) to the wire.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Map, Value};
+
+/// Every way a request can be refused. The code (`as_str`) is stable: it appears in logs,
+/// stats, error bodies and configuration (`error_formats.*.reasons`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    CredentialsMissing,
+    CredentialsMalformed,
+    CredentialNotAccepted,
+    TokenExpired,
+    TokenNotYetValid,
+    TokenInvalid,
+    IssuerUnknown,
+    AudienceMismatch,
+    PartyNotAuthorized,
+    SessionPending,
+    KeyUnknown,
+    KeyRevoked,
+    KeyExpired,
+    PermissionDenied,
+    InsufficientScope,
+    RoleRequired,
+    OrganizationRequired,
+    OrganizationForbidden,
+    WorkspaceForbidden,
+    WorkspaceRequired,
+    SignatureInvalid,
+    BodyTooLarge,
+    RouteNotFound,
+    KeysUnavailable,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 24] = [
+        Reason::CredentialsMissing,
+        Reason::CredentialsMalformed,
+        Reason::CredentialNotAccepted,
+        Reason::TokenExpired,
+        Reason::TokenNotYetValid,
+        Reason::TokenInvalid,
+        Reason::IssuerUnknown,
+        Reason::AudienceMismatch,
+        Reason::PartyNotAuthorized,
+        Reason::SessionPending,
+        Reason::KeyUnknown,
+        Reason::KeyRevoked,
+        Reason::KeyExpired,
+        Reason::PermissionDenied,
+        Reason::InsufficientScope,
+        Reason::RoleRequired,
+        Reason::OrganizationRequired,
+        Reason::OrganizationForbidden,
+        Reason::WorkspaceForbidden,
+        Reason::WorkspaceRequired,
+        Reason::SignatureInvalid,
+        Reason::BodyTooLarge,
+        Reason::RouteNotFound,
+        Reason::KeysUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::CredentialsMissing => "credentials_missing",
+            Reason::CredentialsMalformed => "credentials_malformed",
+            Reason::CredentialNotAccepted => "credential_not_accepted",
+            Reason::TokenExpired => "token_expired",
+            Reason::TokenNotYetValid => "token_not_yet_valid",
+            Reason::TokenInvalid => "token_invalid",
+            Reason::IssuerUnknown => "issuer_unknown",
+            Reason::AudienceMismatch => "audience_mismatch",
+            Reason::PartyNotAuthorized => "party_not_authorized",
+            Reason::SessionPending => "session_pending",
+            Reason::KeyUnknown => "key_unknown",
+            Reason::KeyRevoked => "key_revoked",
+            Reason::KeyExpired => "key_expired",
+            Reason::PermissionDenied => "permission_denied",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::RoleRequired => "role_required",
+            Reason::OrganizationRequired => "organization_required",
+            Reason::OrganizationForbidden => "organization_forbidden",
+            Reason::WorkspaceForbidden => "workspace_forbidden",
+            Reason::WorkspaceRequired => "workspace_required",
+            Reason::SignatureInvalid => "signature_invalid",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::RouteNotFound => "route_not_found",
+            Reason::KeysUnavailable => "keys_unavailable",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Reason> {
+        Reason::ALL.iter().copied().find(|r| r.as_str() == code)
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::PermissionDenied
+            | Reason::InsufficientScope
+            | Reason::RoleRequired
+            | Reason::OrganizationRequired
+            | Reason::OrganizationForbidden
+            | Reason::WorkspaceForbidden => 403,
+            Reason::WorkspaceRequired => 400,
+            Reason::BodyTooLarge => 413,
+            Reason::RouteNotFound => 404,
+            Reason::KeysUnavailable => 503,
+            _ => 401,
+        }
+    }
+
+    pub fn default_message(self) -> &'static str {
+        match self {
+            Reason::PermissionDenied => "Permission denied: {permission}",
+            Reason::InsufficientScope => "Insufficient scope: {scope}",
+            Reason::RoleRequired => "Insufficient role",
+            Reason::OrganizationRequired => "Organization required",
+            Reason::OrganizationForbidden | Reason::WorkspaceForbidden => "Forbidden",
+            Reason::WorkspaceRequired => "Workspace required",
+            Reason::SignatureInvalid => "Invalid signature",
+            Reason::BodyTooLarge => "Payload too large",
+            Reason::RouteNotFound => "Not found",
+            Reason::KeysUnavailable => "Service unavailable",
+            _ => "Could not validate credentials",
+        }
+    }
+
+    /// A 401 caused by a credential that was presented (as opposed to none at all) tells the
+    /// client its token is bad (RFC 6750 §3.1).
+    fn is_invalid_token(self) -> bool {
+        self.status() == 401 && !matches!(self, Reason::CredentialsMissing | Reason::SignatureInvalid)
+    }
+}
+
+/// A denial: the reason and what fills the placeholders of its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: Reason,
+    /// The scope or permission that was missing, for `{scope}` / `{permission}`.
+    pub detail: Option<String>,
+}
+
+impl Denial {
+    pub fn new(reason: Reason) -> Self {
+        Denial { reason, detail: None }
+    }
+
+    pub fn with_detail(reason: Reason, detail: impl Into<String>) -> Self {
+        Denial { reason, detail: Some(detail.into()) }
+    }
+}
+
+impl From<Reason> for Denial {
+    fn from(reason: Reason) -> Self {
+        Denial::new(reason)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    Detail,
+    Error,
+    OpenAi,
+    Anthropic,
+}
+
+impl Builtin {
+    pub fn parse(name: &str) -> Option<Builtin> {
+        match name {
+            "detail" => Some(Builtin::Detail),
+            "error" => Some(Builtin::Error),
+            "openai" => Some(Builtin::OpenAi),
+            "anthropic" => Some(Builtin::Anthropic),
+            _ => None,
+        }
+    }
+
+    fn body(self, reason: Reason, status: u16, message: &str) -> Value {
+        match self {
+            Builtin::Detail => json!({ "detail": message }),
+            Builtin::Error => {
+                let code = match status {
+                    401 => "unauthorized",
+                    403 => "forbidden",
+                    _ => reason.as_str(),
+                };
+                json!({ "error": code })
+            }
+            Builtin::OpenAi => json!({
+                "error": { "message": message, "type": reason.as_str(), "code": reason.as_str() }
+            }),
+            Builtin::Anthropic => {
+                // Anthropic's documented error types, by status.
+                let kind = match status {
+                    400 => "invalid_request_error",
+                    401 => "authentication_error",
+                    403 => "permission_error",
+                    404 => "not_found_error",
+                    413 => "request_too_large",
+                    429 => "rate_limit_error",
+                    _ => "api_error",
+                };
+                json!({ "type": "error", "error": { "type": kind, "message": message } })
+            }
+        }
+    }
+}
+
+/// Per-reason overrides of a format.
+#[derive(Debug, Clone, Default)]
+pub struct Override {
+    pub status: Option<u16>,
+    pub message: Option<String>,
+    pub body: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorFormat {
+    pub base: Builtin,
+    pub overrides: HashMap<Reason, Override>,
+}
+
+impl ErrorFormat {
+    pub fn builtin(base: Builtin) -> Self {
+        ErrorFormat { base, overrides: HashMap::new() }
+    }
+}
+
+/// A response the filter sends itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What a challenge needs to know beyond the denial itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChallengeInfo<'a> {
+    pub resource_metadata: Option<&'a str>,
+}
+
+/// Renders a denial in a format: status, `content-type`, `WWW-Authenticate` on every 401 and on
+/// insufficient scope, and the JSON body.
+pub fn render(denial: &Denial, format: &ErrorFormat, challenge: ChallengeInfo<'_>) -> LocalResponse {
+    let reason = denial.reason;
+    let over = format.overrides.get(&reason);
+    let status = over.and_then(|o| o.status).unwrap_or_else(|| reason.status());
+    let template = over.and_then(|o| o.message.as_deref()).unwrap_or_else(|| reason.default_message());
+    let message = fill(template, denial);
+    let body = match over.and_then(|o| o.body.as_ref()) {
+        Some(custom) => fill_value(custom, denial, &message),
+        None => format.base.body(reason, status, &message),
+    };
+
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if let Some(value) = challenge_header(denial, status, challenge) {
+        headers.push(("www-authenticate".to_string(), value));
+    }
+    LocalResponse { status, headers, body: body.to_string().into_bytes() }
+}
+
+fn challenge_header(denial: &Denial, status: u16, challenge: ChallengeInfo<'_>) -> Option<String> {
+    let mut params: Vec<String> = Vec::new();
+    if status == 401 {
+        if denial.reason.is_invalid_token() {
+            params.push("error=\"invalid_token\"".into());
+        }
+    } else if denial.reason == Reason::InsufficientScope {
+        params.push("error=\"insufficient_scope\"".into());
+        if let Some(scope) = &denial.detail {
+            params.push(format!("scope=\"{}\"", quoted_string_safe(scope)));
+        }
+    } else {
+        return None;
+    }
+    if let Some(url) = challenge.resource_metadata {
+        params.push(format!("resource_metadata=\"{}\"", quoted_string_safe(url)));
+    }
+    Some(if params.is_empty() { "Bearer".into() } else { format!("Bearer {}", params.join(", ")) })
+}
+
+/// Keeps a value inside an HTTP quoted-string: no quotes, backslashes or control characters.
+fn quoted_string_safe(s: &str) -> String {
+    s.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect()
+}
+
+fn fill(template: &str, denial: &Denial) -> String {
+    let detail = denial.detail.as_deref().unwrap_or("");
+    template
+        .replace("{reason}", denial.reason.as_str())
+        .replace("{scope}", detail)
+        .replace("{permission}", detail)
+}
+
+fn fill_value(value: &Value, denial: &Denial, message: &str) -> Value {
+    match value {
+        Value::String(s) => Value::String(fill(&s.replace("{message}", message), denial)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| fill_value(v, denial, message)).collect()),
+        Value::Object(map) => {
+            let mut out = Map::with_capacity(map.len());
+            for (k, v) in map {
+                out.insert(k.clone(), fill_value(v, denial, message));
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(resp: &LocalResponse) -> Value {
+        serde_json::from_slice(&resp.body).unwrap()
+    }
+
+    fn header<'a>(resp: &'a LocalResponse, name: &str) -> Option<&'a str> {
+        resp.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn every_reason_round_trips_its_code() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Reason::parse("nope"), None);
+    }
+
+    #[test]
+    fn builtin_bodies_match_the_documented_contracts() {
+        let detail = ErrorFormat::builtin(Builtin::Detail);
+        let error = ErrorFormat::builtin(Builtin::Error);
+        let openai = ErrorFormat::builtin(Builtin::OpenAi);
+        let anthropic = ErrorFormat::builtin(Builtin::Anthropic);
+        let none = ChallengeInfo::default();
+        let cases: Vec<(Denial, &ErrorFormat, u16, Value)> = vec![
+            (Reason::TokenExpired.into(), &detail, 401, json!({"detail":"Could not validate credentials"})),
+            (Reason::OrganizationRequired.into(), &detail, 403, json!({"detail":"Organization required"})),
+            (
+                Denial::with_detail(Reason::InsufficientScope, "tools:platform.create_roadmap_item"),
+                &detail,
+                403,
+                json!({"detail":"Insufficient scope: tools:platform.create_roadmap_item"}),
+            ),
+            (Reason::KeyUnknown.into(), &error, 401, json!({"error":"unauthorized"})),
+            (Reason::RoleRequired.into(), &error, 403, json!({"error":"forbidden"})),
+            (Reason::WorkspaceRequired.into(), &error, 400, json!({"error":"workspace_required"})),
+            (
+                Denial::with_detail(Reason::PermissionDenied, "tts"),
+                &openai,
+                403,
+                json!({"error":{"message":"Permission denied: tts","type":"permission_denied","code":"permission_denied"}}),
+            ),
+            (
+                Reason::CredentialsMissing.into(),
+                &anthropic,
+                401,
+                json!({"type":"error","error":{"type":"authentication_error","message":"Could not validate credentials"}}),
+            ),
+            (
+                Denial::with_detail(Reason::PermissionDenied, "llm"),
+                &anthropic,
+                403,
+                json!({"type":"error","error":{"type":"permission_error","message":"Permission denied: llm"}}),
+            ),
+            (Reason::KeysUnavailable.into(), &detail, 503, json!({"detail":"Service unavailable"})),
+            (Reason::BodyTooLarge.into(), &detail, 413, json!({"detail":"Payload too large"})),
+            (Reason::RouteNotFound.into(), &detail, 404, json!({"detail":"Not found"})),
+        ];
+        for (denial, format, status, want) in cases {
+            let resp = render(&denial, format, none);
+            assert_eq!(resp.status, status, "{denial:?}");
+            assert_eq!(body(&resp), want, "{denial:?}");
+            assert_eq!(header(&resp, "content-type"), Some("application/json"));
+        }
+    }
+
+    #[test]
+    fn challenges() {
+        let f = ErrorFormat::builtin(Builtin::Detail);
+        let meta = ChallengeInfo { resource_metadata: Some("https://api.example/.well-known/oauth-protected-resource") };
+        let missing = render(&Reason::CredentialsMissing.into(), &f, ChallengeInfo::default());
+        assert_eq!(header(&missing, "www-authenticate"), Some("Bearer"));
+        let bad = render(&Reason::TokenInvalid.into(), &f, meta);
+        assert_eq!(
+            header(&bad, "www-authenticate"),
+            Some("Bearer error=\"invalid_token\", resource_metadata=\"https://api.example/.well-known/oauth-protected-resource\"")
+        );
+        let scope = render(&Denial::with_detail(Reason::InsufficientScope, "bots:write"), &f, ChallengeInfo::default());
+        assert_eq!(header(&scope, "www-authenticate"), Some("Bearer error=\"insufficient_scope\", scope=\"bots:write\""));
+        let role = render(&Reason::RoleRequired.into(), &f, meta);
+        assert_eq!(header(&role, "www-authenticate"), None);
+    }
+
+    #[test]
+    fn overrides_replace_status_message_and_body() {
+        let mut f = ErrorFormat::builtin(Builtin::Detail);
+        f.overrides.insert(Reason::RoleRequired, Override { message: Some("Admin role required".into()), ..Default::default() });
+        f.overrides.insert(
+            Reason::InsufficientScope,
+            Override { status: Some(401), body: Some(json!({"err": "{reason}", "msg": "{message}", "n": 1})), ..Default::default() },
+        );
+        let role = render(&Reason::RoleRequired.into(), &f, ChallengeInfo::default());
+        assert_eq!(body(&role), json!({"detail":"Admin role required"}));
+        let scope = render(&Denial::with_detail(Reason::InsufficientScope, "a:b"), &f, ChallengeInfo::default());
+        assert_eq!(scope.status, 401);
+        assert_eq!(body(&scope), json!({"err":"insufficient_scope","msg":"Insufficient scope: a:b","n":1}));
+    }
+
+    #[test]
+    fn hostile_detail_cannot_break_json_or_headers() {
+        let f = ErrorFormat::builtin(Builtin::Detail);
+        let d = Denial::with_detail(Reason::InsufficientScope, "a\"}\r\nx: y");
+        let resp = render(&d, &f, ChallengeInfo::default());
+        assert_eq!(body(&resp)["detail"], "Insufficient scope: a\"}\r\nx: y");
+        let h = header(&resp, "www-authenticate").unwrap();
+        assert!(!h.contains('\r') && !h.contains('\n') && h.ends_with("scope=\"a}x: y\""), "{h}");
+    }
+}

@@ -1,0 +1,206 @@
+//! The decision: a request as plain data in, allow (with header changes) or a response out.
+//!
+//! Checks run in the order of CONFIG.md: route match; authentication (every presented
+//! credential, and the route's accepted kinds); then permissions, scopes, roles, organisation,
+//! workspace.
+
+use crate::config::{AuthRequirements, Config, Route, Unmatched};
+use crate::credentials::{self, Credential, Headers};
+use crate::deny::{self, ChallengeInfo, Denial, LocalResponse, Reason};
+use crate::grants;
+use crate::principal::Principal;
+use crate::routes::strip_query;
+
+/// A request as the core sees it. Header names are lower-case.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The `:path`, query string included.
+    pub path: &'a str,
+    pub headers: &'a Headers,
+}
+
+/// What the host knows that a request does not carry.
+#[derive(Debug, Clone, Copy)]
+pub struct Env {
+    /// Unix seconds.
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Allow(Allow),
+    Deny(Deny),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Allow {
+    /// Headers removed from the request before it goes upstream.
+    pub remove: Vec<String>,
+    /// Headers set on the request (after removal).
+    pub set: Vec<(String, String)>,
+    pub principal: Option<Principal>,
+    pub route: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deny {
+    pub denial: Denial,
+    pub response: LocalResponse,
+    pub route: Option<usize>,
+}
+
+pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env) -> Decision {
+    let path = strip_query(req.path);
+    let Some((index, route, captures)) = find_route(cfg, req.method, path) else {
+        return match cfg.unmatched {
+            Unmatched::Allow => Decision::Allow(forward(cfg, None, None)),
+            Unmatched::Deny => deny(cfg, None, Reason::RouteNotFound.into()),
+        };
+    };
+    let Some(auth) = &route.auth else {
+        return Decision::Allow(forward(cfg, None, Some(index)));
+    };
+    let mut principal = match authenticate(cfg, auth, req, env) {
+        Ok(p) => p,
+        Err(reason) => return deny(cfg, Some(index), reason.into()),
+    };
+    if let Err(denial) = authorize(cfg, auth, &captures, req.headers, &mut principal) {
+        return deny(cfg, Some(index), denial);
+    }
+    Decision::Allow(forward(cfg, Some(principal), Some(index)))
+}
+
+fn find_route<'c, 'p>(cfg: &'c Config, method: &str, path: &'p str) -> Option<(usize, &'c Route, Vec<&'p str>)> {
+    cfg.routes.iter().enumerate().find_map(|(i, r)| {
+        if let Some(methods) = &r.methods {
+            if !methods.iter().any(|m| m == method) {
+                return None;
+            }
+        }
+        r.pattern.matches(path).map(|c| (i, r, c))
+    })
+}
+
+/// Every presented credential must be accepted here and valid; the first defines the principal.
+fn authenticate(cfg: &Config, auth: &AuthRequirements, req: &Request<'_>, env: &Env) -> Result<Principal, Reason> {
+    let keys = cfg.api_keys.as_ref();
+    let key_headers: &[String] = keys.map(|k| k.headers.as_slice()).unwrap_or(&[]);
+    let found = credentials::extract(req.headers, key_headers, |t| keys.is_some_and(|k| k.is_key(t)))?;
+    if found.is_empty() {
+        return Err(Reason::CredentialsMissing);
+    }
+    // Kinds first: a credential this route does not take is refused before any work on it.
+    for c in &found {
+        let accepted = match c {
+            Credential::Jwt(_) => auth.accept_jwt,
+            Credential::ApiKey(_) => auth.accept_api_key,
+        };
+        if !accepted {
+            return Err(Reason::CredentialNotAccepted);
+        }
+    }
+    let mut first = None;
+    for c in found {
+        let p = match c {
+            // JWT verification arrives with providers; until then no JWT can be valid.
+            Credential::Jwt(_) => return Err(Reason::TokenInvalid),
+            Credential::ApiKey(key) => keys.ok_or(Reason::KeyUnknown)?.authenticate(key, env.now)?,
+        };
+        first.get_or_insert(p);
+    }
+    first.ok_or(Reason::CredentialsMissing)
+}
+
+fn authorize(
+    cfg: &Config,
+    auth: &AuthRequirements,
+    captures: &[&str],
+    headers: &Headers,
+    p: &mut Principal,
+) -> Result<(), Denial> {
+    if !p.full_access {
+        for req in &auth.permissions {
+            let needed = req.resolve(captures).map_err(|t| Denial::with_detail(Reason::PermissionDenied, t))?;
+            if !grants::grants(&p.permissions, &needed) {
+                return Err(Denial::with_detail(Reason::PermissionDenied, needed));
+            }
+        }
+        for req in &auth.scopes {
+            let needed = req.resolve(captures).map_err(|t| Denial::with_detail(Reason::InsufficientScope, t))?;
+            if !grants::grants(&p.scopes, &needed) {
+                return Err(Denial::with_detail(Reason::InsufficientScope, needed));
+            }
+        }
+    }
+    if !auth.roles.is_empty() && !auth.roles.iter().any(|r| p.roles.contains(r)) {
+        return Err(Reason::RoleRequired.into());
+    }
+    if let Some(org) = header_text(headers, &cfg.organization_header, Reason::OrganizationForbidden)? {
+        // The override may only name an organisation the principal can act in.
+        if p.full_access || p.organization.as_deref() == Some(org) {
+            p.organization = Some(org.to_string());
+        } else {
+            return Err(Reason::OrganizationForbidden.into());
+        }
+    }
+    if auth.organization && p.organization.as_deref().is_none_or(str::is_empty) {
+        return Err(Reason::OrganizationRequired.into());
+    }
+    if auth.workspace {
+        let ws = header_text(headers, &cfg.workspace_header, Reason::WorkspaceForbidden)?
+            .ok_or(Denial::new(Reason::WorkspaceRequired))?;
+        if !p.workspaces.iter().any(|w| w == ws) {
+            return Err(Reason::WorkspaceForbidden.into());
+        }
+        p.workspace = Some(ws.to_string());
+    }
+    Ok(())
+}
+
+/// The single value of a context header, if sent. Several values, or bytes that are not
+/// visible ASCII, name no organisation or workspace the principal may use: `invalid`.
+fn header_text<'h>(headers: &'h Headers, name: &str, invalid: Reason) -> Result<Option<&'h str>, Denial> {
+    let mut values = headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_slice());
+    let Some(first) = values.next() else { return Ok(None) };
+    if values.next().is_some() || !first.iter().all(u8::is_ascii_graphic) {
+        return Err(invalid.into());
+    }
+    let text = std::str::from_utf8(first).map_err(|_| Denial::new(invalid))?;
+    Ok((!text.is_empty()).then_some(text))
+}
+
+/// Header changes for an allowed request: forwarded identity headers are always removed first
+/// (so a client cannot forge them), credentials are stripped unless configured otherwise.
+fn forward(cfg: &Config, principal: Option<Principal>, route: Option<usize>) -> Allow {
+    let fwd = &cfg.forward;
+    let mut remove: Vec<String> = fwd.headers.iter().map(|(name, _)| name.clone()).collect();
+    if fwd.strip_credentials {
+        remove.push("authorization".to_string());
+        if let Some(k) = &cfg.api_keys {
+            remove.extend(k.headers.iter().cloned());
+        }
+    }
+    let mut set = Vec::new();
+    if let Some(p) = &principal {
+        for (name, field) in &fwd.headers {
+            if let Some(value) = p.field_value(field).filter(|v| header_value_safe(v)) {
+                set.push((name.clone(), value));
+            }
+        }
+    }
+    Allow { remove, set, principal, route }
+}
+
+/// Claims are attacker-influenced text: nothing that could split or end a header line.
+fn header_value_safe(v: &str) -> bool {
+    v.len() <= 8192 && v.chars().all(|c| c == '\t' || !c.is_control())
+}
+
+fn deny(cfg: &Config, route: Option<usize>, denial: Denial) -> Decision {
+    let format_index = route.and_then(|i| cfg.routes.get(i)).map_or(cfg.default_format, |r| r.format);
+    let fallback = deny::ErrorFormat::builtin(deny::Builtin::Detail);
+    let format = cfg.formats.get(format_index).unwrap_or(&fallback);
+    let response = deny::render(&denial, format, ChallengeInfo::default());
+    Decision::Deny(Deny { denial, response, route })
+}

@@ -1,0 +1,26 @@
+//! api-auth-filter: inline API authentication for Envoy, as a proxy-wasm filter.
+//!
+//! Everything but `filter` is a pure core that never touches the host: configuration,
+//! credentials, routes, API keys, grants and error responses. `filter` turns a request into
+//! plain data, asks `engine::decide` and acts on the answer.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod apikeys;
+pub mod config;
+pub mod credentials;
+pub mod deny;
+pub mod engine;
+pub mod grants;
+pub mod principal;
+pub mod routes;
+pub mod secret;
+pub mod time;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    filter::install();
+}}

@@ -1,0 +1,175 @@
+//! Which route applies to a request: exact paths, string prefixes (as Envoy's `prefix`) and
+//! templates (`{name}` one segment, `{name...}` the rest). The query string never takes part.
+
+/// A parsed path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    /// Index into the captures of a match.
+    One(usize),
+    Rest(usize),
+}
+
+impl Template {
+    /// Parses `/api/v1/bots/{id}` or `/files/{path...}`. Returns the template and its variable
+    /// names in capture order.
+    pub fn parse(text: &str) -> Result<(Template, Vec<String>), String> {
+        let rest = text.strip_prefix('/').ok_or("a template must start with '/'")?;
+        let mut names: Vec<String> = Vec::new();
+        let mut segments = Vec::new();
+        let parts: Vec<&str> = rest.split('/').collect();
+        for (i, part) in parts.iter().enumerate() {
+            if let Some(inner) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                let (name, is_rest) = match inner.strip_suffix("...") {
+                    Some(n) => (n, true),
+                    None => (inner, false),
+                };
+                if !is_plain_name(name) {
+                    return Err(format!("bad variable name {{{inner}}}"));
+                }
+                if names.iter().any(|n| n == name) {
+                    return Err(format!("variable {{{name}}} appears twice"));
+                }
+                if is_rest && i + 1 != parts.len() {
+                    return Err(format!("{{{name}...}} must be the last segment"));
+                }
+                names.push(name.to_string());
+                segments.push(if is_rest { Segment::Rest(names.len() - 1) } else { Segment::One(names.len() - 1) });
+            } else if part.contains('{') || part.contains('}') {
+                return Err(format!("segment '{part}' mixes text and a variable"));
+            } else {
+                segments.push(Segment::Literal(part.to_string()));
+            }
+        }
+        Ok((Template { segments }, names))
+    }
+
+    /// Matches a path (no query string); on success returns the captured values.
+    pub fn matches<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
+        let rest = path.strip_prefix('/')?;
+        let mut captures = Vec::new();
+        let mut remaining = Some(rest);
+        for seg in &self.segments {
+            let current = remaining?;
+            match seg {
+                Segment::Rest(_) => {
+                    if current.is_empty() {
+                        return None;
+                    }
+                    captures.push(current);
+                    remaining = None;
+                    continue;
+                }
+                Segment::Literal(lit) => {
+                    let (head, tail) = split_segment(current);
+                    if head != lit {
+                        return None;
+                    }
+                    remaining = tail;
+                }
+                Segment::One(_) => {
+                    let (head, tail) = split_segment(current);
+                    if head.is_empty() {
+                        return None;
+                    }
+                    captures.push(head);
+                    remaining = tail;
+                }
+            }
+        }
+        match remaining {
+            None => Some(captures),
+            Some(_) if matches!(self.segments.last(), Some(Segment::Rest(_))) => Some(captures),
+            Some(_) => None,
+        }
+    }
+}
+
+fn split_segment(s: &str) -> (&str, Option<&str>) {
+    match s.find('/') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    }
+}
+
+/// A name that can stand in a scope: letters, digits, `_` and `-`.
+pub fn is_plain_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathPattern {
+    Exact(String),
+    Prefix(String),
+    Template(Template),
+}
+
+impl PathPattern {
+    pub fn matches<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
+        match self {
+            PathPattern::Exact(p) => (p == path).then(Vec::new),
+            PathPattern::Prefix(p) => path.starts_with(p.as_str()).then(Vec::new),
+            PathPattern::Template(t) => t.matches(path),
+        }
+    }
+}
+
+/// The path without query string or fragment.
+pub fn strip_query(path: &str) -> &str {
+    match path.find(['?', '#']) {
+        Some(i) => &path[..i],
+        None => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_table() {
+        let cases: &[(&str, &str, Option<&[&str]>)] = &[
+            ("/v1/tools/agents/{tool}", "/v1/tools/agents/run", Some(&["run"])),
+            ("/v1/tools/agents/{tool}", "/v1/tools/agents/", None),
+            ("/v1/tools/agents/{tool}", "/v1/tools/agents", None),
+            ("/v1/tools/agents/{tool}", "/v1/tools/agents/run/extra", None),
+            ("/v1/tools/agents/{tool}", "/v1/tools/agentsx/run", None),
+            ("/api/v1/bots/{id}/messages/{mid}", "/api/v1/bots/7/messages/9", Some(&["7", "9"])),
+            ("/files/{path...}", "/files/a/b/c.txt", Some(&["a/b/c.txt"])),
+            ("/files/{path...}", "/files/", None),
+            ("/files/{path...}", "/files", None),
+            ("/", "/", Some(&[])),
+            ("/a/b", "/a/b", Some(&[])),
+            ("/a/b", "/a/b/", None),
+        ];
+        for (tpl, path, want) in cases {
+            let (t, _) = Template::parse(tpl).unwrap();
+            let got = t.matches(path);
+            assert_eq!(got.as_deref(), *want, "{tpl} vs {path}");
+        }
+    }
+
+    #[test]
+    fn bad_templates_are_refused() {
+        for bad in ["no-slash", "/a/{x", "/a/{x}/{x}", "/a/{x...}/b", "/a/pre{x}", "/a/{}", "/a/{x y}"] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+        let (_, names) = Template::parse("/a/{x}/{y...}").unwrap();
+        assert_eq!(names, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn patterns_and_query() {
+        assert_eq!(strip_query("/v1/search?q=a/b"), "/v1/search");
+        assert_eq!(strip_query("/v1/search#frag"), "/v1/search");
+        assert!(PathPattern::Exact("/health".into()).matches("/health").is_some());
+        assert!(PathPattern::Exact("/health".into()).matches("/healthz").is_none());
+        assert!(PathPattern::Prefix("/api/".into()).matches("/api/x").is_some());
+        assert!(PathPattern::Prefix("/api/".into()).matches("/apix").is_none());
+    }
+}
