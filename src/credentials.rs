@@ -86,7 +86,8 @@ mod tests {
     fn extraction_table() {
         let keys = vec!["x-api-key".to_string()];
         let jwt = "eyJhbGciOiJIUzI1NiJ9.e30.sig";
-        let cases: Vec<(Vec<(String, Vec<u8>)>, Result<Vec<Credential>, Reason>)> = vec![
+        type Case<'a> = (Vec<(String, Vec<u8>)>, Result<Vec<Credential<'a>>, Reason>);
+        let cases: Vec<Case> = vec![
             (h(&[]), Ok(vec![])),
             (h(&[("authorization", b"Bearer cm_abc")]), Ok(vec![Credential::ApiKey(b"cm_abc")])),
             (h(&[("authorization", b"bearer   cm_abc  ")]), Ok(vec![Credential::ApiKey(b"cm_abc")])),

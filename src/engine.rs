@@ -39,7 +39,7 @@ pub struct Allow {
     pub remove: Vec<String>,
     /// Headers set on the request (after removal).
     pub set: Vec<(String, String)>,
-    pub principal: Option<Principal>,
+    pub principal: Option<Box<Principal>>,
     pub route: Option<usize>,
 }
 
@@ -189,7 +189,7 @@ fn forward(cfg: &Config, principal: Option<Principal>, route: Option<usize>) -> 
             }
         }
     }
-    Allow { remove, set, principal, route }
+    Allow { remove, set, principal: principal.map(Box::new), route }
 }
 
 /// Claims are attacker-influenced text: nothing that could split or end a header line.

@@ -137,26 +137,36 @@ impl Config {
     }
 }
 
-/// serde's messages quote offending values (`invalid value: string "..."`); a value may be a
-/// secret put in the wrong place, so only the kind of value is kept.
+/// serde's messages quote offending values (`invalid value: string "..."`, ``unknown variant
+/// `...` ``); a value may be a secret put in the wrong place, so values are replaced by `…`.
+/// Field names stay: they are the document's keys and what the user needs to see.
 fn scrub_serde_message(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
-    let mut in_quote = false;
-    let mut chars = msg.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if !in_quote => {
-                in_quote = true;
-                out.push_str("\"…\"");
+    let mut rest = msg;
+    loop {
+        let quote = rest.find('"');
+        let variant = rest.find("unknown variant `").map(|i| i + "unknown variant ".len());
+        let (start, close) = match (quote, variant) {
+            (Some(q), Some(v)) if v < q => (v, '`'),
+            (Some(q), _) => (q, '"'),
+            (None, Some(v)) => (v, '`'),
+            (None, None) => break,
+        };
+        out.push_str(&rest[..=start]);
+        let after = &rest[start + 1..];
+        match after.find(close) {
+            Some(end) => {
+                out.push('…');
+                out.push(close);
+                rest = &after[end + 1..];
             }
-            '"' => in_quote = false,
-            '\\' if in_quote => {
-                chars.next();
+            None => {
+                out.push('…');
+                rest = "";
             }
-            _ if in_quote => {}
-            _ => out.push(c),
         }
     }
+    out.push_str(rest);
     out
 }
 

@@ -1,0 +1,250 @@
+//! Decisions on the contracts' API-key rows, in-process (the same rows run end to end in
+//! `integration/`). Configurations come from `../shared/design/examples`, less the sections a
+//! row does not need; inline configurations cover what the examples do not.
+
+mod common;
+
+use api_auth_filter::config::Config;
+use api_auth_filter::engine::{decide, Decision, Env, Request};
+use serde_json::{json, Value};
+
+const NOW: i64 = 1_790_000_000; // 2026-09-21
+
+struct Out {
+    status: u16,
+    body: Value,
+    headers: Vec<(String, String)>,
+    allow: Option<api_auth_filter::engine::Allow>,
+}
+
+fn run(cfg: &Config, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Out {
+    let headers: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+    match decide(cfg, &Request { method, path, headers: &headers }, &Env { now: NOW }) {
+        Decision::Allow(a) => Out { status: 200, body: Value::Null, headers: vec![], allow: Some(a) },
+        Decision::Deny(d) => Out {
+            status: d.response.status,
+            body: serde_json::from_slice(&d.response.body).unwrap(),
+            headers: d.response.headers,
+            allow: None,
+        },
+    }
+}
+
+fn config(v: &Value) -> Config {
+    Config::from_json(&serde_json::to_vec(v).unwrap()).unwrap_or_else(|e| panic!("config: {e}"))
+}
+
+fn without(mut v: Value, fields: &[&str]) -> Value {
+    for f in fields {
+        v.as_object_mut().unwrap().remove(*f);
+    }
+    v
+}
+
+fn bearer(k: &str) -> Vec<u8> {
+    format!("Bearer {k}").into_bytes()
+}
+
+/// method, path, headers, want status, want body (Null when allowed)
+type Row<'a> = (&'a str, &'a str, Vec<(&'a str, &'a [u8])>, u16, Value);
+
+const CREDS: &str = "Could not validate credentials";
+
+#[test]
+fn contract_002_inference_keys() {
+    let Some(ex) = common::example("002") else { return };
+    let cfg = config(&without(ex, &["providers"]));
+    let all = bearer("cm_example_all_services");
+    let llm = bearer("cm_example_llm_only");
+    let bots = bearer("cm_example_bots_reader");
+    let revoked = bearer("cm_example_revoked");
+    let openai = |msg: &str, code: &str| json!({"error": {"message": msg, "type": code, "code": code}});
+    let anthropic = |kind: &str, msg: &str| json!({"type": "error", "error": {"type": kind, "message": msg}});
+    let rows: Vec<Row> = vec![
+        ("POST", "/v1/chat/completions", vec![], 401, openai(CREDS, "credentials_missing")),
+        ("POST", "/v1/chat/completions", vec![("authorization", &llm)], 200, Value::Null),
+        ("POST", "/v1/chat/completions?stream=true", vec![("authorization", &all)], 200, Value::Null),
+        ("POST", "/v1/audio/speech", vec![("authorization", &llm)], 403, openai("Permission denied: tts", "permission_denied")),
+        ("POST", "/v1/audio/transcriptions", vec![("authorization", &llm)], 403, openai("Permission denied: stt", "permission_denied")),
+        ("POST", "/v1/audio/translations", vec![("authorization", &all)], 200, Value::Null),
+        ("POST", "/v1/search", vec![("authorization", &llm)], 403, openai("Permission denied: search", "permission_denied")),
+        ("POST", "/v1/images/generations", vec![("authorization", &all)], 200, Value::Null),
+        ("POST", "/v1/messages", vec![("x-api-key", b"cm_example_llm_only")], 200, Value::Null),
+        ("POST", "/v1/messages", vec![("authorization", &llm)], 200, Value::Null),
+        ("POST", "/anthropic/v1/messages", vec![("x-api-key", b"cm_example_llm_only")], 200, Value::Null),
+        ("POST", "/v1/messages", vec![], 401, anthropic("authentication_error", CREDS)),
+        ("POST", "/v1/messages", vec![("x-api-key", b"cm_example_revoked")], 401, anthropic("authentication_error", CREDS)),
+        ("POST", "/v1/messages", vec![("x-api-key", b"cm_nope")], 401, anthropic("authentication_error", CREDS)),
+        ("GET", "/api/v1/bots", vec![("authorization", &bots)], 200, Value::Null),
+        ("GET", "/api/v1/bots/42", vec![("authorization", &bots)], 200, Value::Null),
+        ("POST", "/api/v1/bots", vec![("authorization", &bots)], 403, json!({"detail": "Insufficient scope: bots:write"})),
+        ("DELETE", "/api/v1/bots/42", vec![("authorization", &bots)], 403, json!({"detail": "Insufficient scope: bots:write"})),
+        // Scopes default to empty: a key with every permission still has no resource access.
+        ("GET", "/api/v1/bots", vec![("authorization", &all)], 403, json!({"detail": "Insufficient scope: bots:read"})),
+        ("GET", "/api/v1/conversations", vec![("authorization", &bots)], 403, json!({"detail": "Insufficient scope: conversations:read"})),
+        ("PATCH", "/api/v1/conversations/1", vec![("authorization", &bots)], 403, json!({"detail": "Insufficient scope: conversations:write"})),
+        ("GET", "/api/v1/knowledge", vec![("authorization", &llm)], 403, json!({"detail": "Insufficient scope: knowledge:read"})),
+        ("POST", "/api/v1/webhooks", vec![("authorization", &bots)], 403, json!({"detail": "Insufficient scope: webhooks:write"})),
+        ("GET", "/api/v1/whatsapp", vec![("authorization", &bots)], 403, json!({"detail": "Insufficient scope: whatsapp:read"})),
+        ("GET", "/api/v1/bots", vec![("authorization", &revoked)], 401, json!({"detail": CREDS})),
+        ("GET", "/api/v1/bots", vec![], 401, json!({"detail": CREDS})),
+        ("GET", "/elsewhere", vec![("authorization", &all)], 404, json!({"detail": "Not found"})),
+        // A key and a second, bad key: every credential must be valid.
+        ("GET", "/api/v1/bots", vec![("authorization", &bots), ("x-api-key", b"cm_nope")], 401, json!({"detail": CREDS})),
+        // A JWT where no provider is configured can never pass.
+        ("GET", "/api/v1/bots", vec![("authorization", b"Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2ln")], 401, json!({"detail": CREDS})),
+    ];
+    check(&cfg, rows);
+}
+
+#[test]
+fn contract_003_scoped_keys() {
+    let Some(ex) = common::example("003") else { return };
+    let cfg = config(&without(ex, &["providers", "protected_resource"]));
+    let full = bearer("cf_ak_example_full_access");
+    let agents = bearer("cf_ak_example_agents_only");
+    let list = bearer("cf_ak_example_list_roadmap");
+    let revoked = bearer("cf_ak_example_revoked");
+    let old = bearer("cf_ak_example_expired");
+    let unknown = bearer("cf_ak_nope");
+    let rows: Vec<Row> = vec![
+        ("GET", "/v1/tools/platform/roadmap-items", vec![("authorization", &full)], 200, Value::Null),
+        ("POST", "/v1/tools/platform/roadmap-items", vec![("authorization", &full)], 200, Value::Null),
+        ("GET", "/v1/tools/platform/roadmap-items", vec![("authorization", &list)], 200, Value::Null),
+        (
+            "POST",
+            "/v1/tools/platform/roadmap-items",
+            vec![("authorization", &list)],
+            403,
+            json!({"detail": "Insufficient scope: tools:platform.create_roadmap_item"}),
+        ),
+        (
+            "GET",
+            "/v1/tools/platform/roadmap-items",
+            vec![("authorization", &agents)],
+            403,
+            json!({"detail": "Insufficient scope: tools:platform.list_roadmap_items"}),
+        ),
+        ("POST", "/v1/tools/agents/run", vec![("authorization", &agents)], 200, Value::Null),
+        ("POST", "/v1/tools/agents/run", vec![("authorization", &list)], 403, json!({"detail": "Insufficient scope: tools:agents.run"})),
+        ("POST", "/v1/tools/agents/run", vec![("authorization", &full)], 200, Value::Null),
+        ("GET", "/v1/anything", vec![("authorization", &list)], 200, Value::Null),
+        ("GET", "/v1/anything", vec![("authorization", &revoked)], 401, json!({"detail": CREDS})),
+        ("GET", "/v1/anything", vec![("authorization", &old)], 401, json!({"detail": CREDS})),
+        ("GET", "/v1/mcp", vec![], 401, json!({"error": "unauthorized"})),
+        ("GET", "/v1/mcp", vec![("authorization", &unknown)], 401, json!({"error": "unauthorized"})),
+        ("GET", "/v1/mcp", vec![("authorization", &agents)], 200, Value::Null),
+        ("GET", "/v1/.well-known/oauth-protected-resource", vec![], 200, Value::Null),
+        // The default organisation of the keys is org_abc123; another one is refused.
+        ("GET", "/v1/anything", vec![("authorization", &list), ("x-organization-id", b"org_abc123")], 200, Value::Null),
+        ("GET", "/v1/anything", vec![("authorization", &list), ("x-organization-id", b"org_other")], 403, json!({"detail": "Forbidden"})),
+    ];
+    check(&cfg, rows);
+}
+
+fn check(cfg: &Config, rows: Vec<Row>) {
+    let mut failures = Vec::new();
+    for (method, path, headers, status, body) in rows {
+        let out = run(cfg, method, path, &headers);
+        if out.status != status || out.body != body {
+            failures.push(format!("{method} {path} {:?}: got {} {}, want {status} {body}", names(&headers), out.status, out.body));
+        }
+        if status == 401 {
+            let www = out.headers.iter().find(|(n, _)| n == "www-authenticate").map(|(_, v)| v.as_str());
+            let presented = !headers.is_empty();
+            let want = if presented { Some("Bearer error=\"invalid_token\"") } else { Some("Bearer") };
+            if www != want {
+                failures.push(format!("{method} {path}: www-authenticate {www:?}, want {want:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+fn names(h: &[(&str, &[u8])]) -> Vec<String> {
+    h.iter().map(|(n, _)| n.to_string()).collect()
+}
+
+#[test]
+fn forwarding_strips_credentials_and_blocks_forgery() {
+    let cfg = config(&json!({
+        "api_keys": { "prefixes": ["cm_"], "keys": [
+            { "id": "key_llm", "sha256": "702ce15cea74f7ca360a308b04e329e510812dcfd4d05bd29b0c60f44c06d68a", "permissions": ["llm"], "organization": "org_1" }
+        ] },
+        "routes": [
+            { "match": { "path": "/public" }, "auth": "none" },
+            { "match": { "prefix": "/" }, "auth": {} }
+        ],
+        "forward": { "headers": { "x-auth-key-id": "key_id", "x-auth-org": "organization", "x-auth-kind": "kind", "x-auth-scopes": "scopes" } }
+    }));
+    let out = run(&cfg, "GET", "/x", &[("authorization", b"Bearer cm_example_llm_only"), ("x-auth-key-id", b"forged")]);
+    let a = out.allow.expect("allowed");
+    for h in ["x-auth-key-id", "x-auth-org", "x-auth-kind", "x-auth-scopes", "authorization", "x-api-key"] {
+        assert!(a.remove.iter().any(|r| r == h), "{h} removed");
+    }
+    let set: Vec<(&str, &str)> = a.set.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    assert!(set.contains(&("x-auth-key-id", "key_llm")));
+    assert!(set.contains(&("x-auth-org", "org_1")));
+    assert!(set.contains(&("x-auth-kind", "api_key")));
+    assert!(!set.iter().any(|(n, _)| *n == "x-auth-scopes"), "empty lists are not forwarded");
+    // Public routes also lose forged identity headers, and set none.
+    let public = run(&cfg, "GET", "/public", &[("x-auth-key-id", b"forged")]).allow.expect("public");
+    assert!(public.remove.iter().any(|r| r == "x-auth-key-id"));
+    assert!(public.set.is_empty());
+}
+
+#[test]
+fn strip_credentials_off_keeps_them() {
+    let cfg = config(&json!({
+        "api_keys": { "prefixes": ["cm_"], "keys": [{ "id": "k", "sha256": "702ce15cea74f7ca360a308b04e329e510812dcfd4d05bd29b0c60f44c06d68a" }] },
+        "routes": [{ "match": { "prefix": "/" }, "auth": {} }],
+        "forward": { "strip_credentials": false }
+    }));
+    let a = run(&cfg, "GET", "/", &[("x-api-key", b"cm_example_llm_only")]).allow.expect("allowed");
+    assert!(a.remove.is_empty());
+}
+
+#[test]
+fn unmatched_allow_and_methods() {
+    let cfg = config(&json!({
+        "routes": [{ "match": { "path": "/only-get", "methods": ["get"] }, "auth": "none" }],
+        "unmatched": "allow"
+    }));
+    assert!(run(&cfg, "GET", "/only-get", &[]).allow.is_some());
+    // POST falls through to the unmatched policy, here allow.
+    assert!(run(&cfg, "POST", "/only-get", &[]).allow.is_some());
+    let deny = config(&json!({ "routes": [{ "match": { "path": "/only-get", "methods": ["GET"] }, "auth": "none" }] }));
+    assert_eq!(run(&deny, "POST", "/only-get", &[]).status, 404);
+}
+
+#[test]
+fn roles_organisation_workspace_and_formats() {
+    let cfg = config(&json!({
+        "api_keys": { "prefixes": ["wsk_"], "headers": [], "keys": [
+            { "id": "tok_ws1", "sha256": "8668c3cef16941ebf59d72c6e75f5134b9a6e6ee139c07ce31297daabaadd623", "workspaces": ["ws_1"], "scopes": ["*"], "permissions": ["*"] }
+        ] },
+        "routes": [
+            { "match": { "prefix": "/admin" }, "auth": { "roles": ["admin"] }, "errors": "mine" },
+            { "match": { "prefix": "/org" }, "auth": { "organization": true } },
+            { "match": { "prefix": "/v1/" }, "auth": { "workspace": true } }
+        ],
+        "error_formats": { "mine": { "base": "detail", "reasons": { "role_required": { "message": "Admin role required" } } } },
+        "forward": { "headers": { "x-auth-workspace": "workspace" } }
+    }));
+    let tok = b"Bearer wsk_example_workspace_one".as_slice();
+    let r = run(&cfg, "GET", "/admin", &[("authorization", tok)]);
+    assert_eq!((r.status, r.body), (403, json!({"detail": "Admin role required"})));
+    let r = run(&cfg, "GET", "/org", &[("authorization", tok)]);
+    assert_eq!((r.status, r.body), (403, json!({"detail": "Organization required"})));
+    let r = run(&cfg, "GET", "/v1/items", &[("authorization", tok)]);
+    assert_eq!((r.status, r.body), (400, json!({"detail": "Workspace required"})));
+    let r = run(&cfg, "GET", "/v1/items", &[("authorization", tok), ("x-workspace-id", b"ws_2")]);
+    assert_eq!((r.status, r.body), (403, json!({"detail": "Forbidden"})));
+    let r = run(&cfg, "GET", "/v1/items", &[("authorization", tok), ("x-workspace-id", b"ws_\xff")]);
+    assert_eq!(r.status, 403);
+    let ok = run(&cfg, "GET", "/v1/items", &[("authorization", tok), ("x-workspace-id", b"ws_1")]).allow.expect("allowed");
+    assert!(ok.set.contains(&("x-auth-workspace".to_string(), "ws_1".to_string())));
+    // Key headers are off ([]): x-api-key is not a credential here.
+    let r = run(&cfg, "GET", "/v1/items", &[("x-api-key", b"wsk_example_workspace_one"), ("x-workspace-id", b"ws_1")]);
+    assert_eq!(r.status, 401);
+}
