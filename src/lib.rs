@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod deny;
 pub mod engine;
 pub mod grants;
+pub mod jwks_cache;
 pub mod principal;
 pub mod routes;
 pub mod secret;
