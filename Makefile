@@ -39,3 +39,14 @@ test: tools build test-host validate test-e2e
 
 clean:
 	cargo clean
+
+# --- end to end --------------------------------------------------------------------------------
+validate: envoy build
+	@for f in envoy/*.yaml; do echo "validate $$f"; $(ENVOY) --mode validate -c $$f --log-level warn >/dev/null || exit 1; done
+
+test-e2e: envoy build
+	cargo test -p api-auth-integration -- --test-threads=2
+
+run: envoy build
+	@cargo build -q -p api-auth-integration --bin echo-upstream
+	@bash envoy/run-demo.sh

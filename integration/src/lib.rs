@@ -1,0 +1,718 @@
+//! The end-to-end test bed: the built filter inside a real Envoy, a loopback upstream that
+//! echoes what it received, mock servers for JWKS and key services, and a raw HTTP/1.1 client
+//! that can send any header bytes. Everything binds 127.0.0.1 on free ports and is stopped on
+//! drop, also when a test panics.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `../shared` beside the repository (or `$SHARED`); `None`, with a message, when absent.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("SHARED").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: {} not found", dir.display());
+        None
+    }
+}
+
+/// An example configuration of `../shared/design/examples` by number prefix ("002").
+pub fn example(prefix: &str) -> Option<Value> {
+    let dir = shared_dir()?.join("design/examples");
+    let entry = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with(prefix))?;
+    let text = std::fs::read_to_string(entry.path()).expect("read example");
+    Some(serde_json::from_str(&text).expect("example is JSON"))
+}
+
+fn envoy_bin() -> PathBuf {
+    let bin = std::env::var_os("ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".tools/envoy-1.40.0/envoy/_bin/envoy"));
+    assert!(bin.is_file(), "Envoy not found at {}: run `make envoy` (make test does)", bin.display());
+    bin
+}
+
+fn wasm_path() -> PathBuf {
+    let rel = std::env::var("WASM").unwrap_or_else(|_| "target/wasm32-wasip1/release/api_auth_filter.wasm".into());
+    let p = Path::new(&rel);
+    let p = if p.is_absolute() { p.to_path_buf() } else { repo_root().join(p) };
+    assert!(p.is_file(), "filter not built at {}: run `make build` (make test does)", p.display());
+    p.canonicalize().expect("canonical wasm path")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+/// A request as a server received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    /// Lower-case names, raw values, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub delay: Duration,
+}
+
+impl Canned {
+    pub fn json(status: u16, body: &str) -> Canned {
+        Canned {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+enum Mode {
+    Echo,
+    Canned(Canned),
+}
+
+struct ServerState {
+    mode: Mutex<Mode>,
+    seen: Mutex<Vec<Recorded>>,
+    stop: AtomicBool,
+}
+
+/// An HTTP/1.1 server on loopback: an echo upstream or a mock with a settable answer.
+pub struct Server {
+    port: u16,
+    state: Arc<ServerState>,
+}
+
+impl Server {
+    /// Answers 200 with a JSON echo of the request: method, path, headers, body.
+    pub fn echo() -> Server {
+        Server::start(Mode::Echo)
+    }
+
+    pub fn mock(answer: Canned) -> Server {
+        Server::start(Mode::Canned(answer))
+    }
+
+    pub fn echo_on(port: u16) -> Server {
+        Server::start_on(port, Mode::Echo)
+    }
+
+    fn start(mode: Mode) -> Server {
+        Server::start_on(0, mode)
+    }
+
+    fn start_on(port: u16, mode: Mode) -> Server {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind loopback");
+        let port = listener.local_addr().expect("addr").port();
+        let state = Arc::new(ServerState { mode: Mutex::new(mode), seen: Mutex::new(Vec::new()), stop: AtomicBool::new(false) });
+        let st = state.clone();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = conn {
+                    let st = st.clone();
+                    thread::spawn(move || serve_connection(stream, &st));
+                }
+            }
+        });
+        Server { port, state }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn set(&self, answer: Canned) {
+        *self.state.mode.lock().unwrap() = Mode::Canned(answer);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.seen.lock().unwrap().len()
+    }
+
+    pub fn clear(&self) {
+        self.state.seen.lock().unwrap().clear();
+    }
+
+    /// Waits (bounded) until at least `n` requests were seen; returns whether they were.
+    pub fn wait_for(&self, n: usize, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if self.count() >= n {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.count() >= n
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve_connection(stream: TcpStream, st: &ServerState) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let Some(req) = read_request(&mut reader) else { return };
+        let close = req.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        st.seen.lock().unwrap().push(req.clone());
+        let answer = match &*st.mode.lock().unwrap() {
+            Mode::Echo => {
+                let headers: serde_json::Map<String, Value> = req
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.clone(), Value::String(String::from_utf8_lossy(v).into_owned())))
+                    .collect();
+                let body = serde_json::json!({
+                    "method": req.method, "path": req.path, "headers": headers,
+                    "body": String::from_utf8_lossy(&req.body),
+                });
+                Canned::json(200, &body.to_string())
+            }
+            Mode::Canned(c) => c.clone(),
+        };
+        if !answer.delay.is_zero() {
+            thread::sleep(answer.delay);
+        }
+        let mut out = format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\n", answer.status, answer.body.len());
+        for (n, v) in &answer.headers {
+            out.push_str(&format!("{n}: {v}\r\n"));
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&answer.body);
+        if writer.write_all(&bytes).is_err() || close {
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+fn read_line(r: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut line = Vec::new();
+    let n = r.read_until(b'\n', &mut line).ok()?;
+    if n == 0 {
+        return None;
+    }
+    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        line.pop();
+    }
+    Some(line)
+}
+
+fn read_head(r: &mut impl BufRead) -> Option<(Vec<u8>, Vec<(String, Vec<u8>)>)> {
+    let first = read_line(r)?;
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(r)?;
+        if line.is_empty() {
+            break;
+        }
+        let colon = line.iter().position(|b| *b == b':')?;
+        let name = String::from_utf8_lossy(&line[..colon]).trim().to_ascii_lowercase();
+        let mut value = &line[colon + 1..];
+        while value.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            value = &value[1..];
+        }
+        headers.push((name, value.to_vec()));
+    }
+    Some((first, headers))
+}
+
+fn read_body(r: &mut impl BufRead, headers: &[(String, Vec<u8>)]) -> Option<Vec<u8>> {
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| String::from_utf8_lossy(v).trim().to_string());
+    if get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let size_line = read_line(r)?;
+            let text = String::from_utf8_lossy(&size_line);
+            let size = usize::from_str_radix(text.split(';').next()?.trim(), 16).ok()?;
+            if size == 0 {
+                while !read_line(r)?.is_empty() {}
+                return Some(body);
+            }
+            let mut chunk = vec![0; size];
+            r.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk);
+            read_line(r)?;
+        }
+    }
+    let len: usize = get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+fn read_request(r: &mut impl BufRead) -> Option<Recorded> {
+    let (first, headers) = read_head(r)?;
+    let first = String::from_utf8_lossy(&first).into_owned();
+    let mut parts = first.split(' ');
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let body = read_body(r, &headers)?;
+    Some(Recorded { method, path, headers, body })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    pub fn new(method: &str, path: &str) -> Req {
+        Req { method: method.into(), path: path.into(), headers: Vec::new(), body: Vec::new() }
+    }
+    pub fn get(path: &str) -> Req {
+        Req::new("GET", path)
+    }
+    pub fn post(path: &str) -> Req {
+        Req::new("POST", path)
+    }
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Req {
+        self.headers.push((name.into(), value.as_ref().to_vec()));
+        self
+    }
+    pub fn bearer(self, token: &str) -> Req {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+    pub fn body(mut self, body: impl AsRef<[u8]>) -> Req {
+        self.body = body.as_ref().to_vec();
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request on a fresh connection (`Connection: close`) and reads the whole answer.
+pub fn send(port: u16, req: &Req) -> Resp {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to Envoy");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut out = format!("{} {} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n", req.method, req.path).into_bytes();
+    for (n, v) in &req.headers {
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !req.body.is_empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH" {
+        out.extend_from_slice(format!("content-length: {}\r\n", req.body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&req.body);
+    stream.write_all(&out).expect("send request");
+    let mut reader = BufReader::new(stream);
+    let (first, headers) = read_head(&mut reader).expect("response head");
+    let status: u16 = String::from_utf8_lossy(&first).split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let body = if headers.iter().any(|(n, _)| n == "content-length" || n == "transfer-encoding") {
+        read_body(&mut reader, &headers).unwrap_or_default()
+    } else {
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+        rest
+    };
+    let headers = headers.into_iter().map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned())).collect();
+    Resp { status, headers, body }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Envoy
+
+pub struct EnvoyOpts {
+    pub filter_config: Value,
+    pub upstream_port: u16,
+    /// Extra STATIC clusters on 127.0.0.1: (name, port).
+    pub clusters: Vec<(String, u16)>,
+    pub concurrency: u32,
+    pub vm_env: Vec<(String, String)>,
+}
+
+impl EnvoyOpts {
+    pub fn new(filter_config: Value, upstream_port: u16) -> EnvoyOpts {
+        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new() }
+    }
+    pub fn cluster(mut self, name: &str, port: u16) -> EnvoyOpts {
+        self.clusters.push((name.into(), port));
+        self
+    }
+    pub fn concurrency(mut self, n: u32) -> EnvoyOpts {
+        self.concurrency = n;
+        self
+    }
+    pub fn env(mut self, name: &str, value: &str) -> EnvoyOpts {
+        self.vm_env.push((name.into(), value.into()));
+        self
+    }
+}
+
+static BASE_ID: AtomicU32 = AtomicU32::new(0);
+
+pub struct Envoy {
+    child: Child,
+    port: u16,
+    admin_port: u16,
+    log_path: PathBuf,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn cluster_yaml(name: &str, port: u16) -> String {
+    format!(
+        r#"  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+"#
+    )
+}
+
+/// The bootstrap the tests run: one listener, the filter before the router, path normalisation
+/// on (the filter must judge the path the router routes).
+pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path) -> String {
+    let config = serde_json::to_string(&opts.filter_config).expect("config");
+    let env: String = if opts.vm_env.is_empty() {
+        String::new()
+    } else {
+        let kv: Vec<String> = opts.vm_env.iter().map(|(k, v)| format!("{}: {}", k, serde_json::to_string(v).unwrap())).collect();
+        format!("\n              environment_variables:\n                key_values: {{ {} }}", kv.join(", "))
+    };
+    let mut clusters = cluster_yaml("upstream", opts.upstream_port);
+    for (name, p) in &opts.clusters {
+        clusters.push_str(&cluster_yaml(name, *p));
+    }
+    format!(
+        r#"admin:
+  address:
+    socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
+static_resources:
+  listeners:
+  - name: main
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          normalize_path: true
+          merge_slashes: true
+          path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream }}
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: api_auth
+                root_id: api_auth
+                fail_open: false
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {config_json}
+                vm_config:
+                  vm_id: api_auth
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {wasm} }} }}{env}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{clusters}"#,
+        config_json = serde_json::to_string(&config).expect("quoted"),
+        wasm = serde_json::to_string(&wasm.display().to_string()).expect("path"),
+    )
+}
+
+impl Envoy {
+    pub fn start(opts: EnvoyOpts) -> Envoy {
+        let bin = envoy_bin();
+        let wasm = wasm_path();
+        let n = BASE_ID.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("api-auth-e2e-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = TempDir(dir);
+        for _attempt in 0..3 {
+            let (port, admin_port) = (free_port(), free_port());
+            let yaml = bootstrap_yaml(&opts, port, admin_port, &wasm);
+            let cfg_path = dir.0.join("envoy.yaml");
+            std::fs::write(&cfg_path, yaml).expect("write bootstrap");
+            let log_path = dir.0.join("envoy.log");
+            let child = Command::new(&bin)
+                .arg("-c")
+                .arg(&cfg_path)
+                .args(["--concurrency", &opts.concurrency.to_string(), "--log-level", "info", "--use-dynamic-base-id"])
+                .arg("--log-path")
+                .arg(&log_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start Envoy");
+            let mut envoy = Envoy { child, port, admin_port, log_path, _dir: TempDir(PathBuf::new()) };
+            if envoy.wait_ready(Duration::from_secs(20)) {
+                envoy._dir = dir;
+                return envoy;
+            }
+            let log = envoy.log();
+            let exited = envoy.child.try_wait().ok().flatten().is_some();
+            drop(envoy);
+            // A port taken between probe and bind is worth another try; anything else is not.
+            if !(exited && log.contains("Address already in use")) {
+                panic!("Envoy did not become ready. Log:\n{log}");
+            }
+        }
+        panic!("Envoy could not bind free ports three times");
+    }
+
+    fn wait_ready(&mut self, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.admin_port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.write_all(b"GET /ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+                let mut text = String::new();
+                let _ = s.read_to_string(&mut text);
+                if text.starts_with("HTTP/1.1 200") && text.contains("LIVE") {
+                    return true;
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn send(&self, req: &Req) -> Resp {
+        send(self.port, req)
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        send(self.admin_port, &Req::get(path)).text()
+    }
+
+    /// Envoy's counter or gauge value, by exact name.
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        self.admin("/stats").lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Table cases
+
+pub enum Upstream {
+    /// The upstream must not have received this request.
+    None,
+    /// The upstream received it, with these headers set and these absent.
+    Saw { present: Vec<(&'static str, String)>, absent: Vec<&'static str> },
+}
+
+pub struct Case {
+    pub name: &'static str,
+    pub req: Req,
+    pub status: u16,
+    /// Exact JSON body, when given.
+    pub body: Option<Value>,
+    /// Response headers that must be present with these values.
+    pub headers: Vec<(&'static str, String)>,
+    pub upstream: Upstream,
+}
+
+/// Runs every case, collects every failure, and panics with all of them and the Envoy log.
+pub fn run_cases(envoy: &Envoy, upstream: &Server, cases: Vec<Case>) {
+    let mut failures = Vec::new();
+    for case in &cases {
+        upstream.clear();
+        let resp = envoy.send(&case.req);
+        let mut problems = Vec::new();
+        if resp.status != case.status {
+            problems.push(format!("status {} want {}", resp.status, case.status));
+        }
+        if let Some(want) = &case.body {
+            if &resp.json() != want {
+                problems.push(format!("body {} want {}", resp.text(), want));
+            }
+        }
+        for (name, value) in &case.headers {
+            if resp.header(name) != Some(value.as_str()) {
+                problems.push(format!("header {name}: {:?} want {value:?}", resp.header(name)));
+            }
+        }
+        let seen = upstream.requests();
+        match &case.upstream {
+            Upstream::None => {
+                if !seen.is_empty() {
+                    problems.push(format!("upstream saw {} request(s), want none", seen.len()));
+                }
+            }
+            Upstream::Saw { present, absent } => match seen.first() {
+                None => problems.push("upstream saw nothing".into()),
+                Some(r) => {
+                    for (name, value) in present {
+                        if r.header(name).as_deref() != Some(value.as_str()) {
+                            problems.push(format!("upstream header {name}: {:?} want {value:?}", r.header(name)));
+                        }
+                    }
+                    for name in absent {
+                        if let Some(v) = r.header(name) {
+                            problems.push(format!("upstream header {name} present ({} bytes), want absent", v.len()));
+                        }
+                    }
+                }
+            },
+        }
+        if !problems.is_empty() {
+            failures.push(format!("- {}: {}", case.name, problems.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}\n--- Envoy log ---\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n"),
+        envoy.log()
+    );
+    eprintln!("{} cases passed", cases.len());
+}
+
+/// Shorthand for the common expectations.
+pub fn denied(name: &'static str, req: Req, status: u16, body: Value) -> Case {
+    Case { name, req, status, body: Some(body), headers: vec![("content-type", "application/json".into())], upstream: Upstream::None }
+}
+
+pub fn allowed(name: &'static str, req: Req, present: Vec<(&'static str, String)>) -> Case {
+    Case {
+        name,
+        req,
+        status: 200,
+        body: None,
+        headers: vec![],
+        upstream: Upstream::Saw { present, absent: vec!["authorization", "x-api-key"] },
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub type Map = HashMap<String, String>;
