@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// Every way a request can be refused. The code (`as_str`) is stable: it appears in logs,
 /// stats, error bodies and configuration (`error_formats.*.reasons`).
@@ -177,20 +177,22 @@ impl Builtin {
         }
     }
 
-    fn body(self, reason: Reason, status: u16, message: &str) -> Value {
+    /// The body, with fields in the order the documented APIs send them (serde_json's `Value`
+    /// would sort them).
+    fn body(self, reason: Reason, status: u16, message: &str) -> String {
+        let msg = json_string(message);
+        let code = reason.as_str();
         match self {
-            Builtin::Detail => json!({ "detail": message }),
+            Builtin::Detail => format!("{{\"detail\":{msg}}}"),
             Builtin::Error => {
                 let code = match status {
                     401 => "unauthorized",
                     403 => "forbidden",
-                    _ => reason.as_str(),
+                    _ => code,
                 };
-                json!({ "error": code })
+                format!("{{\"error\":\"{code}\"}}")
             }
-            Builtin::OpenAi => json!({
-                "error": { "message": message, "type": reason.as_str(), "code": reason.as_str() }
-            }),
+            Builtin::OpenAi => format!("{{\"error\":{{\"message\":{msg},\"type\":\"{code}\",\"code\":\"{code}\"}}}}"),
             Builtin::Anthropic => {
                 // Anthropic's documented error types, by status.
                 let kind = match status {
@@ -202,10 +204,14 @@ impl Builtin {
                     429 => "rate_limit_error",
                     _ => "api_error",
                 };
-                json!({ "type": "error", "error": { "type": kind, "message": message } })
+                format!("{{\"type\":\"error\",\"error\":{{\"type\":\"{kind}\",\"message\":{msg}}}}}")
             }
         }
     }
+}
+
+fn json_string(s: &str) -> String {
+    Value::String(s.to_string()).to_string()
 }
 
 /// Per-reason overrides of a format.
@@ -251,7 +257,7 @@ pub fn render(denial: &Denial, format: &ErrorFormat, challenge: ChallengeInfo<'_
     let template = over.and_then(|o| o.message.as_deref()).unwrap_or_else(|| reason.default_message());
     let message = fill(template, denial);
     let body = match over.and_then(|o| o.body.as_ref()) {
-        Some(custom) => fill_value(custom, denial, &message),
+        Some(custom) => fill_value(custom, denial, &message).to_string(),
         None => format.base.body(reason, status, &message),
     };
 
@@ -259,7 +265,7 @@ pub fn render(denial: &Denial, format: &ErrorFormat, challenge: ChallengeInfo<'_
     if let Some(value) = challenge_header(denial, status, challenge) {
         headers.push(("www-authenticate".to_string(), value));
     }
-    LocalResponse { status, headers, body: body.to_string().into_bytes() }
+    LocalResponse { status, headers, body: body.into_bytes() }
 }
 
 fn challenge_header(denial: &Denial, status: u16, challenge: ChallengeInfo<'_>) -> Option<String> {
@@ -313,6 +319,7 @@ fn fill_value(value: &Value, denial: &Denial, message: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn body(resp: &LocalResponse) -> Value {
         serde_json::from_slice(&resp.body).unwrap()
@@ -377,6 +384,23 @@ mod tests {
             assert_eq!(body(&resp), want, "{denial:?}");
             assert_eq!(header(&resp, "content-type"), Some("application/json"));
         }
+    }
+
+    #[test]
+    fn bodies_keep_the_documented_field_order() {
+        let none = ChallengeInfo::default();
+        let openai = render(&Denial::with_detail(Reason::PermissionDenied, "tts"), &ErrorFormat::builtin(Builtin::OpenAi), none);
+        assert_eq!(
+            String::from_utf8(openai.body).unwrap(),
+            r#"{"error":{"message":"Permission denied: tts","type":"permission_denied","code":"permission_denied"}}"#
+        );
+        let anthropic = render(&Reason::KeyUnknown.into(), &ErrorFormat::builtin(Builtin::Anthropic), none);
+        assert_eq!(
+            String::from_utf8(anthropic.body).unwrap(),
+            r#"{"type":"error","error":{"type":"authentication_error","message":"Could not validate credentials"}}"#
+        );
+        let detail = render(&Reason::OrganizationRequired.into(), &ErrorFormat::builtin(Builtin::Detail), none);
+        assert_eq!(String::from_utf8(detail.body).unwrap(), r#"{"detail":"Organization required"}"#);
     }
 
     #[test]
