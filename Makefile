@@ -35,7 +35,7 @@ lint:
 test-host:
 	cargo test -p api-auth-filter
 
-test: tools build test-host validate test-e2e
+test: tools build lint test-host validate test-e2e
 
 clean:
 	cargo clean
