@@ -4,11 +4,14 @@
 //! credential, and the route's accepted kinds); then permissions, scopes, roles, organisation,
 //! workspace.
 
-use crate::config::{AuthRequirements, Config, Route, Unmatched};
+use std::rc::Rc;
+
+use crate::config::{AuthRequirements, Config, KeySource, Route, Unmatched};
 use crate::credentials::{self, Credential, Headers};
 use crate::deny::{self, ChallengeInfo, Denial, LocalResponse, Reason};
 use crate::grants;
-use crate::principal::Principal;
+use crate::jwt::{self, KeySet, VerifyError};
+use crate::principal::{Kind, Principal};
 use crate::routes::strip_query;
 
 /// A request as the core sees it. Header names are lower-case.
@@ -22,15 +25,57 @@ pub struct Request<'a> {
 
 /// What the host knows that a request does not carry.
 #[derive(Debug, Clone, Copy)]
-pub struct Env {
+pub struct Env<'a> {
     /// Unix seconds.
     pub now: i64,
+    /// The keys of each provider, by index.
+    pub keys: &'a [KeySlot],
+}
+
+/// One provider's keys as this worker has them now.
+#[derive(Debug, Clone, Default)]
+pub struct KeySlot {
+    pub keys: Option<Rc<KeySet>>,
+    /// The request may wait for the first keys (else: keys_unavailable).
+    pub can_wait: bool,
+    /// The request may wait for a refetch on an unknown `kid` (else: token_invalid).
+    pub can_refetch: bool,
+}
+
+/// Key slots with the inline keys of a configuration and no remote keys (tests, tools).
+pub fn inline_keys(cfg: &Config) -> Vec<KeySlot> {
+    cfg.providers
+        .iter()
+        .map(|p| match &p.keys {
+            KeySource::Inline(k) => KeySlot { keys: Some(k.clone()), ..KeySlot::default() },
+            KeySource::Remote(_) => KeySlot::default(),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Allow(Allow),
     Deny(Deny),
+    /// Decide again once the provider's keys arrive (or change, for `refetch`).
+    Wait(Wait),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    pub provider: usize,
+    pub refetch: bool,
+}
+
+enum Fail {
+    Deny(Reason),
+    Wait(Wait),
+}
+
+impl From<Reason> for Fail {
+    fn from(r: Reason) -> Self {
+        Fail::Deny(r)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -50,7 +95,7 @@ pub struct Deny {
     pub route: Option<usize>,
 }
 
-pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env) -> Decision {
+pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
     let path = strip_query(req.path);
     let Some((index, route, captures)) = find_route(cfg, req.method, path) else {
         return match cfg.unmatched {
@@ -63,7 +108,8 @@ pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env) -> Decision {
     };
     let mut principal = match authenticate(cfg, auth, req, env) {
         Ok(p) => p,
-        Err(reason) => return deny(cfg, Some(index), reason.into()),
+        Err(Fail::Deny(reason)) => return deny(cfg, Some(index), reason.into()),
+        Err(Fail::Wait(w)) => return Decision::Wait(w),
     };
     if let Err(denial) = authorize(cfg, auth, &captures, req.headers, &mut principal) {
         return deny(cfg, Some(index), denial);
@@ -83,12 +129,12 @@ fn find_route<'c, 'p>(cfg: &'c Config, method: &str, path: &'p str) -> Option<(u
 }
 
 /// Every presented credential must be accepted here and valid; the first defines the principal.
-fn authenticate(cfg: &Config, auth: &AuthRequirements, req: &Request<'_>, env: &Env) -> Result<Principal, Reason> {
+fn authenticate(cfg: &Config, auth: &AuthRequirements, req: &Request<'_>, env: &Env<'_>) -> Result<Principal, Fail> {
     let keys = cfg.api_keys.as_ref();
     let key_headers: &[String] = keys.map(|k| k.headers.as_slice()).unwrap_or(&[]);
     let found = credentials::extract(req.headers, key_headers, |t| keys.is_some_and(|k| k.is_key(t)))?;
     if found.is_empty() {
-        return Err(Reason::CredentialsMissing);
+        return Err(Reason::CredentialsMissing.into());
     }
     // Kinds first: a credential this route does not take is refused before any work on it.
     for c in &found {
@@ -97,19 +143,62 @@ fn authenticate(cfg: &Config, auth: &AuthRequirements, req: &Request<'_>, env: &
             Credential::ApiKey(_) => auth.accept_api_key,
         };
         if !accepted {
-            return Err(Reason::CredentialNotAccepted);
+            return Err(Reason::CredentialNotAccepted.into());
         }
     }
     let mut first = None;
     for c in found {
         let p = match c {
-            // JWT verification arrives with providers; until then no JWT can be valid.
-            Credential::Jwt(_) => return Err(Reason::TokenInvalid),
+            Credential::Jwt(token) => verify_jwt(cfg, auth, token, env)?,
             Credential::ApiKey(key) => keys.ok_or(Reason::KeyUnknown)?.authenticate(key, env.now)?,
         };
         first.get_or_insert(p);
     }
-    first.ok_or(Reason::CredentialsMissing)
+    Ok(first.ok_or(Reason::CredentialsMissing)?)
+}
+
+/// jwt_authn's order: parse, issuer, time and audience, key, signature.
+fn verify_jwt(cfg: &Config, auth: &AuthRequirements, token: &str, env: &Env<'_>) -> Result<Principal, Fail> {
+    let decoded = jwt::decode(token)?;
+    let claims = decoded.claims()?;
+    let iss = claims.get("iss").and_then(|v| v.as_str()).ok_or(Reason::IssuerUnknown)?;
+    let mut known_issuer = false;
+    let index = cfg
+        .providers
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.rules.issuer == iss)
+        .inspect(|_| known_issuer = true)
+        .find(|(i, _)| auth.providers.as_ref().is_none_or(|allowed| allowed.contains(i)))
+        .map(|(i, _)| i);
+    let Some(index) = index else {
+        return Err(if known_issuer { Reason::CredentialNotAccepted } else { Reason::IssuerUnknown }.into());
+    };
+    let provider = &cfg.providers[index];
+    jwt::validate_claims(&claims, &provider.rules, env.now)?;
+    let slot = env.keys.get(index).cloned().unwrap_or_default();
+    let Some(keys) = slot.keys else {
+        return Err(if slot.can_wait { Fail::Wait(Wait { provider: index, refetch: false }) } else { Reason::KeysUnavailable.into() });
+    };
+    match jwt::verify_signature(&decoded, &keys, &provider.algorithms) {
+        Ok(()) => {}
+        Err(VerifyError::UnknownKid) if slot.can_refetch => return Err(Fail::Wait(Wait { provider: index, refetch: true })),
+        Err(_) => return Err(Reason::TokenInvalid.into()),
+    }
+    let paths = &provider.claims;
+    let mut p = Principal::new(Kind::Jwt);
+    p.provider = Some(provider.name.clone());
+    p.subject = jwt::first_string(&claims, &paths.subject);
+    p.email = jwt::first_string(&claims, &paths.email);
+    p.name = jwt::first_string(&claims, &paths.name);
+    p.organization = jwt::first_string(&claims, &paths.organization);
+    p.workspaces = jwt::first_list(&claims, &paths.workspaces, jwt::Split::None);
+    p.roles = jwt::first_list(&claims, &paths.roles, jwt::Split::None);
+    p.permissions = jwt::first_list(&claims, &paths.permissions, jwt::Split::Comma);
+    p.scopes = jwt::first_list(&claims, &paths.scopes, jwt::Split::Whitespace);
+    p.full_access = provider.full_access;
+    p.claims = Some(claims);
+    Ok(p)
 }
 
 fn authorize(

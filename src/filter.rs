@@ -1,50 +1,130 @@
 //! The proxy-wasm glue: root and HTTP contexts. Requests become plain data for
 //! `engine::decide`; its answer becomes header changes or a local response.
+//!
+//! Host calls go through `proxy_wasm::hostcalls` with their errors handled: the SDK's trait
+//! helpers unwrap host errors, and nothing reachable from a request may panic.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
-use crate::config::Config;
-use crate::engine::{self, Decision, Env, Request};
+use crate::config::{Config, KeySource, RemoteJwks};
+use crate::engine::{self, Decision, Env, KeySlot, Request};
+use crate::jwks_cache::{self as cache, Lease};
+use crate::jwt::KeySet;
+
+/// How long a request may wait for keys that are being fetched.
+const KEY_WAIT_MS: u64 = 3000;
+const TICK: Duration = Duration::from_millis(200);
+/// A JWKS larger than this is refused as garbage.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
 
 pub fn install() {
     proxy_wasm::set_log_level(LogLevel::Info);
-    // A panic aborts the VM (panic = "abort"); say where before it does. The message is ours,
-    // never request data.
+    // panic = "abort": say where before the VM dies. The message is ours, never request data.
     std::panic::set_hook(Box::new(|info| {
-        let _ = proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("api-auth-filter panicked: {info}"));
+        let _ = hostcalls::log(LogLevel::Critical, &format!("api-auth-filter panicked: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(AuthRoot { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(AuthRoot { state: None }) });
 }
+
+/// What one VM (one Envoy worker) knows, shared by its root and HTTP contexts.
+struct State {
+    config: Rc<Config>,
+    slots: Vec<ProviderKeys>,
+    /// Paused requests, by context id.
+    waiters: HashMap<u32, Waiter>,
+    /// Dispatched JWKS fetches: call token to provider index.
+    fetches: HashMap<u32, usize>,
+}
+
+struct ProviderKeys {
+    keys: Option<Rc<KeySet>>,
+    version: u64,
+    /// When the keys in hand were fetched (ms); `None` before the first.
+    fetched_at: Option<u64>,
+    remote: Option<RemoteJwks>,
+}
+
+struct Waiter {
+    provider: usize,
+    /// Wake when this provider's version reaches this.
+    version: u64,
+    deadline: u64,
+}
+
+type Shared = Rc<RefCell<State>>;
 
 struct AuthRoot {
-    config: Option<Rc<Config>>,
+    state: Option<Shared>,
 }
 
-impl Context for AuthRoot {}
+impl Context for AuthRoot {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let Some(state) = self.state.clone() else { return };
+        let provider = state.borrow_mut().fetches.remove(&token);
+        if let Some(provider) = provider {
+            on_jwks_response(&state, provider, body_size);
+            wake_waiters(&state);
+        }
+    }
+}
 
 impl RootContext for AuthRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match Config::from_json(&bytes) {
-            Ok(cfg) => {
-                log::info!("api-auth-filter: configuration loaded ({} routes)", cfg.routes.len());
-                self.config = Some(Rc::new(cfg));
-                true
-            }
+        let bytes = match hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(b) => b.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        let config = match Config::from_json(&bytes) {
+            Ok(cfg) => Rc::new(cfg),
             Err(e) => {
                 // The error names the field; it never quotes the document.
                 log::error!("api-auth-filter: configuration refused: {e}");
-                false
+                return false;
             }
+        };
+        let slots: Vec<ProviderKeys> = config
+            .providers
+            .iter()
+            .map(|p| match &p.keys {
+                KeySource::Inline(k) => ProviderKeys { keys: Some(k.clone()), version: 0, fetched_at: None, remote: None },
+                KeySource::Remote(r) => ProviderKeys { keys: None, version: 0, fetched_at: None, remote: Some(r.clone()) },
+            })
+            .collect();
+        let has_remote = slots.iter().any(|s| s.remote.is_some());
+        log::info!(
+            "api-auth-filter: configuration loaded ({} routes, {} providers)",
+            config.routes.len(),
+            config.providers.len()
+        );
+        self.state = Some(Rc::new(RefCell::new(State { config, slots, waiters: HashMap::new(), fetches: HashMap::new() })));
+        if has_remote {
+            let _ = hostcalls::set_tick_period(TICK);
+            self.on_tick();
         }
+        true
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(AuthFilter { config }))
+    fn on_tick(&mut self) {
+        let Some(state) = self.state.clone() else { return };
+        let now = now_ms();
+        let count = state.borrow().slots.len();
+        for i in 0..count {
+            refresh_from_shared(&state, i);
+            maybe_fetch(&state, i, now);
+        }
+        wake_waiters(&state);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let state = self.state.clone()?;
+        Some(Box::new(AuthFilter { state, context_id }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -53,48 +133,256 @@ impl RootContext for AuthRoot {
 }
 
 struct AuthFilter {
-    config: Rc<Config>,
+    state: Shared,
+    context_id: u32,
 }
 
-impl Context for AuthFilter {}
+impl Context for AuthFilter {
+    fn on_done(&mut self) -> bool {
+        self.state.borrow_mut().waiters.remove(&self.context_id);
+        true
+    }
+}
 
 impl HttpContext for AuthFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        // Bytes, never the String getters: one non-UTF-8 byte would kill the VM.
-        let mut headers = self.get_http_request_headers_bytes();
-        for (name, _) in headers.iter_mut() {
-            name.make_ascii_lowercase();
+        process(&self.state, self.context_id, true)
+    }
+}
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Decides the request of the effective context and acts on it. `first` is false when the
+/// root context resumes a paused request: then an allow must resume it explicitly, and it
+/// may not wait again.
+fn process(state: &Shared, context_id: u32, first: bool) -> Action {
+    // Bytes, never the String getters: one non-UTF-8 byte would kill the VM.
+    let mut headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        Ok(h) => h,
+        Err(_) => return fail_closed(),
+    };
+    for (name, _) in headers.iter_mut() {
+        name.make_ascii_lowercase();
+    }
+    let pseudo = |n: &str| headers.iter().find(|(k, _)| k == n).and_then(|(_, v)| std::str::from_utf8(v).ok());
+    let method = pseudo(":method").unwrap_or("");
+    let path = pseudo(":path").unwrap_or("");
+    let now = now_ms();
+
+    let (config, slots) = {
+        let st = state.borrow();
+        let slots: Vec<KeySlot> = st
+            .slots
+            .iter()
+            .map(|s| KeySlot {
+                keys: s.keys.clone(),
+                can_wait: first && s.remote.is_some(),
+                can_refetch: first
+                    && s.remote.as_ref().is_some_and(|r| cache::refetch_allowed(&r.timing, s.fetched_at, now)),
+            })
+            .collect();
+        (st.config.clone(), slots)
+    };
+    let env = Env { now: (now / 1000) as i64, keys: &slots };
+    match engine::decide(&config, &Request { method, path, headers: &headers }, &env) {
+        Decision::Allow(allow) => {
+            for name in &allow.remove {
+                let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None);
+            }
+            for (name, value) in &allow.set {
+                let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.as_bytes()));
+            }
+            if !first {
+                let _ = hostcalls::resume_http_request();
+            }
+            Action::Continue
         }
-        let pseudo = |n: &str| headers.iter().find(|(k, _)| k == n).and_then(|(_, v)| std::str::from_utf8(v).ok());
-        let method = pseudo(":method").unwrap_or("");
-        let path = pseudo(":path").unwrap_or("");
-        let now = self
-            .get_current_time()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let decision = engine::decide(&self.config, &Request { method, path, headers: &headers }, &Env { now });
-        match decision {
-            Decision::Allow(allow) => {
-                for name in &allow.remove {
-                    self.set_http_request_header(name, None);
-                }
-                for (name, value) in &allow.set {
-                    self.set_http_request_header(name, Some(value));
-                }
-                Action::Continue
+        Decision::Deny(deny) => {
+            log::debug!(
+                "api-auth-filter: denied {} route={}",
+                deny.denial.reason.as_str(),
+                deny.route.map_or(-1, |r| r as i64)
+            );
+            let headers: Vec<(&str, &str)> = deny.response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            if hostcalls::send_http_response(u32::from(deny.response.status), headers, Some(&deny.response.body)).is_err() {
+                let _ = hostcalls::reset_http_request();
             }
-            Decision::Deny(deny) => {
-                log::debug!(
-                    "api-auth-filter: denied {} route={}",
-                    deny.denial.reason.as_str(),
-                    deny.route.map_or(-1, |r| r as i64)
-                );
-                let headers: Vec<(&str, &str)> =
-                    deny.response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-                self.send_http_response(u32::from(deny.response.status), headers, Some(&deny.response.body));
-                // Pause: with Continue the request could still reach the upstream.
-                Action::Pause
+            // Pause: with Continue the request could still reach the upstream.
+            Action::Pause
+        }
+        Decision::Wait(wait) => {
+            let mut st = state.borrow_mut();
+            let current = st.slots.get(wait.provider).map_or(0, |s| s.version);
+            let version = if wait.refetch { current + 1 } else { current.max(1) };
+            st.waiters.insert(context_id, Waiter { provider: wait.provider, version, deadline: now + KEY_WAIT_MS });
+            if wait.refetch {
+                if let Some(r) = st.slots.get(wait.provider).and_then(|s| s.remote.as_ref()) {
+                    want_refetch(r, now);
+                }
             }
+            Action::Pause
+        }
+    }
+}
+
+/// A request whose headers cannot be read is refused, never passed.
+fn fail_closed() -> Action {
+    let _ = hostcalls::send_http_response(503, vec![("content-type", "application/json")], Some(b"{\"detail\":\"Service unavailable\"}"));
+    Action::Pause
+}
+
+/// Re-decides every waiter whose keys arrived or whose time is up.
+fn wake_waiters(state: &Shared) {
+    let now = now_ms();
+    let ready: Vec<u32> = {
+        let st = state.borrow();
+        st.waiters
+            .iter()
+            .filter(|(_, w)| now >= w.deadline || st.slots.get(w.provider).is_some_and(|s| s.version >= w.version && s.keys.is_some()))
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    for id in ready {
+        state.borrow_mut().waiters.remove(&id);
+        if hostcalls::set_effective_context(id).is_ok() {
+            process(state, id, false);
+        }
+    }
+}
+
+/// Adopts a newer JWKS that any worker stored in shared data.
+fn refresh_from_shared(state: &Shared, i: usize) {
+    let (key, local_version) = {
+        let st = state.borrow();
+        let Some(slot) = st.slots.get(i) else { return };
+        let Some(r) = &slot.remote else { return };
+        (r.cache_key.clone(), slot.version)
+    };
+    let shared_version = cache::decode_version(hostcalls::get_shared_data(&format!("{key}/ver")).ok().and_then(|(v, _)| v).as_deref());
+    if shared_version <= local_version {
+        return;
+    }
+    let Ok((Some(bytes), _)) = hostcalls::get_shared_data(&format!("{key}/data")) else { return };
+    let Some(doc) = cache::decode_document(&bytes) else { return };
+    // Only documents that parsed when stored are stored; parse errors here are not expected,
+    // and the keys in hand are kept if one happens.
+    match KeySet::from_json(doc.jwks) {
+        Ok(set) if !set.is_empty() => {
+            let mut st = state.borrow_mut();
+            if let Some(slot) = st.slots.get_mut(i) {
+                slot.keys = Some(Rc::new(set));
+                slot.version = doc.version;
+                slot.fetched_at = Some(doc.fetched_at);
+            }
+        }
+        _ => log::warn!("api-auth-filter: shared JWKS for {key} did not parse; keeping the keys in hand"),
+    }
+}
+
+fn read_lease(key: &str) -> (Lease, Option<u32>) {
+    match hostcalls::get_shared_data(&format!("{key}/lease")) {
+        Ok((value, cas)) => (Lease::decode(value.as_deref()), cas),
+        Err(_) => (Lease::default(), None),
+    }
+}
+
+fn write_lease(key: &str, lease: &Lease, cas: Option<u32>) -> bool {
+    hostcalls::set_shared_data(&format!("{key}/lease"), Some(&lease.encode()), cas).is_ok()
+}
+
+fn want_refetch(r: &RemoteJwks, now: u64) {
+    // Best effort: on a CAS race another worker just wrote the lease, and the next unknown
+    // kid will ask again.
+    let (lease, cas) = read_lease(&r.cache_key);
+    write_lease(&r.cache_key, &Lease { refetch_wanted: now, ..lease }, cas);
+}
+
+/// Takes the lease and fetches when a fetch is due and no other worker is at it.
+fn maybe_fetch(state: &Shared, i: usize, now: u64) {
+    let (remote, fetched_at) = {
+        let st = state.borrow();
+        let Some(slot) = st.slots.get(i) else { return };
+        let Some(r) = &slot.remote else { return };
+        if st.fetches.values().any(|p| *p == i) {
+            return;
+        }
+        (r.clone(), slot.fetched_at)
+    };
+    let (lease, cas) = read_lease(&remote.cache_key);
+    if !cache::fetch_due(&remote.timing, fetched_at, &lease, now) {
+        return;
+    }
+    if !write_lease(&remote.cache_key, &cache::take(&lease, &remote.timing, now), cas) {
+        return; // another worker won the lease
+    }
+    let headers = vec![
+        (":method", "GET"),
+        (":path", remote.path.as_str()),
+        (":authority", remote.authority.as_str()),
+        ("accept", "application/json"),
+    ];
+    match hostcalls::dispatch_http_call(&remote.cluster, headers, None, vec![], Duration::from_millis(remote.timing.timeout)) {
+        Ok(token) => {
+            state.borrow_mut().fetches.insert(token, i);
+        }
+        Err(e) => {
+            log::warn!("api-auth-filter: JWKS fetch from cluster {} could not start: {e:?}", remote.cluster);
+            let (lease, cas) = read_lease(&remote.cache_key);
+            write_lease(&remote.cache_key, &cache::after_failure(&lease, now, &remote.timing), cas);
+        }
+    }
+}
+
+fn on_jwks_response(state: &Shared, i: usize, body_size: usize) {
+    let now = now_ms();
+    let Some(remote) = state.borrow().slots.get(i).and_then(|s| s.remote.clone()) else { return };
+    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| String::from_utf8(s).ok());
+    let body = if body_size > 0 && body_size <= MAX_JWKS_BYTES {
+        hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size).ok().flatten()
+    } else {
+        None
+    };
+    let parsed = match (status.as_deref(), &body) {
+        (Some("200"), Some(b)) => KeySet::from_json(b).ok().filter(|s| !s.is_empty()),
+        _ => None,
+    };
+    let (lease, cas) = read_lease(&remote.cache_key);
+    match (parsed, body) {
+        (Some(set), Some(b)) => {
+            let ver_key = format!("{}/ver", remote.cache_key);
+            let version = cache::decode_version(hostcalls::get_shared_data(&ver_key).ok().and_then(|(v, _)| v).as_deref()) + 1;
+            let stored = hostcalls::set_shared_data(
+                &format!("{}/data", remote.cache_key),
+                Some(&cache::encode_document(version, now, &b)),
+                None,
+            )
+            .is_ok()
+                && hostcalls::set_shared_data(&ver_key, Some(&version.to_be_bytes()), None).is_ok();
+            write_lease(&remote.cache_key, &cache::after_success(&lease, now, &remote.timing), cas);
+            let mut st = state.borrow_mut();
+            if let Some(slot) = st.slots.get_mut(i) {
+                slot.keys = Some(Rc::new(set));
+                slot.version = if stored { version } else { slot.version + 1 };
+                slot.fetched_at = Some(now);
+            }
+            log::info!("api-auth-filter: JWKS from cluster {} updated (version {version})", remote.cluster);
+        }
+        _ => {
+            // Keep the keys in hand: a failed fetch never changes what is accepted.
+            write_lease(&remote.cache_key, &cache::after_failure(&lease, now, &remote.timing), cas);
+            log::warn!(
+                "api-auth-filter: JWKS fetch from cluster {} failed (status {}); keeping the keys in hand",
+                remote.cluster,
+                status.as_deref().unwrap_or("none")
+            );
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod deny;
 pub mod engine;
 pub mod grants;
 pub mod jwks_cache;
+pub mod jwt;
 pub mod principal;
 pub mod routes;
 pub mod secret;

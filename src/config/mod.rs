@@ -9,6 +9,7 @@ use std::fmt;
 
 use crate::apikeys::{ApiKeys, KeyEntry};
 use crate::deny::{Builtin, ErrorFormat, Override, Reason};
+use crate::jwt::{Alg, ClaimPaths, ClaimRules, KeySet};
 use crate::principal::Field;
 use crate::routes::{is_plain_name, PathPattern, Template};
 use raw::*;
@@ -47,6 +48,8 @@ impl std::error::Error for ConfigError {}
 /// A compiled configuration: everything a request needs, resolved and indexed.
 #[derive(Debug)]
 pub struct Config {
+    /// In name order; routes and the engine refer to them by index.
+    pub providers: Vec<Provider>,
     pub api_keys: Option<ApiKeys>,
     pub routes: Vec<Route>,
     pub unmatched: Unmatched,
@@ -56,6 +59,33 @@ pub struct Config {
     pub forward: Forward,
     pub workspace_header: String,
     pub organization_header: String,
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub rules: ClaimRules,
+    pub algorithms: Vec<Alg>,
+    pub keys: KeySource,
+    pub full_access: bool,
+    pub claims: ClaimPaths,
+}
+
+#[derive(Debug)]
+pub enum KeySource {
+    Inline(std::rc::Rc<KeySet>),
+    Remote(RemoteJwks),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timing: crate::jwks_cache::Timing,
+    /// Shared-data key of this JWKS: the same URL is fetched once for every provider and
+    /// every filter instance that names it.
+    pub cache_key: String,
 }
 
 #[derive(Debug)]
@@ -72,8 +102,8 @@ pub struct Route {
 pub struct AuthRequirements {
     pub accept_jwt: bool,
     pub accept_api_key: bool,
-    /// Provider names accepted here; `None` is every provider.
-    pub providers: Option<Vec<String>>,
+    /// Indexes of the providers accepted here; `None` is every provider.
+    pub providers: Option<Vec<usize>>,
     pub permissions: Vec<Requirement>,
     pub scopes: Vec<Requirement>,
     pub roles: Vec<String>,
@@ -171,9 +201,6 @@ fn scrub_serde_message(msg: &str) -> String {
 }
 
 fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
-    if let Some(name) = raw.providers.keys().next() {
-        return Err(ConfigError::unsupported(format!("providers.{name}")));
-    }
     if let Some(name) = raw.webhooks.keys().next() {
         return Err(ConfigError::unsupported(format!("webhooks.{name}")));
     }
@@ -192,6 +219,12 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         None => 0,
     };
 
+    let mut providers = Vec::with_capacity(raw.providers.len());
+    for (name, p) in raw.providers {
+        providers.push(compile_provider(name, p)?);
+    }
+    let provider_names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+
     let api_keys = raw.api_keys.map(compile_api_keys).transpose()?;
     let key_headers: Vec<String> = api_keys.as_ref().map(|k| k.headers.clone()).unwrap_or_default();
 
@@ -201,12 +234,14 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.into_iter().enumerate() {
-        routes.push(compile_route(&format!("routes[{i}]"), r, &format_index, default_format, api_keys.is_some())?);
+        let ctx = RouteContext { formats: &format_index, default_format, have_keys: api_keys.is_some(), providers: &provider_names };
+        routes.push(compile_route(&format!("routes[{i}]"), r, &ctx)?);
     }
 
     let forward = compile_forward(raw.forward, &key_headers)?;
 
     Ok(Config {
+        providers,
         api_keys,
         routes,
         unmatched: raw.unmatched,
@@ -216,6 +251,102 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         workspace_header,
         organization_header,
     })
+}
+
+fn compile_provider(name: String, p: RawProvider) -> Result<Provider, ConfigError> {
+    let path = format!("providers.{name}");
+    if p.issuer.is_empty() {
+        return Err(ConfigError::new(format!("{path}.issuer"), "must not be empty"));
+    }
+    if p.algorithms.is_empty() {
+        return Err(ConfigError::new(format!("{path}.algorithms"), "at least one algorithm is required"));
+    }
+    let mut algorithms = Vec::with_capacity(p.algorithms.len());
+    for (i, a) in p.algorithms.iter().enumerate() {
+        let alg = Alg::parse(a).ok_or_else(|| {
+            ConfigError::new(format!("{path}.algorithms[{i}]"), "not a supported algorithm (RS256/384/512, PS256/384/512, ES256/384, EdDSA, HS256/384/512)")
+        })?;
+        algorithms.push(alg);
+    }
+    let keys = match (p.jwks.remote, p.jwks.inline) {
+        (Some(r), None) => KeySource::Remote(compile_remote(&format!("{path}.jwks.remote"), r)?),
+        (None, Some(inline)) => {
+            let doc = serde_json::json!({ "keys": inline.keys });
+            let set = KeySet::from_json(doc.to_string().as_bytes())
+                .map_err(|e| ConfigError::new(format!("{path}.jwks.inline"), e))?;
+            if set.is_empty() {
+                return Err(ConfigError::new(format!("{path}.jwks.inline.keys"), "no usable key"));
+            }
+            KeySource::Inline(std::rc::Rc::new(set))
+        }
+        _ => return Err(ConfigError::new(format!("{path}.jwks"), "exactly one of remote or inline is required")),
+    };
+    let defaults = ClaimPaths::default();
+    let c = p.claims;
+    let paths = |field: &str, given: Option<Vec<String>>, default: Vec<Vec<String>>| -> Result<Vec<Vec<String>>, ConfigError> {
+        let Some(list) = given else { return Ok(default) };
+        list.iter()
+            .enumerate()
+            .map(|(i, dotted)| {
+                let parts: Vec<String> = dotted.split('.').map(str::to_string).collect();
+                if parts.iter().any(String::is_empty) {
+                    Err(ConfigError::new(format!("{path}.claims.{field}[{i}]"), "not a dotted claim path"))
+                } else {
+                    Ok(parts)
+                }
+            })
+            .collect()
+    };
+    let claims = ClaimPaths {
+        subject: paths("subject", c.subject, defaults.subject)?,
+        email: paths("email", c.email, defaults.email)?,
+        name: paths("name", c.name, defaults.name)?,
+        organization: paths("organization", c.organization, defaults.organization)?,
+        workspaces: paths("workspaces", c.workspaces, defaults.workspaces)?,
+        roles: paths("roles", c.roles, defaults.roles)?,
+        permissions: paths("permissions", c.permissions, defaults.permissions)?,
+        scopes: paths("scopes", c.scopes, defaults.scopes)?,
+    };
+    Ok(Provider {
+        rules: ClaimRules {
+            issuer: p.issuer,
+            audiences: p.audiences,
+            authorized_parties: p.authorized_parties,
+            clock_skew_s: p.clock_skew_s.unwrap_or(60),
+            require_exp: p.require_exp.unwrap_or(true),
+            max_lifetime_s: p.max_lifetime_s,
+            reject_pending_sessions: p.reject_pending_sessions,
+        },
+        name,
+        algorithms,
+        keys,
+        full_access: p.full_access,
+        claims,
+    })
+}
+
+fn compile_remote(path: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError> {
+    if r.cluster.is_empty() {
+        return Err(ConfigError::new(format!("{path}.cluster"), "must not be empty"));
+    }
+    let jwks_path = route_path(&format!("{path}.path"), r.path.clone()).or_else(|e| {
+        // A query string is fine on an outgoing request.
+        if r.path.starts_with('/') { Ok(r.path.clone()) } else { Err(e) }
+    })?;
+    let timing = crate::jwks_cache::Timing {
+        timeout: r.timeout_ms.unwrap_or(1500),
+        refresh: r.refresh_s.unwrap_or(300).saturating_mul(1000),
+        min_refetch: r.min_refetch_s.unwrap_or(30).saturating_mul(1000),
+    };
+    if !(1..=60_000).contains(&timing.timeout) {
+        return Err(ConfigError::new(format!("{path}.timeout_ms"), "must be between 1 and 60000"));
+    }
+    if timing.refresh < 1000 {
+        return Err(ConfigError::new(format!("{path}.refresh_s"), "must be at least 1"));
+    }
+    let authority = r.authority.unwrap_or_else(|| r.cluster.clone());
+    let cache_key = format!("api-auth/jwks/{}/{}{}", r.cluster, authority, jwks_path);
+    Ok(RemoteJwks { cluster: r.cluster, authority, path: jwks_path, timing, cache_key })
 }
 
 /// Built-ins first (so index 0 is `detail`), then custom formats.
@@ -337,13 +468,14 @@ fn decode_sha256_hex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn compile_route(
-    path: &str,
-    r: RawRoute,
-    formats: &HashMap<String, usize>,
+struct RouteContext<'a> {
+    formats: &'a HashMap<String, usize>,
     default_format: usize,
     have_keys: bool,
-) -> Result<Route, ConfigError> {
+    providers: &'a [&'a str],
+}
+
+fn compile_route(path: &str, r: RawRoute, ctx: &RouteContext<'_>) -> Result<Route, ConfigError> {
     let m = r.matcher;
     let methods = match m.methods {
         Some(list) => {
@@ -374,17 +506,18 @@ fn compile_route(
         _ => return Err(ConfigError::new(format!("{path}.match"), "exactly one of path, prefix or template is required")),
     };
     let format = match &r.errors {
-        Some(name) => *formats
+        Some(name) => *ctx
+            .formats
             .get(name.as_str())
             .ok_or_else(|| ConfigError::new(format!("{path}.errors"), format!("unknown error format '{name}'")))?,
-        None => default_format,
+        None => ctx.default_format,
     };
     if r.webhook.is_some() {
         return Err(ConfigError::unsupported(format!("{path}.webhook")));
     }
     let auth = match r.auth {
         RawAuth::None => None,
-        RawAuth::Required(spec) => Some(compile_auth(&format!("{path}.auth"), spec, &variables, have_keys)?),
+        RawAuth::Required(spec) => Some(compile_auth(&format!("{path}.auth"), spec, &variables, ctx)?),
     };
     Ok(Route { methods, pattern, auth, format })
 }
@@ -399,7 +532,7 @@ fn route_path(path: &str, p: String) -> Result<String, ConfigError> {
     Ok(p)
 }
 
-fn compile_auth(path: &str, spec: RawAuthSpec, variables: &[String], have_keys: bool) -> Result<AuthRequirements, ConfigError> {
+fn compile_auth(path: &str, spec: RawAuthSpec, variables: &[String], ctx: &RouteContext<'_>) -> Result<AuthRequirements, ConfigError> {
     let (mut accept_jwt, mut accept_api_key) = (true, true);
     if let Some(kinds) = &spec.credentials {
         if kinds.is_empty() {
@@ -414,16 +547,28 @@ fn compile_auth(path: &str, spec: RawAuthSpec, variables: &[String], have_keys: 
                 _ => return Err(ConfigError::new(format!("{path}.credentials[{i}]"), "must be \"jwt\" or \"api_key\"")),
             }
         }
-        if accept_api_key && !accept_jwt && !have_keys {
+        if accept_api_key && !accept_jwt && !ctx.have_keys {
             return Err(ConfigError::new(format!("{path}.credentials"), "accepts only API keys but no api_keys section is configured"));
         }
-    }
-    if let Some(providers) = &spec.providers {
-        // No provider exists yet in this version; any name is unknown.
-        if let Some(name) = providers.first() {
-            return Err(ConfigError::new(format!("{path}.providers[0]"), format!("unknown provider '{name}'")));
+        if accept_jwt && !accept_api_key && ctx.providers.is_empty() {
+            return Err(ConfigError::new(format!("{path}.credentials"), "accepts only JWTs but no provider is configured"));
         }
     }
+    let providers = match &spec.providers {
+        Some(names) => {
+            let mut out = Vec::with_capacity(names.len());
+            for (i, name) in names.iter().enumerate() {
+                let idx = ctx
+                    .providers
+                    .iter()
+                    .position(|p| p == name)
+                    .ok_or_else(|| ConfigError::new(format!("{path}.providers[{i}]"), format!("unknown provider '{name}'")))?;
+                out.push(idx);
+            }
+            Some(out)
+        }
+        None => None,
+    };
     let permissions = compile_requirements(&format!("{path}.permissions"), &spec.permissions, variables)?;
     let scopes = compile_requirements(&format!("{path}.scopes"), &spec.scopes, variables)?;
     for (i, role) in spec.roles.iter().enumerate() {
@@ -434,7 +579,7 @@ fn compile_auth(path: &str, spec: RawAuthSpec, variables: &[String], have_keys: 
     Ok(AuthRequirements {
         accept_jwt,
         accept_api_key,
-        providers: spec.providers,
+        providers,
         permissions,
         scopes,
         roles: spec.roles,

@@ -1,0 +1,188 @@
+//! JWS compact tokens: decoding, key selection, signature verification and claim rules.
+//! Pure: no host calls, the clock is passed in.
+
+pub mod claims;
+pub mod jwk;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::{Digest, Sha256, Sha384, Sha512};
+
+pub use claims::{first_list, first_string, validate_claims, ClaimPaths, ClaimRules, Split};
+pub use jwk::{KeySet, PublicKey};
+
+use crate::deny::Reason;
+
+/// Longer tokens are refused before any decoding.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Without a `kid`, at most this many keys are tried.
+const MAX_KEYS_TRIED: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl Alg {
+    /// `none` never parses.
+    pub fn parse(s: &str) -> Option<Alg> {
+        Some(match s {
+            "RS256" => Alg::RS256,
+            "RS384" => Alg::RS384,
+            "RS512" => Alg::RS512,
+            "PS256" => Alg::PS256,
+            "PS384" => Alg::PS384,
+            "PS512" => Alg::PS512,
+            "ES256" => Alg::ES256,
+            "ES384" => Alg::ES384,
+            "EdDSA" => Alg::EdDSA,
+            "HS256" => Alg::HS256,
+            "HS384" => Alg::HS384,
+            "HS512" => Alg::HS512,
+            _ => return None,
+        })
+    }
+}
+
+/// A compact JWS, split and decoded, not yet verified.
+#[derive(Debug)]
+pub struct Decoded<'t> {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    /// `header.payload` exactly as sent: what the signature covers.
+    pub signing_input: &'t str,
+    pub signature: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl Decoded<'_> {
+    /// The payload as a JSON object of claims.
+    pub fn claims(&self) -> Result<Value, Reason> {
+        match serde_json::from_slice::<Value>(&self.payload) {
+            Ok(v) if v.is_object() => Ok(v),
+            _ => Err(Reason::TokenInvalid),
+        }
+    }
+}
+
+fn b64(part: &str) -> Result<Vec<u8>, Reason> {
+    URL_SAFE_NO_PAD.decode(part).map_err(|_| Reason::TokenInvalid)
+}
+
+/// Splits and decodes a compact JWS. Anything that is not one is `TokenInvalid`.
+pub fn decode(token: &str) -> Result<Decoded<'_>, Reason> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Reason::TokenInvalid);
+    }
+    let mut parts = token.splitn(4, '.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(Reason::TokenInvalid);
+    };
+    let header: Value = serde_json::from_slice(&b64(h)?).map_err(|_| Reason::TokenInvalid)?;
+    let header = header.as_object().ok_or(Reason::TokenInvalid)?;
+    let alg = header.get("alg").and_then(Value::as_str).and_then(Alg::parse).ok_or(Reason::TokenInvalid)?;
+    // We implement no JWS extension, so any critical one is refused (RFC 7515 §4.1.11);
+    // `b64` changes what is signed (RFC 7797) and is refused with or without `crit`.
+    if header.contains_key("crit") || header.contains_key("b64") {
+        return Err(Reason::TokenInvalid);
+    }
+    let kid = match header.get("kid") {
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(Reason::TokenInvalid),
+        None => None,
+    };
+    let signing_input = token.get(..h.len() + 1 + p.len()).ok_or(Reason::TokenInvalid)?;
+    Ok(Decoded { alg, kid, signing_input, signature: b64(s)?, payload: b64(p)? })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The token names a `kid` the set does not have: the keys may have rotated.
+    UnknownKid,
+    /// No key of the set can verify this algorithm.
+    NoUsableKey,
+    /// The algorithm is not allowed for this provider.
+    AlgorithmNotAllowed,
+    BadSignature,
+}
+
+/// Verifies the signature of a decoded token with a key of the set.
+pub fn verify_signature(token: &Decoded<'_>, keys: &KeySet, allowed: &[Alg]) -> Result<(), VerifyError> {
+    if !allowed.contains(&token.alg) {
+        return Err(VerifyError::AlgorithmNotAllowed);
+    }
+    let usable = |k: &&jwk::Jwk| k.key.fits(token.alg) && k.alg.is_none_or(|a| a == token.alg);
+    let candidates: Vec<&jwk::Jwk> = match &token.kid {
+        Some(kid) => {
+            let named: Vec<&jwk::Jwk> = keys.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).collect();
+            if named.is_empty() {
+                return Err(VerifyError::UnknownKid);
+            }
+            named.into_iter().filter(usable).collect()
+        }
+        None => keys.keys.iter().filter(usable).take(MAX_KEYS_TRIED).collect(),
+    };
+    if candidates.is_empty() {
+        return Err(VerifyError::NoUsableKey);
+    }
+    let msg = token.signing_input.as_bytes();
+    if candidates.iter().any(|k| verify_with(&k.key, token.alg, msg, &token.signature)) {
+        Ok(())
+    } else {
+        Err(VerifyError::BadSignature)
+    }
+}
+
+/// The signature primitive for one key and algorithm. Also used by the Wycheproof tests.
+pub fn verify_with(key: &PublicKey, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
+    use p256::ecdsa::signature::Verifier as _;
+    match (key, alg) {
+        (PublicKey::Rsa(k), Alg::RS256) => k.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig).is_ok(),
+        (PublicKey::Rsa(k), Alg::RS384) => k.verify(rsa::Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(msg), sig).is_ok(),
+        (PublicKey::Rsa(k), Alg::RS512) => k.verify(rsa::Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(msg), sig).is_ok(),
+        // RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash.
+        (PublicKey::Rsa(k), Alg::PS256) => k.verify(rsa::Pss::new_with_salt::<Sha256>(32), &Sha256::digest(msg), sig).is_ok(),
+        (PublicKey::Rsa(k), Alg::PS384) => k.verify(rsa::Pss::new_with_salt::<Sha384>(48), &Sha384::digest(msg), sig).is_ok(),
+        (PublicKey::Rsa(k), Alg::PS512) => k.verify(rsa::Pss::new_with_salt::<Sha512>(64), &Sha512::digest(msg), sig).is_ok(),
+        // JOSE ECDSA signatures are r || s of fixed width (RFC 7518 §3.4), not DER.
+        (PublicKey::P256(k), Alg::ES256) => {
+            p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
+        }
+        (PublicKey::P384(k), Alg::ES384) => {
+            p384::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
+        }
+        (PublicKey::Ed25519(k), Alg::EdDSA) => {
+            ed25519_compact::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
+        }
+        (PublicKey::Oct(secret), Alg::HS256) => hmac_ok::<Hmac<Sha256>>(secret.expose(), 32, msg, sig),
+        (PublicKey::Oct(secret), Alg::HS384) => hmac_ok::<Hmac<Sha384>>(secret.expose(), 48, msg, sig),
+        (PublicKey::Oct(secret), Alg::HS512) => hmac_ok::<Hmac<Sha512>>(secret.expose(), 64, msg, sig),
+        _ => false,
+    }
+}
+
+/// RFC 7518 §3.2: the key must be at least as long as the hash. The tag is compared in
+/// constant time.
+fn hmac_ok<M: Mac + hmac::digest::KeyInit>(key: &[u8], min_key: usize, msg: &[u8], tag: &[u8]) -> bool {
+    if key.len() < min_key {
+        return false;
+    }
+    let Ok(mut mac) = <M as hmac::digest::KeyInit>::new_from_slice(key) else { return false };
+    mac.update(msg);
+    mac.verify_slice(tag).is_ok()
+}
+
