@@ -125,14 +125,18 @@ pub fn verify_signature(token: &Decoded<'_>, keys: &KeySet, allowed: &[Alg]) -> 
     if !allowed.contains(&token.alg) {
         return Err(VerifyError::AlgorithmNotAllowed);
     }
+    // A JWK's `alg` is the one algorithm the key may be used with (RFC 7517 §4.4).
     let usable = |k: &&jwk::Jwk| k.key.fits(token.alg) && k.alg.is_none_or(|a| a == token.alg);
     let candidates: Vec<&jwk::Jwk> = match &token.kid {
+        Some(kid) if keys.ambiguous_kids.iter().any(|k| k == kid) => return Err(VerifyError::NoUsableKey),
         Some(kid) => {
             let named: Vec<&jwk::Jwk> = keys.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).collect();
-            if named.is_empty() {
-                return Err(VerifyError::UnknownKid);
+            match named.len() {
+                0 => return Err(VerifyError::UnknownKid),
+                1 => named.into_iter().filter(usable).collect(),
+                // Two keys under one kid: which one the issuer meant is unknowable.
+                _ => return Err(VerifyError::NoUsableKey),
             }
-            named.into_iter().filter(usable).collect()
         }
         None => keys.keys.iter().filter(usable).take(MAX_KEYS_TRIED).collect(),
     };
@@ -168,21 +172,21 @@ pub fn verify_with(key: &PublicKey, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
         (PublicKey::Ed25519(k), Alg::EdDSA) => {
             ed25519_compact::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
         }
-        (PublicKey::Oct(secret), Alg::HS256) => hmac_ok::<Hmac<Sha256>>(secret.expose(), 32, msg, sig),
-        (PublicKey::Oct(secret), Alg::HS384) => hmac_ok::<Hmac<Sha384>>(secret.expose(), 48, msg, sig),
-        (PublicKey::Oct(secret), Alg::HS512) => hmac_ok::<Hmac<Sha512>>(secret.expose(), 64, msg, sig),
+        // RFC 7518 §3.2: the key must be at least as long as the hash.
+        (PublicKey::Oct(secret), Alg::HS256) => secret.expose().len() >= 32 && hmac_verify::<Hmac<Sha256>>(secret.expose(), msg, sig),
+        (PublicKey::Oct(secret), Alg::HS384) => secret.expose().len() >= 48 && hmac_verify::<Hmac<Sha384>>(secret.expose(), msg, sig),
+        (PublicKey::Oct(secret), Alg::HS512) => secret.expose().len() >= 64 && hmac_verify::<Hmac<Sha512>>(secret.expose(), msg, sig),
         _ => false,
     }
 }
 
-/// RFC 7518 §3.2: the key must be at least as long as the hash. The tag is compared in
-/// constant time.
-fn hmac_ok<M: Mac + hmac::digest::KeyInit>(key: &[u8], min_key: usize, msg: &[u8], tag: &[u8]) -> bool {
-    if key.len() < min_key {
-        return false;
-    }
+/// A full-length HMAC tag, compared in constant time.
+pub fn hmac_verify<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8], tag: &[u8]) -> bool {
     let Ok(mut mac) = <M as hmac::digest::KeyInit>::new_from_slice(key) else { return false };
     mac.update(msg);
     mac.verify_slice(tag).is_ok()
 }
 
+
+#[cfg(test)]
+mod tests;
