@@ -11,7 +11,7 @@ SHARED        ?= $(abspath $(CURDIR)/../shared)
 
 export ENVOY WASM SHARED
 
-.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint
+.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench
 
 build: wasm-target
 	cargo build --release --target wasm32-wasip1 -p api-auth-filter
@@ -50,3 +50,7 @@ test-e2e: envoy build
 run: envoy build
 	@cargo build -q -p api-auth-integration --bin echo-upstream
 	@bash envoy/run-demo.sh
+
+# Not part of make test: speed is measured, never asserted.
+bench: envoy build wrk
+	cargo run -q --release -p api-auth-integration --bin bench

@@ -395,11 +395,13 @@ pub struct EnvoyOpts {
     pub clusters: Vec<(String, u16)>,
     pub concurrency: u32,
     pub vm_env: Vec<(String, String)>,
+    /// Load the filter (default); off gives the no-filter baseline of the benchmark.
+    pub with_filter: bool,
 }
 
 impl EnvoyOpts {
     pub fn new(filter_config: Value, upstream_port: u16) -> EnvoyOpts {
-        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new() }
+        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true }
     }
     pub fn cluster(mut self, name: &str, port: u16) -> EnvoyOpts {
         self.clusters.push((name.into(), port));
@@ -407,6 +409,10 @@ impl EnvoyOpts {
     }
     pub fn concurrency(mut self, n: u32) -> EnvoyOpts {
         self.concurrency = n;
+        self
+    }
+    pub fn without_filter(mut self) -> EnvoyOpts {
+        self.with_filter = false;
         self
     }
     pub fn env(mut self, name: &str, value: &str) -> EnvoyOpts {
@@ -463,6 +469,29 @@ pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path)
     for (name, p) in &opts.clusters {
         clusters.push_str(&cluster_yaml(name, *p));
     }
+    let wasm_filter = if !opts.with_filter {
+        String::new()
+    } else {
+        format!(
+            r#"
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: api_auth
+                root_id: api_auth
+                fail_open: false
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {config_json}
+                vm_config:
+                  vm_id: api_auth
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {wasm} }} }}{env}"#,
+            config_json = serde_json::to_string(&config).expect("quoted"),
+            wasm = serde_json::to_string(&wasm.display().to_string()).expect("path"),
+        )
+    };
     format!(
         r#"admin:
   address:
@@ -488,28 +517,12 @@ static_resources:
               routes:
               - match: {{ prefix: "/" }}
                 route: {{ cluster: upstream }}
-          http_filters:
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: api_auth
-                root_id: api_auth
-                fail_open: false
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {config_json}
-                vm_config:
-                  vm_id: api_auth
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {wasm} }} }}{env}
+          http_filters:{wasm_filter}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
-{clusters}"#,
-        config_json = serde_json::to_string(&config).expect("quoted"),
-        wasm = serde_json::to_string(&wasm.display().to_string()).expect("path"),
+{clusters}"#
     )
 }
 
