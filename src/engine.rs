@@ -30,6 +30,8 @@ pub struct Env<'a> {
     pub now: i64,
     /// The keys of each provider, by index.
     pub keys: &'a [KeySlot],
+    /// Randomness for a generated correlation id.
+    pub random: [u8; 16],
 }
 
 /// One provider's keys as this worker has them now.
@@ -59,6 +61,8 @@ pub enum Decision {
     Deny(Deny),
     /// Decide again once the provider's keys arrive (or change, for `refetch`).
     Wait(Wait),
+    /// The filter answers itself (RFC 9728 metadata).
+    Respond(LocalResponse),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +90,9 @@ pub struct Allow {
     pub set: Vec<(String, String)>,
     pub principal: Option<Box<Principal>>,
     pub route: Option<usize>,
+    /// A webhook whose signature over the complete body must still verify.
+    pub webhook: Option<usize>,
+    pub correlation: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,28 +100,52 @@ pub struct Deny {
     pub denial: Denial,
     pub response: LocalResponse,
     pub route: Option<usize>,
+    pub correlation: Option<String>,
 }
 
 pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
     let path = strip_query(req.path);
+    let cid = cfg.correlation.as_ref().and_then(|c| c.resolve(req.headers, env.random));
+    if let Some(pr) = cfg.protected_resource.as_ref().filter(|pr| pr.serves(req.method, path)) {
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        add_correlation(cfg, &mut headers, cid.as_deref());
+        return Decision::Respond(LocalResponse { status: 200, headers, body: pr.document.clone() });
+    }
     let Some((index, route, captures)) = find_route(cfg, req.method, path) else {
         return match cfg.unmatched {
-            Unmatched::Allow => Decision::Allow(forward(cfg, None, None)),
-            Unmatched::Deny => deny(cfg, None, Reason::RouteNotFound.into()),
+            Unmatched::Allow => Decision::Allow(forward(cfg, None, None, cid)),
+            Unmatched::Deny => deny(cfg, None, Reason::RouteNotFound.into(), cid),
         };
     };
     let Some(auth) = &route.auth else {
-        return Decision::Allow(forward(cfg, None, Some(index)));
+        return Decision::Allow(forward(cfg, None, Some(index), cid));
     };
     let mut principal = match authenticate(cfg, auth, req, env) {
         Ok(p) => p,
-        Err(Fail::Deny(reason)) => return deny(cfg, Some(index), reason.into()),
+        Err(Fail::Deny(reason)) => return deny(cfg, Some(index), reason.into(), cid),
         Err(Fail::Wait(w)) => return Decision::Wait(w),
     };
     if let Err(denial) = authorize(cfg, auth, &captures, req.headers, &mut principal) {
-        return deny(cfg, Some(index), denial);
+        return deny(cfg, Some(index), denial, cid);
     }
-    Decision::Allow(forward(cfg, Some(principal), Some(index)))
+    Decision::Allow(forward(cfg, Some(principal), Some(index), cid))
+}
+
+fn add_correlation(cfg: &Config, headers: &mut Vec<(String, String)>, cid: Option<&str>) {
+    if let (Some(c), Some(id)) = (&cfg.correlation, cid) {
+        headers.push((c.header.clone(), id.to_string()));
+    }
+}
+
+/// The response for a denial on a route (its error format, challenge and correlation id).
+pub fn deny_response(cfg: &Config, route: Option<usize>, denial: &Denial, cid: Option<&str>) -> LocalResponse {
+    let format_index = route.and_then(|i| cfg.routes.get(i)).map_or(cfg.default_format, |r| r.format);
+    let fallback = deny::ErrorFormat::builtin(deny::Builtin::Detail);
+    let format = cfg.formats.get(format_index).unwrap_or(&fallback);
+    let challenge = ChallengeInfo { resource_metadata: cfg.protected_resource.as_ref().map(|p| p.metadata_url.as_str()) };
+    let mut response = deny::render(denial, format, challenge);
+    add_correlation(cfg, &mut response.headers, cid);
+    response
 }
 
 fn find_route<'c, 'p>(cfg: &'c Config, method: &str, path: &'p str) -> Option<(usize, &'c Route, Vec<&'p str>)> {
@@ -261,7 +292,7 @@ fn header_text<'h>(headers: &'h Headers, name: &str, invalid: Reason) -> Result<
 
 /// Header changes for an allowed request: forwarded identity headers are always removed first
 /// (so a client cannot forge them), credentials are stripped unless configured otherwise.
-fn forward(cfg: &Config, principal: Option<Principal>, route: Option<usize>) -> Allow {
+fn forward(cfg: &Config, principal: Option<Principal>, route: Option<usize>, correlation: Option<String>) -> Allow {
     let fwd = &cfg.forward;
     let mut remove: Vec<String> = fwd.headers.iter().map(|(name, _)| name.clone()).collect();
     if fwd.strip_credentials {
@@ -278,7 +309,11 @@ fn forward(cfg: &Config, principal: Option<Principal>, route: Option<usize>) -> 
             }
         }
     }
-    Allow { remove, set, principal: principal.map(Box::new), route }
+    if let (Some(c), Some(id)) = (&cfg.correlation, &correlation) {
+        set.push((c.header.clone(), id.clone()));
+    }
+    let webhook = route.and_then(|i| cfg.routes.get(i)).and_then(|r| r.webhook);
+    Allow { remove, set, principal: principal.map(Box::new), route, webhook, correlation }
 }
 
 /// Claims are attacker-influenced text: nothing that could split or end a header line.
@@ -286,10 +321,7 @@ fn header_value_safe(v: &str) -> bool {
     v.len() <= 8192 && v.chars().all(|c| c == '\t' || !c.is_control())
 }
 
-fn deny(cfg: &Config, route: Option<usize>, denial: Denial) -> Decision {
-    let format_index = route.and_then(|i| cfg.routes.get(i)).map_or(cfg.default_format, |r| r.format);
-    let fallback = deny::ErrorFormat::builtin(deny::Builtin::Detail);
-    let format = cfg.formats.get(format_index).unwrap_or(&fallback);
-    let response = deny::render(&denial, format, ChallengeInfo::default());
-    Decision::Deny(Deny { denial, response, route })
+fn deny(cfg: &Config, route: Option<usize>, denial: Denial, correlation: Option<String>) -> Decision {
+    let response = deny_response(cfg, route, &denial, correlation.as_deref());
+    Decision::Deny(Deny { denial, response, route, correlation })
 }

@@ -5,13 +5,14 @@
 //! helpers unwrap host errors, and nothing reachable from a request may panic.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use crate::config::{Config, KeySource, RemoteJwks};
 use crate::engine::{self, Decision, Env, KeySlot, Request};
@@ -41,6 +42,40 @@ struct State {
     waiters: HashMap<u32, Waiter>,
     /// Dispatched JWKS fetches: call token to provider index.
     fetches: HashMap<u32, usize>,
+    /// Allowed requests whose webhook signature waits for the complete body, by context id.
+    pending: HashMap<u32, PendingWebhook>,
+    /// Requests whose body is complete (end of stream seen).
+    body_done: HashSet<u32>,
+    /// Correlation ids to return on the response, by context id.
+    correlations: HashMap<u32, String>,
+    random: Random,
+}
+
+struct PendingWebhook {
+    webhook: usize,
+    route: Option<usize>,
+    headers: Vec<(String, Vec<u8>)>,
+    correlation: Option<String>,
+}
+
+/// Randomness for correlation ids: SipHash with the VM's random keys (std draws them from
+/// WASI `random_get`) over a counter. Unique ids, not secrets.
+struct Random {
+    keys: std::collections::hash_map::RandomState,
+    counter: u64,
+}
+
+impl Random {
+    fn next16(&mut self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        for half in out.chunks_exact_mut(8) {
+            self.counter = self.counter.wrapping_add(1);
+            let mut h = self.keys.build_hasher();
+            h.write_u64(self.counter);
+            half.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        out
+    }
 }
 
 struct ProviderKeys {
@@ -103,7 +138,16 @@ impl RootContext for AuthRoot {
             config.routes.len(),
             config.providers.len()
         );
-        self.state = Some(Rc::new(RefCell::new(State { config, slots, waiters: HashMap::new(), fetches: HashMap::new() })));
+        self.state = Some(Rc::new(RefCell::new(State {
+            config,
+            slots,
+            waiters: HashMap::new(),
+            fetches: HashMap::new(),
+            pending: HashMap::new(),
+            body_done: HashSet::new(),
+            correlations: HashMap::new(),
+            random: Random { keys: std::collections::hash_map::RandomState::new(), counter: now_ms() },
+        })));
         if has_remote {
             let _ = hostcalls::set_tick_period(TICK);
             self.on_tick();
@@ -139,15 +183,127 @@ struct AuthFilter {
 
 impl Context for AuthFilter {
     fn on_done(&mut self) -> bool {
-        self.state.borrow_mut().waiters.remove(&self.context_id);
+        let mut st = self.state.borrow_mut();
+        st.waiters.remove(&self.context_id);
+        st.pending.remove(&self.context_id);
+        st.body_done.remove(&self.context_id);
+        st.correlations.remove(&self.context_id);
         true
     }
 }
 
 impl HttpContext for AuthFilter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            self.state.borrow_mut().body_done.insert(self.context_id);
+        }
         process(&self.state, self.context_id, true)
     }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let id = self.context_id;
+        let (pending_limit, waiting) = {
+            let st = self.state.borrow();
+            let limit = st.pending.get(&id).and_then(|p| st.config.webhooks.get(p.webhook)).map(|(_, w)| w.max_body_bytes);
+            (limit, st.waiters.contains_key(&id))
+        };
+        if let Some(limit) = pending_limit {
+            // Stop buffering as soon as the body is known to be too large.
+            if body_size as u64 > limit {
+                return finish_webhook(&self.state, id, None, true);
+            }
+        }
+        if !end_of_stream {
+            return if pending_limit.is_some() || waiting { Action::Pause } else { Action::Continue };
+        }
+        body_complete(&self.state, id, body_size)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end the stream: the body buffered so far is the whole body.
+        let size = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .map_or(0, |b| b.len());
+        body_complete(&self.state, self.context_id, size)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let st = self.state.borrow();
+        if let (Some(id), Some(c)) = (st.correlations.get(&self.context_id), &st.config.correlation) {
+            let _ = hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, &c.header, Some(id.as_bytes()));
+        }
+        Action::Continue
+    }
+}
+
+fn body_complete(state: &Shared, id: u32, body_size: usize) -> Action {
+    let has_pending = {
+        let mut st = state.borrow_mut();
+        st.body_done.insert(id);
+        st.pending.contains_key(&id)
+    };
+    if has_pending {
+        return finish_webhook(state, id, Some(body_size), true);
+    }
+    if state.borrow().waiters.contains_key(&id) {
+        // Still waiting for keys; the root context decides and then verifies.
+        return Action::Pause;
+    }
+    Action::Continue
+}
+
+/// Verifies a pending webhook over the complete body (`None`: too large) and lets the request
+/// go or answers it. `in_callback` is true when called from this request's own callback.
+fn finish_webhook(state: &Shared, id: u32, body_size: Option<usize>, in_callback: bool) -> Action {
+    let Some(p) = state.borrow_mut().pending.remove(&id) else { return Action::Continue };
+    let config = state.borrow().config.clone();
+    let Some((_, webhook)) = config.webhooks.get(p.webhook) else { return fail_closed() };
+    let result = match body_size {
+        None => Err(crate::deny::Reason::BodyTooLarge),
+        Some(size) => {
+            let body = if size == 0 {
+                Vec::new()
+            } else {
+                match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size) {
+                    Ok(b) => b.unwrap_or_default(),
+                    Err(_) => return fail_closed(),
+                }
+            };
+            webhook.verify(&p.headers, &body, (now_ms() / 1000) as i64)
+        }
+    };
+    match result {
+        Ok(()) => {
+            if !in_callback {
+                let _ = hostcalls::resume_http_request();
+            }
+            Action::Continue
+        }
+        Err(reason) => {
+            let denial = crate::deny::Denial::new(reason);
+            let response = engine::deny_response(&config, p.route, &denial, p.correlation.as_deref());
+            log_denial(reason.as_str(), p.route, p.correlation.as_deref());
+            send(&response);
+            Action::Pause
+        }
+    }
+}
+
+fn send(response: &crate::deny::LocalResponse) {
+    let headers: Vec<(&str, &str)> = response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    if hostcalls::send_http_response(u32::from(response.status), headers, Some(&response.body)).is_err() {
+        let _ = hostcalls::reset_http_request();
+    }
+}
+
+/// One line per denial: reason, route and correlation id; never a credential.
+fn log_denial(reason: &str, route: Option<usize>, correlation: Option<&str>) {
+    log::debug!(
+        "api-auth-filter: denied reason={reason} route={} correlation_id={}",
+        route.map_or(-1, |r| r as i64),
+        correlation.unwrap_or("-")
+    );
 }
 
 fn now_ms() -> u64 {
@@ -174,8 +330,9 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
     let path = pseudo(":path").unwrap_or("");
     let now = now_ms();
 
-    let (config, slots) = {
-        let st = state.borrow();
+    let (config, slots, random) = {
+        let mut st = state.borrow_mut();
+        let random = st.random.next16();
         let slots: Vec<KeySlot> = st
             .slots
             .iter()
@@ -186,9 +343,9 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
                     && s.remote.as_ref().is_some_and(|r| cache::refetch_allowed(&r.timing, s.fetched_at, now)),
             })
             .collect();
-        (st.config.clone(), slots)
+        (st.config.clone(), slots, random)
     };
-    let env = Env { now: (now / 1000) as i64, keys: &slots };
+    let env = Env { now: (now / 1000) as i64, keys: &slots, random };
     match engine::decide(&config, &Request { method, path, headers: &headers }, &env) {
         Decision::Allow(allow) => {
             for name in &allow.remove {
@@ -197,21 +354,38 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
             for (name, value) in &allow.set {
                 let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.as_bytes()));
             }
+            if let Some(cid) = &allow.correlation {
+                state.borrow_mut().correlations.insert(context_id, cid.clone());
+            }
+            if let Some(webhook) = allow.webhook {
+                // Nothing reaches the upstream before the signature over the whole body is
+                // checked: the headers are held (allow_on_headers_stop_iteration) meanwhile.
+                let done = {
+                    let mut st = state.borrow_mut();
+                    st.pending.insert(
+                        context_id,
+                        PendingWebhook { webhook, route: allow.route, headers: headers.clone(), correlation: allow.correlation.clone() },
+                    );
+                    st.body_done.contains(&context_id)
+                };
+                if !done {
+                    return Action::Pause;
+                }
+                let size = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX).ok().flatten().map_or(0, |b| b.len());
+                return finish_webhook(state, context_id, Some(size), first);
+            }
             if !first {
                 let _ = hostcalls::resume_http_request();
             }
             Action::Continue
         }
+        Decision::Respond(response) => {
+            send(&response);
+            Action::Pause
+        }
         Decision::Deny(deny) => {
-            log::debug!(
-                "api-auth-filter: denied {} route={}",
-                deny.denial.reason.as_str(),
-                deny.route.map_or(-1, |r| r as i64)
-            );
-            let headers: Vec<(&str, &str)> = deny.response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-            if hostcalls::send_http_response(u32::from(deny.response.status), headers, Some(&deny.response.body)).is_err() {
-                let _ = hostcalls::reset_http_request();
-            }
+            log_denial(deny.denial.reason.as_str(), deny.route, deny.correlation.as_deref());
+            send(&deny.response);
             // Pause: with Continue the request could still reach the upstream.
             Action::Pause
         }

@@ -8,16 +8,19 @@
 
 pub mod apikeys;
 pub mod config;
+pub mod correlation;
 pub mod credentials;
 pub mod deny;
 pub mod engine;
 pub mod grants;
 pub mod jwks_cache;
 pub mod jwt;
+pub mod metadata;
 pub mod principal;
 pub mod routes;
 pub mod secret;
 pub mod time;
+pub mod webhook;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -108,6 +108,7 @@ struct ServerState {
     mode: Mutex<Mode>,
     seen: Mutex<Vec<Recorded>>,
     stop: AtomicBool,
+    connections: AtomicU32,
 }
 
 /// An HTTP/1.1 server on loopback: an echo upstream or a mock with a settable answer.
@@ -137,7 +138,7 @@ impl Server {
     fn start_on(port: u16, mode: Mode) -> Server {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
-        let state = Arc::new(ServerState { mode: Mutex::new(mode), seen: Mutex::new(Vec::new()), stop: AtomicBool::new(false) });
+        let state = Arc::new(ServerState { mode: Mutex::new(mode), seen: Mutex::new(Vec::new()), stop: AtomicBool::new(false), connections: AtomicU32::new(0) });
         let st = state.clone();
         thread::spawn(move || {
             for conn in listener.incoming() {
@@ -145,6 +146,7 @@ impl Server {
                     break;
                 }
                 if let Ok(stream) = conn {
+                    st.connections.fetch_add(1, Ordering::SeqCst);
                     let st = st.clone();
                     thread::spawn(move || serve_connection(stream, &st));
                 }
@@ -163,6 +165,11 @@ impl Server {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.seen.lock().unwrap().clone()
+    }
+
+    /// TCP connections accepted so far (a request that never opened one never reached here).
+    pub fn connections(&self) -> u32 {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     pub fn count(&self) -> usize {
@@ -463,7 +470,7 @@ pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path)
         String::new()
     } else {
         let kv: Vec<String> = opts.vm_env.iter().map(|(k, v)| format!("{}: {}", k, serde_json::to_string(v).unwrap())).collect();
-        format!("\n              environment_variables:\n                key_values: {{ {} }}", kv.join(", "))
+        format!("\n                  environment_variables:\n                    key_values: {{ {} }}", kv.join(", "))
     };
     let mut clusters = cluster_yaml("upstream", opts.upstream_port);
     for (name, p) in &opts.clusters {
@@ -481,6 +488,8 @@ pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path)
                 name: api_auth
                 root_id: api_auth
                 fail_open: false
+                # Hold the headers while a webhook body is buffered and verified (Envoy >= 1.35).
+                allow_on_headers_stop_iteration: true
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: {config_json}
@@ -499,6 +508,9 @@ pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path)
 static_resources:
   listeners:
   - name: main
+    # Above every webhook's max_body_bytes, so that the filter (not Envoy's buffer limit)
+    # answers an over-large signed body with its documented 413.
+    per_connection_buffer_limit_bytes: 4194304
     address:
       socket_address: {{ address: 127.0.0.1, port_value: {port} }}
     filter_chains:

@@ -9,7 +9,10 @@ use std::fmt;
 
 use crate::apikeys::{ApiKeys, KeyEntry};
 use crate::deny::{Builtin, ErrorFormat, Override, Reason};
+use crate::correlation::Correlation;
 use crate::jwt::{Alg, ClaimPaths, ClaimRules, KeySet};
+use crate::metadata::ProtectedResource;
+use crate::webhook::Webhook;
 use crate::principal::Field;
 use crate::routes::{is_plain_name, PathPattern, Template};
 use raw::*;
@@ -59,6 +62,10 @@ pub struct Config {
     pub forward: Forward,
     pub workspace_header: String,
     pub organization_header: String,
+    /// In name order; routes refer to them by index.
+    pub webhooks: Vec<(String, Webhook)>,
+    pub protected_resource: Option<ProtectedResource>,
+    pub correlation: Option<Correlation>,
 }
 
 #[derive(Debug)]
@@ -95,6 +102,8 @@ pub struct Route {
     pub pattern: PathPattern,
     /// `None` is a public route (`auth: "none"`).
     pub auth: Option<AuthRequirements>,
+    /// Index into `Config::webhooks`: the body signature that must verify.
+    pub webhook: Option<usize>,
     pub format: usize,
 }
 
@@ -155,15 +164,20 @@ pub struct Forward {
 }
 
 impl Config {
-    /// Parses and compiles a configuration document.
+    /// Parses and compiles a configuration document; webhook secrets named by `env` come from
+    /// the process environment (the wasm VM's `environment_variables`).
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        Config::from_json_with_env(bytes, &|name| std::env::var(name).ok())
+    }
+
+    pub fn from_json_with_env(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
             ConfigError::new(path, scrub_serde_message(&e.inner().to_string()))
         })?;
-        compile(raw)
+        compile(raw, env)
     }
 }
 
@@ -200,16 +214,15 @@ fn scrub_serde_message(msg: &str) -> String {
     out
 }
 
-fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
-    if let Some(name) = raw.webhooks.keys().next() {
-        return Err(ConfigError::unsupported(format!("webhooks.{name}")));
+fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let pair = |(path, message): (String, String)| ConfigError { path, message };
+    let mut webhooks = Vec::with_capacity(raw.webhooks.len());
+    for (name, w) in &raw.webhooks {
+        webhooks.push((name.clone(), Webhook::compile(&format!("webhooks.{name}"), w, env).map_err(pair)?));
     }
-    if raw.protected_resource.is_some() {
-        return Err(ConfigError::unsupported("protected_resource"));
-    }
-    if raw.correlation_id.is_some() {
-        return Err(ConfigError::unsupported("correlation_id"));
-    }
+    let webhook_names: Vec<&str> = webhooks.iter().map(|(n, _)| n.as_str()).collect();
+    let protected_resource = raw.protected_resource.as_ref().map(ProtectedResource::compile).transpose().map_err(pair)?;
+    let correlation = raw.correlation_id.as_ref().map(Correlation::compile).transpose().map_err(pair)?;
 
     let (formats, format_index) = compile_formats(&raw.error_formats)?;
     let default_format = match &raw.errors {
@@ -234,7 +247,13 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.into_iter().enumerate() {
-        let ctx = RouteContext { formats: &format_index, default_format, have_keys: api_keys.is_some(), providers: &provider_names };
+        let ctx = RouteContext {
+            formats: &format_index,
+            default_format,
+            have_keys: api_keys.is_some(),
+            providers: &provider_names,
+            webhooks: &webhook_names,
+        };
         routes.push(compile_route(&format!("routes[{i}]"), r, &ctx)?);
     }
 
@@ -250,6 +269,9 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         forward,
         workspace_header,
         organization_header,
+        webhooks,
+        protected_resource,
+        correlation,
     })
 }
 
@@ -473,6 +495,7 @@ struct RouteContext<'a> {
     default_format: usize,
     have_keys: bool,
     providers: &'a [&'a str],
+    webhooks: &'a [&'a str],
 }
 
 fn compile_route(path: &str, r: RawRoute, ctx: &RouteContext<'_>) -> Result<Route, ConfigError> {
@@ -512,14 +535,20 @@ fn compile_route(path: &str, r: RawRoute, ctx: &RouteContext<'_>) -> Result<Rout
             .ok_or_else(|| ConfigError::new(format!("{path}.errors"), format!("unknown error format '{name}'")))?,
         None => ctx.default_format,
     };
-    if r.webhook.is_some() {
-        return Err(ConfigError::unsupported(format!("{path}.webhook")));
-    }
+    let webhook = match &r.webhook {
+        Some(name) => Some(
+            ctx.webhooks
+                .iter()
+                .position(|w| w == name)
+                .ok_or_else(|| ConfigError::new(format!("{path}.webhook"), format!("unknown webhook '{name}'")))?,
+        ),
+        None => None,
+    };
     let auth = match r.auth {
         RawAuth::None => None,
         RawAuth::Required(spec) => Some(compile_auth(&format!("{path}.auth"), spec, &variables, ctx)?),
     };
-    Ok(Route { methods, pattern, auth, format })
+    Ok(Route { methods, pattern, auth, webhook, format })
 }
 
 fn route_path(path: &str, p: String) -> Result<String, ConfigError> {
