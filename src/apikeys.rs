@@ -14,6 +14,33 @@ pub struct ApiKeys {
     /// Lower-case names of the headers that carry a key (Authorization is always read too).
     pub headers: Vec<String>,
     pub by_digest: HashMap<[u8; 32], KeyEntry>,
+    /// Digests not in the table are looked up in a key service.
+    pub lookup: Option<Service>,
+    /// Last use of each key is reported to a service.
+    pub usage_report: Option<Service>,
+}
+
+/// A service the filter calls through an Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
+    /// Positive answers are cached this long (lookup); the report period (usage).
+    pub ttl_s: u64,
+    pub negative_ttl_s: u64,
+}
+
+/// What a key service said about a digest, as cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(KeyEntry),
+    NotFound,
+}
+
+pub fn hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -55,6 +82,14 @@ impl ApiKeys {
     pub fn authenticate(&self, key: &[u8], now: i64) -> Result<Principal, Reason> {
         let entry = self.by_digest.get(&digest(key)).ok_or(Reason::KeyUnknown)?;
         entry.principal(now)
+    }
+
+    /// The key service's answer body for `digest`: the shape of a `keys` entry, whose
+    /// `sha256` must be the digest asked about.
+    pub fn parse_lookup(body: &[u8], digest: &[u8; 32]) -> Option<KeyEntry> {
+        let raw: crate::config::raw::RawKey = serde_json::from_slice(body).ok()?;
+        let entry = crate::config::compile_key("lookup", raw).ok()?;
+        (entry.digest == *digest).then_some(entry)
     }
 }
 
@@ -109,7 +144,7 @@ mod tests {
         ] {
             by_digest.insert(e.digest, e);
         }
-        let keys = ApiKeys { prefixes: vec!["cm_".into()], headers: vec!["x-api-key".into()], by_digest };
+        let keys = ApiKeys { prefixes: vec!["cm_".into()], headers: vec!["x-api-key".into()], by_digest, lookup: None, usage_report: None };
         let p = keys.authenticate(b"cm_ok", 5000).unwrap();
         assert_eq!(p.key_id.as_deref(), Some("ok"));
         assert_eq!(p.organization.as_deref(), Some("org_1"));
@@ -121,6 +156,16 @@ mod tests {
         assert!(keys.is_key(b"cm_x") && !keys.is_key(b"eyJ.a.b"));
         let dbg = format!("{:?}", keys.by_digest.values().next().unwrap());
         assert!(!dbg.contains("digest"), "{dbg}");
+    }
+
+    #[test]
+    fn lookup_answers_must_name_the_digest_asked_about() {
+        let d = digest(b"cm_live");
+        let body = format!(r#"{{"id":"k9","sha256":"{}","status":"active","scopes":["a"]}}"#, hex(&d));
+        assert_eq!(ApiKeys::parse_lookup(body.as_bytes(), &d).map(|e| e.id), Some("k9".to_string()));
+        assert_eq!(ApiKeys::parse_lookup(body.as_bytes(), &digest(b"other")), None);
+        assert_eq!(ApiKeys::parse_lookup(b"{\"id\":\"k\"}", &d), None);
+        assert_eq!(ApiKeys::parse_lookup(b"<html>", &d), None);
     }
 
     #[test]

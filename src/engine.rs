@@ -6,6 +6,7 @@
 
 use std::rc::Rc;
 
+use crate::apikeys::{self, ApiKeys, Lookup};
 use crate::config::{AuthRequirements, Config, KeySource, Route, Unmatched};
 use crate::credentials::{self, Credential, Headers};
 use crate::deny::{self, ChallengeInfo, Denial, LocalResponse, Reason};
@@ -24,7 +25,7 @@ pub struct Request<'a> {
 }
 
 /// What the host knows that a request does not carry.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Env<'a> {
     /// Unix seconds.
     pub now: i64,
@@ -32,6 +33,21 @@ pub struct Env<'a> {
     pub keys: &'a [KeySlot],
     /// Randomness for a generated correlation id.
     pub random: [u8; 16],
+    /// What the key service said of a digest (see `LookupState`).
+    pub key_lookup: &'a dyn Fn(&[u8; 32]) -> LookupState,
+}
+
+/// A key-service answer as this worker sees it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupState {
+    Cached(Lookup),
+    /// Not cached: wait for a lookup (`can_wait`) or answer keys_unavailable.
+    Missing { can_wait: bool },
+}
+
+/// For configurations without a key service, and for tests.
+pub fn no_lookup(_: &[u8; 32]) -> LookupState {
+    LookupState::Missing { can_wait: false }
 }
 
 /// One provider's keys as this worker has them now.
@@ -66,9 +82,11 @@ pub enum Decision {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Wait {
-    pub provider: usize,
-    pub refetch: bool,
+pub enum Wait {
+    /// The provider's keys (first keys, or a refetch for an unknown kid).
+    Jwks { provider: usize, refetch: bool },
+    /// The key service's answer for a digest.
+    KeyLookup { digest: [u8; 32] },
 }
 
 enum Fail {
@@ -181,11 +199,28 @@ fn authenticate(cfg: &Config, auth: &AuthRequirements, req: &Request<'_>, env: &
     for c in found {
         let p = match c {
             Credential::Jwt(token) => verify_jwt(cfg, auth, token, env)?,
-            Credential::ApiKey(key) => keys.ok_or(Reason::KeyUnknown)?.authenticate(key, env.now)?,
+            Credential::ApiKey(key) => verify_key(keys.ok_or(Reason::KeyUnknown)?, key, env)?,
         };
         first.get_or_insert(p);
     }
     Ok(first.ok_or(Reason::CredentialsMissing)?)
+}
+
+/// The static table first, then the key service's (cached) answer.
+fn verify_key(keys: &ApiKeys, key: &[u8], env: &Env<'_>) -> Result<Principal, Fail> {
+    let d = apikeys::digest(key);
+    if let Some(entry) = keys.by_digest.get(&d) {
+        return Ok(entry.principal(env.now)?);
+    }
+    if keys.lookup.is_none() {
+        return Err(Reason::KeyUnknown.into());
+    }
+    match (env.key_lookup)(&d) {
+        LookupState::Cached(Lookup::Found(entry)) => Ok(entry.principal(env.now)?),
+        LookupState::Cached(Lookup::NotFound) => Err(Reason::KeyUnknown.into()),
+        LookupState::Missing { can_wait: true } => Err(Fail::Wait(Wait::KeyLookup { digest: d })),
+        LookupState::Missing { can_wait: false } => Err(Reason::KeysUnavailable.into()),
+    }
 }
 
 /// jwt_authn's order: parse, issuer, time and audience, key, signature.
@@ -209,11 +244,11 @@ fn verify_jwt(cfg: &Config, auth: &AuthRequirements, token: &str, env: &Env<'_>)
     jwt::validate_claims(&claims, &provider.rules, env.now)?;
     let slot = env.keys.get(index).cloned().unwrap_or_default();
     let Some(keys) = slot.keys else {
-        return Err(if slot.can_wait { Fail::Wait(Wait { provider: index, refetch: false }) } else { Reason::KeysUnavailable.into() });
+        return Err(if slot.can_wait { Fail::Wait(Wait::Jwks { provider: index, refetch: false }) } else { Reason::KeysUnavailable.into() });
     };
     match jwt::verify_signature(&decoded, &keys, &provider.algorithms) {
         Ok(()) => {}
-        Err(VerifyError::UnknownKid) if slot.can_refetch => return Err(Fail::Wait(Wait { provider: index, refetch: true })),
+        Err(VerifyError::UnknownKid) if slot.can_refetch => return Err(Fail::Wait(Wait::Jwks { provider: index, refetch: true })),
         Err(_) => return Err(Reason::TokenInvalid.into()),
     }
     let paths = &provider.claims;

@@ -14,8 +14,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
+use crate::apikeys::{self, ApiKeys, Lookup};
 use crate::config::{Config, KeySource, RemoteJwks};
-use crate::engine::{self, Decision, Env, KeySlot, Request};
+use crate::engine::{self, Decision, Env, KeySlot, LookupState, Request, Wait};
 use crate::jwks_cache::{self as cache, Lease};
 use crate::jwt::KeySet;
 
@@ -49,6 +50,10 @@ struct State {
     /// Correlation ids to return on the response, by context id.
     correlations: HashMap<u32, String>,
     random: Random,
+    /// Key-service calls in flight: call token to (digest, dispatching context).
+    lookups: HashMap<u32, ([u8; 32], u32)>,
+    /// Last use of each API key since the last report (Unix seconds).
+    usage: HashMap<String, u64>,
 }
 
 struct PendingWebhook {
@@ -87,10 +92,15 @@ struct ProviderKeys {
 }
 
 struct Waiter {
-    provider: usize,
-    /// Wake when this provider's version reaches this.
-    version: u64,
+    kind: WaitKind,
     deadline: u64,
+}
+
+enum WaitKind {
+    /// Wake when this provider's version reaches `version`.
+    Jwks { provider: usize, version: u64 },
+    /// Woken by the key service's answer for this digest.
+    Lookup([u8; 32]),
 }
 
 type Shared = Rc<RefCell<State>>;
@@ -147,8 +157,11 @@ impl RootContext for AuthRoot {
             body_done: HashSet::new(),
             correlations: HashMap::new(),
             random: Random { keys: std::collections::hash_map::RandomState::new(), counter: now_ms() },
+            lookups: HashMap::new(),
+            usage: HashMap::new(),
         })));
-        if has_remote {
+        let keys = self.state.as_ref().and_then(|s| s.borrow().config.api_keys.as_ref().map(|k| k.lookup.is_some() || k.usage_report.is_some()));
+        if has_remote || keys == Some(true) {
             let _ = hostcalls::set_tick_period(TICK);
             self.on_tick();
         }
@@ -163,6 +176,7 @@ impl RootContext for AuthRoot {
             refresh_from_shared(&state, i);
             maybe_fetch(&state, i, now);
         }
+        report_usage(&state, now);
         wake_waiters(&state);
     }
 
@@ -188,7 +202,13 @@ impl Context for AuthFilter {
         st.pending.remove(&self.context_id);
         st.body_done.remove(&self.context_id);
         st.correlations.remove(&self.context_id);
+        // A lookup this request started dies with it; the next request for the key asks again.
+        st.lookups.retain(|_, (_, ctx)| *ctx != self.context_id);
         true
+    }
+
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        on_lookup_response(&self.state, token, body_size);
     }
 }
 
@@ -345,7 +365,11 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
             .collect();
         (st.config.clone(), slots, random)
     };
-    let env = Env { now: (now / 1000) as i64, keys: &slots, random };
+    let lookup = |d: &[u8; 32]| match read_key_cache(d, now) {
+        Some(answer) => LookupState::Cached(answer),
+        None => LookupState::Missing { can_wait: first },
+    };
+    let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup };
     match engine::decide(&config, &Request { method, path, headers: &headers }, &env) {
         Decision::Allow(allow) => {
             for name in &allow.remove {
@@ -356,6 +380,11 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
             }
             if let Some(cid) = &allow.correlation {
                 state.borrow_mut().correlations.insert(context_id, cid.clone());
+            }
+            if config.api_keys.as_ref().is_some_and(|k| k.usage_report.is_some()) {
+                if let Some(id) = allow.principal.as_ref().and_then(|p| p.key_id.clone()) {
+                    state.borrow_mut().usage.insert(id, now / 1000);
+                }
             }
             if let Some(webhook) = allow.webhook {
                 // Nothing reaches the upstream before the signature over the whole body is
@@ -389,16 +418,41 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
             // Pause: with Continue the request could still reach the upstream.
             Action::Pause
         }
-        Decision::Wait(wait) => {
+        Decision::Wait(Wait::Jwks { provider, refetch }) => {
             let mut st = state.borrow_mut();
-            let current = st.slots.get(wait.provider).map_or(0, |s| s.version);
-            let version = if wait.refetch { current + 1 } else { current.max(1) };
-            st.waiters.insert(context_id, Waiter { provider: wait.provider, version, deadline: now + KEY_WAIT_MS });
-            if wait.refetch {
-                if let Some(r) = st.slots.get(wait.provider).and_then(|s| s.remote.as_ref()) {
+            let current = st.slots.get(provider).map_or(0, |s| s.version);
+            let version = if refetch { current + 1 } else { current.max(1) };
+            st.waiters.insert(context_id, Waiter { kind: WaitKind::Jwks { provider, version }, deadline: now + KEY_WAIT_MS });
+            if refetch {
+                if let Some(r) = st.slots.get(provider).and_then(|s| s.remote.as_ref()) {
                     want_refetch(r, now);
                 }
             }
+            Action::Pause
+        }
+        Decision::Wait(Wait::KeyLookup { digest }) => {
+            let Some(service) = config.api_keys.as_ref().and_then(|k| k.lookup.clone()) else { return fail_closed() };
+            let in_flight = state.borrow().lookups.values().any(|(d, _)| *d == digest);
+            // Concurrent requests for one key share one lookup.
+            if !in_flight {
+                let body = format!("{{\"sha256\":\"{}\"}}", apikeys::hex(&digest));
+                let headers = vec![
+                    (":method", "POST"),
+                    (":path", service.path.as_str()),
+                    (":authority", service.authority.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                match hostcalls::dispatch_http_call(&service.cluster, headers, Some(body.as_bytes()), vec![], Duration::from_millis(service.timeout_ms)) {
+                    Ok(token) => {
+                        state.borrow_mut().lookups.insert(token, (digest, context_id));
+                    }
+                    Err(e) => {
+                        log::warn!("api-auth-filter: key lookup on cluster {} could not start: {e:?}", service.cluster);
+                        return process(state, context_id, false);
+                    }
+                }
+            }
+            state.borrow_mut().waiters.insert(context_id, Waiter { kind: WaitKind::Lookup(digest), deadline: now + service.timeout_ms + 500 });
             Action::Pause
         }
     }
@@ -417,7 +471,10 @@ fn wake_waiters(state: &Shared) {
         let st = state.borrow();
         st.waiters
             .iter()
-            .filter(|(_, w)| now >= w.deadline || st.slots.get(w.provider).is_some_and(|s| s.version >= w.version && s.keys.is_some()))
+            .filter(|(_, w)| {
+                now >= w.deadline
+                    || matches!(w.kind, WaitKind::Jwks { provider, version } if st.slots.get(provider).is_some_and(|s| s.version >= version && s.keys.is_some()))
+            })
             .map(|(id, _)| *id)
             .collect()
     };
@@ -426,6 +483,140 @@ fn wake_waiters(state: &Shared) {
         if hostcalls::set_effective_context(id).is_ok() {
             process(state, id, false);
         }
+    }
+}
+
+/// Re-decides the requests waiting for one digest.
+fn wake_lookup_waiters(state: &Shared, digest: &[u8; 32]) {
+    let ids: Vec<u32> = state
+        .borrow()
+        .waiters
+        .iter()
+        .filter(|(_, w)| matches!(&w.kind, WaitKind::Lookup(d) if d == digest))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in ids {
+        state.borrow_mut().waiters.remove(&id);
+        if hostcalls::set_effective_context(id).is_ok() {
+            process(state, id, false);
+        }
+    }
+}
+
+/// Key-service answers are cached in shared data for every worker, in a fixed number of
+/// slots (bounded memory): slot = digest prefix. Record: digest, expiry (ms), found (1/0),
+/// then the service's JSON entry.
+const KEY_CACHE_SLOTS: u32 = 4096;
+
+fn key_cache_slot(d: &[u8; 32]) -> String {
+    format!("api-auth/keys/{}", (u32::from(d[0]) << 8 | u32::from(d[1])) % KEY_CACHE_SLOTS)
+}
+
+fn read_key_cache(d: &[u8; 32], now: u64) -> Option<Lookup> {
+    let (Some(v), _) = hostcalls::get_shared_data(&key_cache_slot(d)).ok()? else { return None };
+    let digest = v.get(..32)?;
+    let expires = u64::from_be_bytes(v.get(32..40)?.try_into().ok()?);
+    if digest != d || now >= expires {
+        return None;
+    }
+    match v.get(40)? {
+        1 => ApiKeys::parse_lookup(v.get(41..)?, d).map(Lookup::Found),
+        _ => Some(Lookup::NotFound),
+    }
+}
+
+fn write_key_cache(d: &[u8; 32], expires: u64, found: Option<&[u8]>) {
+    let mut v = Vec::with_capacity(41 + found.map_or(0, <[u8]>::len));
+    v.extend_from_slice(d);
+    v.extend_from_slice(&expires.to_be_bytes());
+    match found {
+        Some(body) => {
+            v.push(1);
+            v.extend_from_slice(body);
+        }
+        None => v.push(0),
+    }
+    let _ = hostcalls::set_shared_data(&key_cache_slot(d), Some(&v), None);
+}
+
+fn on_lookup_response(state: &Shared, token: u32, body_size: usize) {
+    let Some((digest, _)) = state.borrow_mut().lookups.remove(&token) else { return };
+    let Some(service) = state.borrow().config.api_keys.as_ref().and_then(|k| k.lookup.clone()) else { return };
+    let now = now_ms();
+    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+    match status.as_deref() {
+        Some(b"200") => {
+            let body = if body_size > 0 && body_size <= 64 * 1024 {
+                hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten()
+            } else {
+                None
+            };
+            match body.filter(|b| ApiKeys::parse_lookup(b, &digest).is_some()) {
+                Some(b) => write_key_cache(&digest, now + service.ttl_s * 1000, Some(&b)),
+                None => log::warn!("api-auth-filter: key service on cluster {} answered garbage", service.cluster),
+            }
+        }
+        Some(b"404") => write_key_cache(&digest, now + service.negative_ttl_s * 1000, None),
+        other => log::warn!(
+            "api-auth-filter: key service on cluster {} failed (status {})",
+            service.cluster,
+            other.map_or("none".into(), |s| String::from_utf8_lossy(s).into_owned())
+        ),
+    }
+    // Waiters re-decide: with an answer cached they get it, without one keys_unavailable.
+    wake_lookup_waiters(state, &digest);
+}
+
+/// Merges this worker's key usage into shared data; the worker that wins the period's lease
+/// sends the batch. Nothing here delays a request.
+fn report_usage(state: &Shared, now: u64) {
+    let Some(service) = state.borrow().config.api_keys.as_ref().and_then(|k| k.usage_report.clone()) else { return };
+    let local: Vec<(String, u64)> = state.borrow_mut().usage.drain().collect();
+    const DATA: &str = "api-auth/usage/data";
+    const NEXT: &str = "api-auth/usage/next";
+    if !local.is_empty() {
+        for _ in 0..4 {
+            let (bytes, cas) = hostcalls::get_shared_data(DATA).unwrap_or((None, None));
+            let mut map: serde_json::Map<String, serde_json::Value> =
+                bytes.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+            for (id, at) in &local {
+                let newer = map.get(id).and_then(serde_json::Value::as_u64).is_none_or(|old| old < *at);
+                if newer {
+                    map.insert(id.clone(), (*at).into());
+                }
+            }
+            let doc = serde_json::Value::Object(map).to_string();
+            if hostcalls::set_shared_data(DATA, Some(doc.as_bytes()), cas).is_ok() {
+                break;
+            }
+        }
+    }
+    let (next, cas) = hostcalls::get_shared_data(NEXT).unwrap_or((None, None));
+    let next_at = cache::decode_version(next.as_deref());
+    if now < next_at {
+        return;
+    }
+    let period = service.ttl_s * 1000;
+    if next_at == 0 {
+        // The first period starts now.
+        let _ = hostcalls::set_shared_data(NEXT, Some(&(now + period).to_be_bytes()), cas);
+        return;
+    }
+    if hostcalls::set_shared_data(NEXT, Some(&(now + period).to_be_bytes()), cas).is_err() {
+        return; // another worker sends this period's batch
+    }
+    let Ok((Some(batch), data_cas)) = hostcalls::get_shared_data(DATA) else { return };
+    if batch.is_empty() || batch.as_slice() == b"{}" || hostcalls::set_shared_data(DATA, Some(b"{}"), data_cas).is_err() {
+        return;
+    }
+    let headers = vec![
+        (":method", "POST"),
+        (":path", service.path.as_str()),
+        (":authority", service.authority.as_str()),
+        ("content-type", "application/json"),
+    ];
+    if let Err(e) = hostcalls::dispatch_http_call(&service.cluster, headers, Some(&batch), vec![], Duration::from_millis(service.timeout_ms)) {
+        log::warn!("api-auth-filter: usage report to cluster {} could not start: {e:?}", service.cluster);
     }
 }
 

@@ -20,11 +20,11 @@ fn every_example_compiles() {
 }
 
 #[test]
-fn sections_not_built_yet_are_refused_by_name() {
-    let doc = json!({ "api_keys": { "prefixes": ["cm_"], "lookup": { "cluster": "keys", "path": "/v1/keys/lookup" } } });
-    assert_eq!(load(doc).unwrap_err(), "api_keys.lookup: not supported yet: api_keys.lookup");
-    let doc = json!({ "api_keys": { "prefixes": ["cm_"], "usage_report": { "cluster": "keys", "path": "/v1/keys/usage" } } });
-    assert_eq!(load(doc).unwrap_err(), "api_keys.usage_report: not supported yet: api_keys.usage_report");
+fn sections_are_checked_by_name() {
+    let doc = json!({ "api_keys": { "prefixes": ["cm_"], "lookup": { "cluster": "keys", "path": "v1/keys/lookup" } } });
+    assert_eq!(load(doc).unwrap_err(), "api_keys.lookup.path: must start with '/'");
+    let doc = json!({ "api_keys": { "prefixes": ["cm_"], "usage_report": { "cluster": "keys", "path": "/u", "interval_s": 0 } } });
+    assert_eq!(load(doc).unwrap_err(), "api_keys.usage_report.interval_s: must be at least 1");
     let doc = json!({ "webhooks": { "w": { "secrets": [{ "env": "NOT_SET_ANYWHERE_42" }] } } });
     assert_eq!(load(doc).unwrap_err(), "webhooks.w.secrets[0].env: environment variable NOT_SET_ANYWHERE_42 is not set in the wasm VM");
     let doc = json!({ "routes": [{ "match": { "path": "/h" }, "auth": "none", "webhook": "nope" }] });

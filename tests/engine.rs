@@ -20,7 +20,7 @@ struct Out {
 fn run(cfg: &Config, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Out {
     let headers: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
     let keys = api_auth_filter::engine::inline_keys(cfg);
-    match decide(cfg, &Request { method, path, headers: &headers }, &Env { now: NOW, keys: &keys, random: [7; 16] }) {
+    match decide(cfg, &Request { method, path, headers: &headers }, &Env { now: NOW, keys: &keys, random: [7; 16], key_lookup: &api_auth_filter::engine::no_lookup }) {
         Decision::Allow(a) => Out { status: 200, body: Value::Null, headers: vec![], allow: Some(a) },
         Decision::Wait(w) => panic!("unexpected wait for keys: {w:?}"),
         Decision::Respond(r) => Out { status: r.status, body: serde_json::from_slice(&r.body).unwrap(), headers: r.headers, allow: None },

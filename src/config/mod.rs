@@ -29,11 +29,6 @@ impl ConfigError {
     fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError { path: path.into(), message: message.into() }
     }
-
-    fn unsupported(path: impl Into<String>) -> Self {
-        let path = path.into();
-        ConfigError { message: format!("not supported yet: {path}"), path }
-    }
 }
 
 impl fmt::Display for ConfigError {
@@ -408,11 +403,22 @@ fn compile_formats(
 }
 
 fn compile_api_keys(raw: RawApiKeys) -> Result<ApiKeys, ConfigError> {
-    if raw.lookup.is_some() {
-        return Err(ConfigError::unsupported("api_keys.lookup"));
-    }
-    if raw.usage_report.is_some() {
-        return Err(ConfigError::unsupported("api_keys.usage_report"));
+    let lookup = match &raw.lookup {
+        Some(l) => Some(service(
+            "api_keys.lookup",
+            (&l.cluster, &l.authority, &l.path),
+            l.timeout_ms.unwrap_or(500),
+            l.cache_ttl_s.unwrap_or(30),
+            l.negative_cache_ttl_s.unwrap_or(5),
+        )?),
+        None => None,
+    };
+    let usage_report = match &raw.usage_report {
+        Some(u) => Some(service("api_keys.usage_report", (&u.cluster, &u.authority, &u.path), 2000, u.interval_s.unwrap_or(60), 0)?),
+        None => None,
+    };
+    if usage_report.as_ref().is_some_and(|u| u.ttl_s == 0) {
+        return Err(ConfigError::new("api_keys.usage_report.interval_s", "must be at least 1"));
     }
     if raw.prefixes.is_empty() {
         return Err(ConfigError::new("api_keys.prefixes", "at least one prefix is required: it tells keys from JWTs"));
@@ -446,7 +452,33 @@ fn compile_api_keys(raw: RawApiKeys) -> Result<ApiKeys, ConfigError> {
             return Err(ConfigError::new(format!("{path}.sha256"), "duplicate digest"));
         }
     }
-    Ok(ApiKeys { prefixes: raw.prefixes, headers, by_digest })
+    Ok(ApiKeys { prefixes: raw.prefixes, headers, by_digest, lookup, usage_report })
+}
+
+fn service(
+    path: &str,
+    (cluster, authority, target): (&String, &Option<String>, &String),
+    timeout_ms: u64,
+    ttl_s: u64,
+    negative_ttl_s: u64,
+) -> Result<crate::apikeys::Service, ConfigError> {
+    if cluster.is_empty() {
+        return Err(ConfigError::new(format!("{path}.cluster"), "must not be empty"));
+    }
+    if !target.starts_with('/') {
+        return Err(ConfigError::new(format!("{path}.path"), "must start with '/'"));
+    }
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(ConfigError::new(format!("{path}.timeout_ms"), "must be between 1 and 60000"));
+    }
+    Ok(crate::apikeys::Service {
+        cluster: cluster.clone(),
+        authority: authority.clone().unwrap_or_else(|| cluster.clone()),
+        path: target.clone(),
+        timeout_ms,
+        ttl_s,
+        negative_ttl_s,
+    })
 }
 
 /// One key entry, from the static table or (later) a key service answer.

@@ -1,0 +1,146 @@
+//! A key service with caching, key usage reports, and the organisation and workspace rules of
+//! contracts 003 and 004 for JWTs, end to end.
+
+use std::time::{Duration, Instant};
+
+use api_auth_integration::*;
+use serde_json::{json, Value};
+
+const CREDS: &str = "Could not validate credentials";
+
+fn key_entry(key: &str, status: &str) -> String {
+    json!({ "id": "key_live", "sha256": sha256_hex(key.as_bytes()), "status": status, "scopes": ["tools:*"], "organization": "org_abc123" })
+        .to_string()
+}
+
+fn config(ttl: u64) -> Value {
+    json!({
+        "api_keys": {
+            "prefixes": ["cf_ak_"],
+            "keys": [],
+            "lookup": { "cluster": "keys", "authority": "keys.internal", "path": "/v1/keys/lookup", "timeout_ms": 500,
+                        "cache_ttl_s": ttl, "negative_cache_ttl_s": ttl },
+            "usage_report": { "cluster": "usage", "path": "/v1/keys/usage", "interval_s": 1 }
+        },
+        "routes": [{ "match": { "prefix": "/v1/" }, "auth": { "scopes": ["tools:platform.list_roadmap_items"] } }],
+        "forward": { "headers": { "x-auth-key-id": "key_id" } }
+    })
+}
+
+#[test]
+fn key_service_lookup_cache_revocation_and_outage() {
+    let key = "cf_ak_live_created_in_dashboard";
+    let keys = Server::mock(Canned::json(200, &key_entry(key, "active")));
+    let usage = Server::mock(Canned::json(204, ""));
+    let upstream = Server::echo();
+    let cfg = config(2);
+    let envoy = Envoy::start(
+        EnvoyOpts::new(cfg, upstream.port()).cluster("keys", keys.port()).cluster("usage", usage.port()).concurrency(2),
+    );
+    let get = |k: &str| envoy.send(&Req::get("/v1/items").bearer(k));
+
+    // Concurrent first requests for one new key share one lookup per worker at most.
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let port = envoy.port();
+            std::thread::spawn(move || send(port, &Req::get("/v1/items").bearer("cf_ak_live_created_in_dashboard")).status)
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}\n{}", envoy.log());
+    assert!(keys.count() <= 2, "one lookup per worker at most, saw {}", keys.count());
+    // The digest is sent, never the key.
+    let asked = &keys.requests()[0];
+    assert_eq!(asked.method, "POST");
+    assert_eq!(String::from_utf8_lossy(&asked.body), format!("{{\"sha256\":\"{}\"}}", sha256_hex(key.as_bytes())));
+    assert!(!String::from_utf8_lossy(&asked.body).contains(key));
+    // Cached: no new lookup.
+    let before = keys.count();
+    assert_eq!(get(key).status, 200);
+    assert_eq!(keys.count(), before);
+
+    // Revoked in the service: refused within cache_ttl_s.
+    keys.set(Canned::json(200, &key_entry(key, "revoked")));
+    let revoked_at = Instant::now();
+    let mut status = 200;
+    while revoked_at.elapsed() < Duration::from_secs(6) && status == 200 {
+        status = get(key).status;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status, 401, "revoked key still passing after {:?}", revoked_at.elapsed());
+    assert!(revoked_at.elapsed() <= Duration::from_millis(2600), "took {:?} for a 2 s TTL", revoked_at.elapsed());
+
+    // Unknown keys: 404 means unknown (401), cached as such.
+    keys.set(Canned::json(404, "{}"));
+    let r = get("cf_ak_never_issued");
+    assert_eq!((r.status, r.json()), (401, json!({"detail": CREDS})));
+
+    // Outage with nothing cached: 503, never a pass. Also slow past the timeout.
+    keys.set(Canned::json(500, "{}"));
+    let r = get("cf_ak_another_new_key");
+    assert_eq!((r.status, r.json()), (503, json!({"detail": "Service unavailable"})), "{}", envoy.log());
+    keys.set(Canned { delay: Duration::from_millis(900), ..Canned::json(200, &key_entry("cf_ak_slow_key", "active")) });
+    assert_eq!(get("cf_ak_slow_key").status, 503);
+    keys.set(Canned::json(200, "garbage"));
+    assert_eq!(get("cf_ak_garbage_key").status, 503);
+
+    // Usage: the batch of last uses arrives at the usage service.
+    assert!(usage.wait_for(1, Duration::from_secs(5)), "no usage report; log:\n{}", envoy.log());
+    let report: Value = serde_json::from_slice(&usage.requests()[0].body).unwrap();
+    let at = report["key_live"].as_i64().unwrap_or(0);
+    assert!((unix_now() - at).abs() < 30, "{report}");
+}
+
+#[test]
+fn contract_004_session_tokens_and_003_oauth_organisation() {
+    let (Some(mut c4), Some(c3)) = (example("004"), example("003")) else { return };
+    c4.as_object_mut().unwrap().remove("webhooks");
+    c4["routes"].as_array_mut().unwrap().retain(|r| r.get("webhook").is_none());
+    let issuer = Issuer::new(&["s1"]);
+    let jwks = Server::mock(Canned::json(200, &issuer.jwks(&[])));
+    let upstream = Server::echo();
+    let envoy = Envoy::start(EnvoyOpts::new(c4, upstream.port()).cluster("session_jwks", jwks.port()));
+    let now = unix_now();
+    let session = |ws: Value| {
+        issuer.token("s1", &json!({ "iss": "https://api.workspace.example", "sub": "usr_7", "exp": now + 600, "iat": now, "workspace_ids": ws }))
+    };
+    let two = session(json!(["ws_1", "ws_2"]));
+    let single = issuer.token("s1", &json!({ "iss": "https://api.workspace.example", "sub": "usr_8", "exp": now + 600, "workspace_id": "ws_9" }));
+    let saw = |ws: &str, sub: &str| vec![("x-auth-workspace", ws.to_string()), ("x-auth-subject", sub.to_string())];
+    let cases = vec![
+        allowed("session token, first workspace", Req::get("/v1/projects").bearer(&two).header("x-workspace-id", "ws_1"), saw("ws_1", "usr_7")),
+        allowed("session token, second workspace", Req::get("/v1/projects").bearer(&two).header("x-workspace-id", "ws_2"), saw("ws_2", "usr_7")),
+        denied("session token, other workspace", Req::get("/v1/projects").bearer(&two).header("x-workspace-id", "ws_3"), 403, json!({"detail": "Forbidden"})),
+        denied("session token, no workspace header", Req::get("/v1/projects").bearer(&two), 400, json!({"detail": "Workspace required"})),
+        allowed("single workspace claim", Req::get("/v1/projects").bearer(&single).header("x-workspace-id", "ws_9"), saw("ws_9", "usr_8")),
+        allowed("API token in its workspace", Req::get("/v1/projects").bearer("wsk_example_workspace_one").header("x-workspace-id", "ws_1"), vec![("x-auth-workspace", "ws_1".into())]),
+        denied("API token elsewhere", Req::get("/v1/projects").bearer("wsk_example_workspace_one").header("x-workspace-id", "ws_2"), 403, json!({"detail": "Forbidden"})),
+        denied("forged workspace header without token", Req::get("/v1/projects").header("x-auth-workspace", "ws_1").header("x-workspace-id", "ws_1"), 401, json!({"detail": CREDS})),
+    ];
+    run_cases(&envoy, &upstream, cases);
+    drop(envoy);
+
+    // Contract 003: OAuth (Clerk JWT, full access) on MCP may act in any organisation it
+    // names and bypasses scopes; keys stay bound to theirs.
+    let mut c3 = c3;
+    c3["routes"].as_array_mut().unwrap().insert(0, json!({ "match": { "prefix": "/v1/mcp/tools/" }, "auth": { "scopes": ["tools:platform.create_roadmap_item"] } }));
+    let clerk = Issuer::new(&["c1"]);
+    let jwks3 = Server::mock(Canned::json(200, &clerk.jwks(&[])));
+    let envoy = Envoy::start(EnvoyOpts::new(c3, upstream.port()).cluster("clerk_jwks", jwks3.port()));
+    let human = clerk.token("c1", &json!({ "iss": "https://your-app.clerk.accounts.dev", "sub": "user_h", "exp": now + 600, "org_id": "org_abc123" }));
+    let org = |o: &str| vec![("x-organization-id", o.to_string())];
+    let cases = vec![
+        allowed("OAuth on MCP, own organisation", Req::post("/v1/mcp").bearer(&human), org("org_abc123")),
+        allowed("OAuth override to another organisation", Req::post("/v1/mcp").bearer(&human).header("x-organization-id", "org_other"), org("org_other")),
+        allowed("OAuth bypasses scope checks", Req::post("/v1/mcp/tools/create").bearer(&human), org("org_abc123")),
+        denied(
+            "key with a narrow scope on the same route",
+            Req::post("/v1/mcp/tools/create").bearer("cf_ak_example_list_roadmap"),
+            403,
+            json!({"detail": "Insufficient scope: tools:platform.create_roadmap_item"}),
+        ),
+        denied("OAuth is not accepted on the REST API", Req::get("/v1/tools/platform/roadmap-items").bearer(&human), 401, json!({"detail": CREDS})),
+        denied("key cannot switch organisation", Req::post("/v1/mcp").bearer("cf_ak_example_full_access").header("x-organization-id", "org_other"), 403, json!({"error": "forbidden"})),
+    ];
+    run_cases(&envoy, &upstream, cases);
+}
