@@ -35,6 +35,35 @@ pub struct Env<'a> {
     pub random: [u8; 16],
     /// What the key service said of a digest (see `LookupState`).
     pub key_lookup: &'a dyn Fn(&[u8; 32]) -> LookupState,
+    /// Tokens whose signature already verified with the same keys.
+    pub verified: &'a dyn VerifiedCache,
+}
+
+/// Signatures already verified, keyed by `verified_key`: a digest of the whole token, the
+/// provider and the version of its keys. Claims are checked on every request all the same,
+/// so `exp` is honoured; a key change changes the version and so every key.
+pub trait VerifiedCache {
+    fn contains(&self, key: &[u8; 32]) -> bool;
+    fn insert(&self, key: [u8; 32]);
+}
+
+/// No cache: every signature is verified.
+pub struct NoCache;
+
+impl VerifiedCache for NoCache {
+    fn contains(&self, _: &[u8; 32]) -> bool {
+        false
+    }
+    fn insert(&self, _: [u8; 32]) {}
+}
+
+pub fn verified_key(token: &str, provider: usize, keys_version: u64) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((provider as u64).to_be_bytes());
+    h.update(keys_version.to_be_bytes());
+    h.update(token.as_bytes());
+    h.finalize().into()
 }
 
 /// A key-service answer as this worker sees it now.
@@ -54,6 +83,8 @@ pub fn no_lookup(_: &[u8; 32]) -> LookupState {
 #[derive(Debug, Clone, Default)]
 pub struct KeySlot {
     pub keys: Option<Rc<KeySet>>,
+    /// Changes whenever `keys` change.
+    pub version: u64,
     /// The request may wait for the first keys (else: keys_unavailable).
     pub can_wait: bool,
     /// The request may wait for a refetch on an unknown `kid` (else: token_invalid).
@@ -246,10 +277,13 @@ fn verify_jwt(cfg: &Config, auth: &AuthRequirements, token: &str, env: &Env<'_>)
     let Some(keys) = slot.keys else {
         return Err(if slot.can_wait { Fail::Wait(Wait::Jwks { provider: index, refetch: false }) } else { Reason::KeysUnavailable.into() });
     };
-    match jwt::verify_signature(&decoded, &keys, &provider.algorithms) {
-        Ok(()) => {}
-        Err(VerifyError::UnknownKid) if slot.can_refetch => return Err(Fail::Wait(Wait::Jwks { provider: index, refetch: true })),
-        Err(_) => return Err(Reason::TokenInvalid.into()),
+    let cache_key = verified_key(token, index, slot.version);
+    if !env.verified.contains(&cache_key) {
+        match jwt::verify_signature(&decoded, &keys, &provider.algorithms) {
+            Ok(()) => env.verified.insert(cache_key),
+            Err(VerifyError::UnknownKid) if slot.can_refetch => return Err(Fail::Wait(Wait::Jwks { provider: index, refetch: true })),
+            Err(_) => return Err(Reason::TokenInvalid.into()),
+        }
     }
     let paths = &provider.claims;
     let mut p = Principal::new(Kind::Jwt);

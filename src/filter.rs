@@ -54,6 +54,45 @@ struct State {
     lookups: HashMap<u32, ([u8; 32], u32)>,
     /// Last use of each API key since the last report (Unix seconds).
     usage: HashMap<String, u64>,
+    verified: Rc<TokenCache>,
+}
+
+/// The verified-token cache of one VM: bounded, oldest first out.
+struct TokenCache {
+    set: RefCell<Entries>,
+}
+
+/// The keys, and their insertion order for eviction.
+type Entries = (HashSet<[u8; 32]>, std::collections::VecDeque<[u8; 32]>);
+
+const TOKEN_CACHE_ENTRIES: usize = 8192;
+
+impl engine::VerifiedCache for TokenCache {
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        self.set.borrow().0.contains(key)
+    }
+    fn insert(&self, key: [u8; 32]) {
+        let mut guard = self.set.borrow_mut();
+        let (set, order) = &mut *guard;
+        if set.insert(key) {
+            order.push_back(key);
+            if order.len() > TOKEN_CACHE_ENTRIES {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+impl TokenCache {
+    /// Keys changed: nothing verified with the old ones may be reused (their entries could
+    /// never match again; this frees them).
+    fn clear(&self) {
+        let mut guard = self.set.borrow_mut();
+        guard.0.clear();
+        guard.1.clear();
+    }
 }
 
 struct PendingWebhook {
@@ -159,6 +198,7 @@ impl RootContext for AuthRoot {
             random: Random { keys: std::collections::hash_map::RandomState::new(), counter: now_ms() },
             lookups: HashMap::new(),
             usage: HashMap::new(),
+            verified: Rc::new(TokenCache { set: RefCell::new((HashSet::new(), std::collections::VecDeque::new())) }),
         })));
         let keys = self.state.as_ref().and_then(|s| s.borrow().config.api_keys.as_ref().map(|k| k.lookup.is_some() || k.usage_report.is_some()));
         if has_remote || keys == Some(true) {
@@ -350,7 +390,7 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
     let path = pseudo(":path").unwrap_or("");
     let now = now_ms();
 
-    let (config, slots, random) = {
+    let (config, slots, random, verified) = {
         let mut st = state.borrow_mut();
         let random = st.random.next16();
         let slots: Vec<KeySlot> = st
@@ -358,18 +398,19 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
             .iter()
             .map(|s| KeySlot {
                 keys: s.keys.clone(),
+                version: s.version,
                 can_wait: first && s.remote.is_some(),
                 can_refetch: first
                     && s.remote.as_ref().is_some_and(|r| cache::refetch_allowed(&r.timing, s.fetched_at, now)),
             })
             .collect();
-        (st.config.clone(), slots, random)
+        (st.config.clone(), slots, random, st.verified.clone())
     };
     let lookup = |d: &[u8; 32]| match read_key_cache(d, now) {
         Some(answer) => LookupState::Cached(answer),
         None => LookupState::Missing { can_wait: first },
     };
-    let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup };
+    let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup, verified: &*verified };
     match engine::decide(&config, &Request { method, path, headers: &headers }, &env) {
         Decision::Allow(allow) => {
             for name in &allow.remove {
@@ -639,6 +680,7 @@ fn refresh_from_shared(state: &Shared, i: usize) {
     match KeySet::from_json(doc.jwks) {
         Ok(set) if !set.is_empty() => {
             let mut st = state.borrow_mut();
+            st.verified.clear();
             if let Some(slot) = st.slots.get_mut(i) {
                 slot.keys = Some(Rc::new(set));
                 slot.version = doc.version;
@@ -733,6 +775,7 @@ fn on_jwks_response(state: &Shared, i: usize, body_size: usize) {
                 && hostcalls::set_shared_data(&ver_key, Some(&version.to_be_bytes()), None).is_ok();
             write_lease(&remote.cache_key, &cache::after_success(&lease, now, &remote.timing), cas);
             let mut st = state.borrow_mut();
+            st.verified.clear();
             if let Some(slot) = st.slots.get_mut(i) {
                 slot.keys = Some(Rc::new(set));
                 slot.version = if stored { version } else { slot.version + 1 };

@@ -20,7 +20,7 @@ struct Out {
 fn run(cfg: &Config, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Out {
     let headers: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
     let keys = api_auth_filter::engine::inline_keys(cfg);
-    match decide(cfg, &Request { method, path, headers: &headers }, &Env { now: NOW, keys: &keys, random: [7; 16], key_lookup: &api_auth_filter::engine::no_lookup }) {
+    match decide(cfg, &Request { method, path, headers: &headers }, &Env { now: NOW, keys: &keys, random: [7; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: &api_auth_filter::engine::NoCache }) {
         Decision::Allow(a) => Out { status: 200, body: Value::Null, headers: vec![], allow: Some(a) },
         Decision::Wait(w) => panic!("unexpected wait for keys: {w:?}"),
         Decision::Respond(r) => Out { status: r.status, body: serde_json::from_slice(&r.body).unwrap(), headers: r.headers, allow: None },
@@ -250,4 +250,71 @@ fn roles_organisation_workspace_and_formats() {
     // Key headers are off ([]): x-api-key is not a credential here.
     let r = run(&cfg, "GET", "/v1/items", &[("x-api-key", b"wsk_example_workspace_one"), ("x-workspace-id", b"ws_1")]);
     assert_eq!(r.status, 401);
+}
+
+#[test]
+fn verified_token_cache_skips_only_the_signature_of_the_same_token() {
+    use api_auth_filter::engine::{verified_key, VerifiedCache};
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+
+    #[derive(Default)]
+    struct Counting {
+        set: RefCell<HashSet<[u8; 32]>>,
+        inserts: RefCell<usize>,
+    }
+    impl VerifiedCache for Counting {
+        fn contains(&self, k: &[u8; 32]) -> bool {
+            self.set.borrow().contains(k)
+        }
+        fn insert(&self, k: [u8; 32]) {
+            *self.inserts.borrow_mut() += 1;
+            self.set.borrow_mut().insert(k);
+        }
+    }
+
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let cfg = config(&json!({
+        "providers": { "p": { "issuer": "https://iss", "algorithms": ["HS256"], "require_exp": true,
+            "jwks": { "inline": { "keys": [{ "kty": "oct", "k": base64_url(secret) }] } } } },
+        "routes": [{ "match": { "prefix": "/" }, "auth": {} }]
+    }));
+    let keys = api_auth_filter::engine::inline_keys(&cfg);
+    let cache = Counting::default();
+    let decide_with = |token: &str, now: i64| {
+        let headers = vec![("authorization".to_string(), format!("Bearer {token}").into_bytes())];
+        let env = Env { now, keys: &keys, random: [0; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: &cache };
+        match decide(&cfg, &Request { method: "GET", path: "/", headers: &headers }, &env) {
+            Decision::Allow(_) => 200,
+            Decision::Deny(d) => d.response.status,
+            _ => 0,
+        }
+    };
+    let good = hs256(secret, &json!({ "iss": "https://iss", "sub": "a", "exp": NOW + 100 }));
+    assert_eq!(decide_with(&good, NOW), 200);
+    assert_eq!(decide_with(&good, NOW), 200);
+    assert_eq!(*cache.inserts.borrow(), 1, "the second request used the cache");
+    assert!(cache.contains(&verified_key(&good, 0, 0)));
+    assert!(!cache.contains(&verified_key(&good, 0, 1)), "another key version never matches");
+    // Expiry is checked on every request, cached or not.
+    assert_eq!(decide_with(&good, NOW + 200), 401);
+    // A forged token with the same claims never borrows the cached result.
+    let forged = hs256(b"another-secret-another-secret-xx", &json!({ "iss": "https://iss", "sub": "a", "exp": NOW + 100 }));
+    assert_eq!(decide_with(&forged, NOW), 401);
+    let mut tampered = good.clone();
+    tampered.push('A');
+    assert_eq!(decide_with(&tampered, NOW), 401);
+}
+
+fn base64_url(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn hs256(secret: &[u8], claims: &Value) -> String {
+    use hmac::Mac;
+    let input = format!("{}.{}", base64_url(br#"{"alg":"HS256","typ":"JWT"}"#), base64_url(claims.to_string().as_bytes()));
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(secret).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", base64_url(&mac.finalize().into_bytes()))
 }
