@@ -17,12 +17,18 @@ const RSA_MAX_BITS: usize = 8192;
 const MAX_KEYS: usize = 64;
 
 pub enum PublicKey {
-    Rsa(rsa::RsaPublicKey),
+    Rsa(Box<RsaKey>),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(ed25519_compact::PublicKey),
     /// HMAC secret (`kty: "oct"`).
     Oct(Secret),
+}
+
+pub struct RsaKey {
+    pub key: rsa::RsaPublicKey,
+    /// The precomputed fast path for PKCS#1 v1.5 (RS256/384/512).
+    pub fast: Option<super::rsa_fast::Modulus>,
 }
 
 impl std::fmt::Debug for PublicKey {
@@ -159,7 +165,7 @@ pub fn parse_jwk(v: &Value) -> Option<Jwk> {
                 return None;
             }
             let key = rsa::RsaPublicKey::new_with_max_size(n_int, rsa::BigUint::from_bytes_be(&e), RSA_MAX_BITS).ok()?;
-            PublicKey::Rsa(key)
+            PublicKey::Rsa(Box::new(RsaKey { key, fast: super::rsa_fast::Modulus::new(&n, &e) }))
         }
         "EC" => {
             let x = b64(v, "x")?;

@@ -3,6 +3,7 @@
 
 pub mod claims;
 pub mod jwk;
+pub mod rsa_fast;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -155,13 +156,16 @@ pub fn verify_signature(token: &Decoded<'_>, keys: &KeySet, allowed: &[Alg]) -> 
 pub fn verify_with(key: &PublicKey, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
     use p256::ecdsa::signature::Verifier as _;
     match (key, alg) {
-        (PublicKey::Rsa(k), Alg::RS256) => k.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig).is_ok(),
-        (PublicKey::Rsa(k), Alg::RS384) => k.verify(rsa::Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(msg), sig).is_ok(),
-        (PublicKey::Rsa(k), Alg::RS512) => k.verify(rsa::Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(msg), sig).is_ok(),
+        (PublicKey::Rsa(k), Alg::RS256 | Alg::RS384 | Alg::RS512) if k.fast.is_some() => {
+            k.fast.as_ref().is_some_and(|f| f.verify_pkcs1(alg, msg, sig))
+        }
+        (PublicKey::Rsa(k), Alg::RS256) => k.key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig).is_ok(),
+        (PublicKey::Rsa(k), Alg::RS384) => k.key.verify(rsa::Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(msg), sig).is_ok(),
+        (PublicKey::Rsa(k), Alg::RS512) => k.key.verify(rsa::Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(msg), sig).is_ok(),
         // RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash.
-        (PublicKey::Rsa(k), Alg::PS256) => k.verify(rsa::Pss::new_with_salt::<Sha256>(32), &Sha256::digest(msg), sig).is_ok(),
-        (PublicKey::Rsa(k), Alg::PS384) => k.verify(rsa::Pss::new_with_salt::<Sha384>(48), &Sha384::digest(msg), sig).is_ok(),
-        (PublicKey::Rsa(k), Alg::PS512) => k.verify(rsa::Pss::new_with_salt::<Sha512>(64), &Sha512::digest(msg), sig).is_ok(),
+        (PublicKey::Rsa(k), Alg::PS256) => k.key.verify(rsa::Pss::new_with_salt::<Sha256>(32), &Sha256::digest(msg), sig).is_ok(),
+        (PublicKey::Rsa(k), Alg::PS384) => k.key.verify(rsa::Pss::new_with_salt::<Sha384>(48), &Sha384::digest(msg), sig).is_ok(),
+        (PublicKey::Rsa(k), Alg::PS512) => k.key.verify(rsa::Pss::new_with_salt::<Sha512>(64), &Sha512::digest(msg), sig).is_ok(),
         // JOSE ECDSA signatures are r || s of fixed width (RFC 7518 §3.4), not DER.
         (PublicKey::P256(k), Alg::ES256) => {
             p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
