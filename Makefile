@@ -53,4 +53,5 @@ run: envoy build
 
 # Not part of make test: speed is measured, never asserted.
 bench: envoy build wrk
+	cargo build --release --target wasm32-wasip1 -p noop-filter
 	cargo run -q --release -p api-auth-integration --bin bench

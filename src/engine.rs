@@ -155,6 +155,7 @@ pub struct Deny {
 pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
     let path = strip_query(req.path);
     let cid = cfg.correlation.as_ref().and_then(|c| c.resolve(req.headers, env.random));
+    let present = |name: &str| req.headers.iter().any(|(n, _)| n == name);
     if let Some(pr) = cfg.protected_resource.as_ref().filter(|pr| pr.serves(req.method, path)) {
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         add_correlation(cfg, &mut headers, cid.as_deref());
@@ -162,12 +163,12 @@ pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
     }
     let Some((index, route, captures)) = find_route(cfg, req.method, path) else {
         return match cfg.unmatched {
-            Unmatched::Allow => Decision::Allow(forward(cfg, None, None, cid)),
+            Unmatched::Allow => Decision::Allow(forward(cfg, None, None, cid, &present)),
             Unmatched::Deny => deny(cfg, None, Reason::RouteNotFound.into(), cid),
         };
     };
     let Some(auth) = &route.auth else {
-        return Decision::Allow(forward(cfg, None, Some(index), cid));
+        return Decision::Allow(forward(cfg, None, Some(index), cid, &present));
     };
     let mut principal = match authenticate(cfg, auth, req, env) {
         Ok(p) => p,
@@ -177,7 +178,7 @@ pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
     if let Err(denial) = authorize(cfg, auth, &captures, req.headers, &mut principal) {
         return deny(cfg, Some(index), denial, cid);
     }
-    Decision::Allow(forward(cfg, Some(principal), Some(index), cid))
+    Decision::Allow(forward(cfg, Some(principal), Some(index), cid, &present))
 }
 
 fn add_correlation(cfg: &Config, headers: &mut Vec<(String, String)>, cid: Option<&str>) {
@@ -361,13 +362,22 @@ fn header_text<'h>(headers: &'h Headers, name: &str, invalid: Reason) -> Result<
 
 /// Header changes for an allowed request: forwarded identity headers are always removed first
 /// (so a client cannot forge them), credentials are stripped unless configured otherwise.
-fn forward(cfg: &Config, principal: Option<Principal>, route: Option<usize>, correlation: Option<String>) -> Allow {
+/// Only headers the request has are listed for removal: each removal is a host call.
+fn forward(
+    cfg: &Config,
+    principal: Option<Principal>,
+    route: Option<usize>,
+    correlation: Option<String>,
+    present: &dyn Fn(&str) -> bool,
+) -> Allow {
     let fwd = &cfg.forward;
-    let mut remove: Vec<String> = fwd.headers.iter().map(|(name, _)| name.clone()).collect();
+    let mut remove: Vec<String> = fwd.headers.iter().map(|(name, _)| name.clone()).filter(|n| present(n)).collect();
     if fwd.strip_credentials {
-        remove.push("authorization".to_string());
+        if present("authorization") {
+            remove.push("authorization".to_string());
+        }
         if let Some(k) = &cfg.api_keys {
-            remove.extend(k.headers.iter().cloned());
+            remove.extend(k.headers.iter().filter(|n| present(n)).cloned());
         }
     }
     let mut set = Vec::new();

@@ -392,7 +392,7 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
 
     let (config, slots, random, verified) = {
         let mut st = state.borrow_mut();
-        let random = st.random.next16();
+        let random = if st.config.correlation.is_some() { st.random.next16() } else { [0; 16] };
         let slots: Vec<KeySlot> = st
             .slots
             .iter()

@@ -404,11 +404,16 @@ pub struct EnvoyOpts {
     pub vm_env: Vec<(String, String)>,
     /// Load the filter (default); off gives the no-filter baseline of the benchmark.
     pub with_filter: bool,
+    /// HTTP filters (YAML list items, indented for `http_filters:`) used instead of this
+    /// filter: the benchmark's other contestants.
+    pub filters_yaml: Option<String>,
+    /// Answer every routed request with a direct 200 instead of the upstream.
+    pub direct_response: bool,
 }
 
 impl EnvoyOpts {
     pub fn new(filter_config: Value, upstream_port: u16) -> EnvoyOpts {
-        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true }
+        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true, filters_yaml: None, direct_response: false }
     }
     pub fn cluster(mut self, name: &str, port: u16) -> EnvoyOpts {
         self.clusters.push((name.into(), port));
@@ -476,7 +481,9 @@ pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path)
     for (name, p) in &opts.clusters {
         clusters.push_str(&cluster_yaml(name, *p));
     }
-    let wasm_filter = if !opts.with_filter {
+    let wasm_filter = if let Some(custom) = &opts.filters_yaml {
+        custom.clone()
+    } else if !opts.with_filter {
         String::new()
     } else {
         format!(
@@ -500,6 +507,11 @@ pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path)
             config_json = serde_json::to_string(&config).expect("quoted"),
             wasm = serde_json::to_string(&wasm.display().to_string()).expect("path"),
         )
+    };
+    let route_action = if opts.direct_response {
+        r#"direct_response: { status: 200, body: { inline_string: "ok" } }"#
+    } else {
+        "route: { cluster: upstream }"
     };
     format!(
         r#"admin:
@@ -528,7 +540,7 @@ static_resources:
               domains: ["*"]
               routes:
               - match: {{ prefix: "/" }}
-                route: {{ cluster: upstream }}
+                {route_action}
           http_filters:{wasm_filter}
           - name: envoy.filters.http.router
             typed_config:
@@ -601,6 +613,12 @@ impl Envoy {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Peak resident memory of the Envoy process (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     pub fn admin_port(&self) -> u16 {
