@@ -120,6 +120,63 @@ impl Modulus {
         out
     }
 
+    /// a²·R⁻¹ mod n: the square computed once per limb pair (cross products doubled), then
+    /// reduced (separated operand scanning). About a quarter fewer products than `mont_mul`,
+    /// and squarings are 16 of the 17 products of e = 65537.
+    fn mont_sqr(&self, a: &[u32], t: &mut Vec<u32>) -> Vec<u32> {
+        let k = self.n.len();
+        t.clear();
+        t.resize(2 * k + 1, 0);
+        for i in 0..k {
+            let ai = u64::from(a[i]);
+            let mut c: u64 = 0;
+            for j in i + 1..k {
+                let s = u64::from(t[i + j]) + ai * u64::from(a[j]) + c;
+                t[i + j] = s as u32;
+                c = s >> 32;
+            }
+            t[i + k] = c as u32;
+        }
+        let mut carry = 0u64;
+        for x in t.iter_mut().take(2 * k) {
+            let v = (u64::from(*x) << 1) | carry;
+            *x = v as u32;
+            carry = v >> 32;
+        }
+        t[2 * k] = carry as u32;
+        let mut c = 0u64;
+        for i in 0..k {
+            let sq = u64::from(a[i]) * u64::from(a[i]);
+            let s = u64::from(t[2 * i]) + (sq & 0xffff_ffff) + c;
+            t[2 * i] = s as u32;
+            let s = u64::from(t[2 * i + 1]) + (sq >> 32) + (s >> 32);
+            t[2 * i + 1] = s as u32;
+            c = s >> 32;
+        }
+        t[2 * k] = t[2 * k].wrapping_add(c as u32);
+        for i in 0..k {
+            let m = u64::from(t[i].wrapping_mul(self.n0inv));
+            let mut c: u64 = 0;
+            for j in 0..k {
+                let s = u64::from(t[i + j]) + m * u64::from(self.n[j]) + c;
+                t[i + j] = s as u32;
+                c = s >> 32;
+            }
+            let mut idx = i + k;
+            while c != 0 && idx <= 2 * k {
+                let s = u64::from(t[idx]) + c;
+                t[idx] = s as u32;
+                c = s >> 32;
+                idx += 1;
+            }
+        }
+        let mut out: Vec<u32> = t[k..2 * k].to_vec();
+        if t[2 * k] != 0 || geq(&out, &self.n) {
+            sub_in_place(&mut out, &self.n);
+        }
+        out
+    }
+
     /// s^e mod n, or `None` when s is not below n (RFC 8017 §5.2.2 step 1).
     pub fn public_op(&self, sig: &[u8]) -> Option<Vec<u8>> {
         if sig.len() != self.len {
@@ -135,7 +192,7 @@ impl Modulus {
         let mut acc = base.clone();
         let bits = 64 - self.e.leading_zeros();
         for i in (0..bits.saturating_sub(1)).rev() {
-            acc = self.mont_mul(&acc, &acc, &mut scratch);
+            acc = self.mont_sqr(&acc, &mut scratch);
             if self.e >> i & 1 == 1 {
                 acc = self.mont_mul(&acc, &base, &mut scratch);
             }
@@ -218,6 +275,30 @@ mod tests {
                 let sig: Vec<u8> = (0..bits / 8).map(|_| next() as u8).collect();
                 assert!(!fast.verify_pkcs1(Alg::RS256, b"m", &sig));
             }
+        }
+    }
+
+    #[test]
+    fn squaring_matches_multiplication() {
+        let n: Vec<u8> = (0..256).map(|i| if i == 255 { 0xe5 } else { (i * 37 + 11) as u8 | if i == 0 { 0x80 } else { 0 } }).collect();
+        let m = Modulus::new(&n, &[1, 0, 1]).unwrap();
+        let mut seed = 7u32;
+        let mut scratch = Vec::new();
+        for round in 0..200 {
+            let mut a: Vec<u32> = (0..m.n.len())
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    seed
+                })
+                .collect();
+            if round % 3 == 0 {
+                a.iter_mut().for_each(|x| *x = u32::MAX);
+            }
+            // Keep a below n, as in the exponentiation.
+            if let Some(top) = a.last_mut() {
+                *top %= m.n[m.n.len() - 1];
+            }
+            assert_eq!(m.mont_sqr(&a, &mut scratch), m.mont_mul(&a, &a, &mut scratch), "round {round}");
         }
     }
 
