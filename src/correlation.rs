@@ -11,8 +11,7 @@ pub struct Correlation {
 impl Correlation {
     pub fn compile(raw: &RawCorrelationId) -> Result<Self, (String, String)> {
         let header = raw.header.as_deref().unwrap_or("x-correlation-id");
-        let ok = !header.is_empty() && header.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if !ok {
+        if !crate::config::is_header_token(header) {
             return Err(("correlation_id.header".into(), "not a valid header name".into()));
         }
         Ok(Correlation { header: header.to_ascii_lowercase(), generate: raw.generate.unwrap_or(true) })

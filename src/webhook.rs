@@ -36,8 +36,7 @@ pub struct Webhook {
 pub type CompileError = (String, String);
 
 fn token_name(path: &str, name: &str) -> Result<String, CompileError> {
-    let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if ok {
+    if crate::config::is_header_token(name) {
         Ok(name.to_ascii_lowercase())
     } else {
         Err((path.to_string(), "not a valid header name".into()))

@@ -703,11 +703,14 @@ fn compile_forward(raw: Option<RawForward>, key_headers: &[String]) -> Result<Fo
     Ok(Forward { strip_credentials: raw.strip_credentials.unwrap_or(true), headers })
 }
 
+/// Whether `name` is an HTTP token (RFC 9110 §5.6.2), as header names must be.
+pub fn is_header_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// A header name as Envoy presents it: lower-case token characters.
 fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
-    let valid = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !valid {
+    if !is_header_token(name) {
         return Err(ConfigError::new(path, "not a valid header name"));
     }
     Ok(name.to_ascii_lowercase())
