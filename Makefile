@@ -11,7 +11,7 @@ SHARED        ?= $(abspath $(CURDIR)/../shared)
 
 export ENVOY WASM SHARED
 
-.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench
+.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci
 
 build: wasm-target
 	cargo build --release --target wasm32-wasip1 -p api-auth-filter
@@ -55,3 +55,8 @@ run: envoy build
 bench: envoy build wrk
 	cargo build --release --target wasm32-wasip1 -p noop-filter
 	cargo run -q --release -p api-auth-integration --bin bench
+
+# The filter as an OCI image layout (the Wasm "compat" variant Istio's WasmPlugin pulls), built
+# without Docker and byte for byte reproducible; prints the manifest digest to pin.
+oci: build
+	@cargo run -q -p api-auth-integration --bin oci-image -- --wasm $(WASM) --out target/oci/api-auth-filter --archive target/oci/api-auth-filter.tar
