@@ -19,14 +19,19 @@ use crate::config::{Config, KeySource, RemoteJwks};
 use crate::engine::{self, Decision, Env, KeySlot, LookupState, Request, Wait};
 use crate::jwks_cache::{self as cache, Lease};
 use crate::jwt::KeySet;
+use crate::stats::{Counter, Tally};
 
 /// How long a request may wait for keys that are being fetched.
 const KEY_WAIT_MS: u64 = 3000;
 const TICK: Duration = Duration::from_millis(200);
+/// Without remote keys or a key service, the timer only flushes counters and follows the
+/// host's log level.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 /// A JWKS larger than this is refused as garbage.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 
 pub fn install() {
+    // The host's own level is read from on_configure on (not allowed while the VM starts).
     proxy_wasm::set_log_level(LogLevel::Info);
     // panic = "abort": say where before the VM dies. The message is ours, never request data.
     std::panic::set_hook(Box::new(|info| {
@@ -55,11 +60,17 @@ struct State {
     /// Last use of each API key since the last report (Unix seconds).
     usage: HashMap<String, u64>,
     verified: Rc<TokenCache>,
+    /// Envoy's ids of our counters (empty when the host refused to define them).
+    metric_ids: Vec<u32>,
+    /// Counts not yet flushed to Envoy's stats.
+    tally: Tally,
 }
 
 /// The verified-token cache of one VM: bounded, oldest first out.
 struct TokenCache {
     set: RefCell<Entries>,
+    hits: std::cell::Cell<u64>,
+    misses: std::cell::Cell<u64>,
 }
 
 /// The keys, and their insertion order for eviction.
@@ -69,7 +80,10 @@ const TOKEN_CACHE_ENTRIES: usize = 8192;
 
 impl engine::VerifiedCache for TokenCache {
     fn contains(&self, key: &[u8; 32]) -> bool {
-        self.set.borrow().0.contains(key)
+        let hit = self.set.borrow().0.contains(key);
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.set(counter.get() + 1);
+        hit
     }
     fn insert(&self, key: [u8; 32]) {
         let mut guard = self.set.borrow_mut();
@@ -198,13 +212,17 @@ impl RootContext for AuthRoot {
             random: Random { keys: std::collections::hash_map::RandomState::new(), counter: now_ms() },
             lookups: HashMap::new(),
             usage: HashMap::new(),
-            verified: Rc::new(TokenCache { set: RefCell::new((HashSet::new(), std::collections::VecDeque::new())) }),
+            verified: Rc::new(TokenCache {
+                set: RefCell::new((HashSet::new(), std::collections::VecDeque::new())),
+                hits: Default::default(),
+                misses: Default::default(),
+            }),
+            metric_ids: define_metrics(),
+            tally: Tally::default(),
         })));
         let keys = self.state.as_ref().and_then(|s| s.borrow().config.api_keys.as_ref().map(|k| k.lookup.is_some() || k.usage_report.is_some()));
-        if has_remote || keys == Some(true) {
-            let _ = hostcalls::set_tick_period(TICK);
-            self.on_tick();
-        }
+        let _ = hostcalls::set_tick_period(if has_remote || keys == Some(true) { TICK } else { IDLE_TICK });
+        self.on_tick();
         true
     }
 
@@ -218,6 +236,8 @@ impl RootContext for AuthRoot {
         }
         report_usage(&state, now);
         wake_waiters(&state);
+        follow_host_log_level();
+        flush_stats(&state);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -318,7 +338,7 @@ fn body_complete(state: &Shared, id: u32, body_size: usize) -> Action {
 fn finish_webhook(state: &Shared, id: u32, body_size: Option<usize>, in_callback: bool) -> Action {
     let Some(p) = state.borrow_mut().pending.remove(&id) else { return Action::Continue };
     let config = state.borrow().config.clone();
-    let Some((_, webhook)) = config.webhooks.get(p.webhook) else { return fail_closed() };
+    let Some((_, webhook)) = config.webhooks.get(p.webhook) else { return fail_closed(state) };
     let result = match body_size {
         None => Err(crate::deny::Reason::BodyTooLarge),
         Some(size) => {
@@ -327,7 +347,7 @@ fn finish_webhook(state: &Shared, id: u32, body_size: Option<usize>, in_callback
             } else {
                 match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size) {
                     Ok(b) => b.unwrap_or_default(),
-                    Err(_) => return fail_closed(),
+                    Err(_) => return fail_closed(state),
                 }
             };
             webhook.verify(&p.headers, &body, (now_ms() / 1000) as i64)
@@ -335,12 +355,14 @@ fn finish_webhook(state: &Shared, id: u32, body_size: Option<usize>, in_callback
     };
     match result {
         Ok(()) => {
+            count(state, Counter::Allowed);
             if !in_callback {
                 let _ = hostcalls::resume_http_request();
             }
             Action::Continue
         }
         Err(reason) => {
+            count(state, Counter::Denied(reason));
             let denial = crate::deny::Denial::new(reason);
             let response = engine::deny_response(&config, p.route, &denial, p.correlation.as_deref());
             log_denial(reason.as_str(), p.route, p.correlation.as_deref());
@@ -366,6 +388,51 @@ fn log_denial(reason: &str, route: Option<usize>, correlation: Option<&str>) {
     );
 }
 
+/// Our log lines are filtered before they cost a host call, at the level Envoy logs wasm at
+/// now: an operator who turns on `wasm:debug` (at start or through the admin `/logging`)
+/// gets the denial lines within a tick.
+fn follow_host_log_level() {
+    let level = match hostcalls::get_log_level() {
+        Ok(LogLevel::Trace) => log::LevelFilter::Trace,
+        Ok(LogLevel::Debug) => log::LevelFilter::Debug,
+        Ok(LogLevel::Info) => log::LevelFilter::Info,
+        Ok(LogLevel::Warn) => log::LevelFilter::Warn,
+        Ok(LogLevel::Error | LogLevel::Critical) => log::LevelFilter::Error,
+        Err(_) => return,
+    };
+    log::set_max_level(level);
+}
+
+fn define_metrics() -> Vec<u32> {
+    let ids: Result<Vec<u32>, _> =
+        Counter::all().map(|c| hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, &c.name())).collect();
+    ids.unwrap_or_else(|e| {
+        log::warn!("api-auth-filter: counters unavailable ({e:?}); requests are not counted");
+        Vec::new()
+    })
+}
+
+fn count(state: &Shared, c: Counter) {
+    state.borrow_mut().tally.bump(c);
+}
+
+/// Adds what this VM counted since the last tick to Envoy's counters.
+fn flush_stats(state: &Shared) {
+    let (ids, counts) = {
+        let mut st = state.borrow_mut();
+        let (hits, misses) = (st.verified.hits.take(), st.verified.misses.take());
+        st.tally.add(Counter::TokenCacheHit, hits);
+        st.tally.add(Counter::TokenCacheMiss, misses);
+        let counts = st.tally.drain();
+        (st.metric_ids.clone(), counts)
+    };
+    for (index, n) in counts {
+        if let Some(id) = ids.get(index) {
+            let _ = hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
 fn now_ms() -> u64 {
     hostcalls::get_current_time()
         .ok()
@@ -380,7 +447,7 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
     // Bytes, never the String getters: one non-UTF-8 byte would kill the VM.
     let mut headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
         Ok(h) => h,
-        Err(_) => return fail_closed(),
+        Err(_) => return fail_closed(state),
     };
     for (name, _) in headers.iter_mut() {
         name.make_ascii_lowercase();
@@ -406,9 +473,15 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
             .collect();
         (st.config.clone(), slots, random, st.verified.clone())
     };
-    let lookup = |d: &[u8; 32]| match read_key_cache(d, now) {
-        Some(answer) => LookupState::Cached(answer),
-        None => LookupState::Missing { can_wait: first },
+    let lookup = |d: &[u8; 32]| {
+        let cached = read_key_cache(d, now);
+        if first {
+            count(state, if cached.is_some() { Counter::KeyCacheHit } else { Counter::KeyCacheMiss });
+        }
+        match cached {
+            Some(answer) => LookupState::Cached(answer),
+            None => LookupState::Missing { can_wait: first },
+        }
     };
     let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup, verified: &*verified };
     match engine::decide(&config, &Request { method, path, headers: &headers }, &env) {
@@ -444,16 +517,19 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
                 let size = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX).ok().flatten().map_or(0, |b| b.len());
                 return finish_webhook(state, context_id, Some(size), first);
             }
+            count(state, Counter::Allowed);
             if !first {
                 let _ = hostcalls::resume_http_request();
             }
             Action::Continue
         }
         Decision::Respond(response) => {
+            count(state, Counter::MetadataServed);
             send(&response);
             Action::Pause
         }
         Decision::Deny(deny) => {
+            count(state, Counter::Denied(deny.denial.reason));
             log_denial(deny.denial.reason.as_str(), deny.route, deny.correlation.as_deref());
             send(&deny.response);
             // Pause: with Continue the request could still reach the upstream.
@@ -472,7 +548,7 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
             Action::Pause
         }
         Decision::Wait(Wait::KeyLookup { digest }) => {
-            let Some(service) = config.api_keys.as_ref().and_then(|k| k.lookup.clone()) else { return fail_closed() };
+            let Some(service) = config.api_keys.as_ref().and_then(|k| k.lookup.clone()) else { return fail_closed(state) };
             let in_flight = state.borrow().lookups.values().any(|(d, _)| *d == digest);
             // Concurrent requests for one key share one lookup.
             if !in_flight {
@@ -485,9 +561,11 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
                 ];
                 match hostcalls::dispatch_http_call(&service.cluster, headers, Some(body.as_bytes()), vec![], Duration::from_millis(service.timeout_ms)) {
                     Ok(token) => {
+                        count(state, Counter::KeyLookup);
                         state.borrow_mut().lookups.insert(token, (digest, context_id));
                     }
                     Err(e) => {
+                        count(state, Counter::KeyLookupFailed);
                         log::warn!("api-auth-filter: key lookup on cluster {} could not start: {e:?}", service.cluster);
                         return process(state, context_id, false);
                     }
@@ -500,7 +578,8 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
 }
 
 /// A request whose headers cannot be read is refused, never passed.
-fn fail_closed() -> Action {
+fn fail_closed(state: &Shared) -> Action {
+    count(state, Counter::HostError);
     let _ = hostcalls::send_http_response(503, vec![("content-type", "application/json")], Some(b"{\"detail\":\"Service unavailable\"}"));
     Action::Pause
 }
@@ -594,15 +673,21 @@ fn on_lookup_response(state: &Shared, token: u32, body_size: usize) {
             };
             match body.filter(|b| ApiKeys::parse_lookup(b, &digest).is_some()) {
                 Some(b) => write_key_cache(&digest, now + service.ttl_s * 1000, Some(&b)),
-                None => log::warn!("api-auth-filter: key service on cluster {} answered garbage", service.cluster),
+                None => {
+                    count(state, Counter::KeyLookupFailed);
+                    log::warn!("api-auth-filter: key service on cluster {} answered garbage", service.cluster);
+                }
             }
         }
         Some(b"404") => write_key_cache(&digest, now + service.negative_ttl_s * 1000, None),
-        other => log::warn!(
-            "api-auth-filter: key service on cluster {} failed (status {})",
-            service.cluster,
-            other.map_or("none".into(), |s| String::from_utf8_lossy(s).into_owned())
-        ),
+        other => {
+            count(state, Counter::KeyLookupFailed);
+            log::warn!(
+                "api-auth-filter: key service on cluster {} failed (status {})",
+                service.cluster,
+                other.map_or("none".into(), |s| String::from_utf8_lossy(s).into_owned())
+            );
+        }
     }
     // Waiters re-decide: with an answer cached they get it, without one keys_unavailable.
     wake_lookup_waiters(state, &digest);
@@ -738,6 +823,7 @@ fn maybe_fetch(state: &Shared, i: usize, now: u64) {
             state.borrow_mut().fetches.insert(token, i);
         }
         Err(e) => {
+            count(state, Counter::JwksFetchFailed);
             log::warn!("api-auth-filter: JWKS fetch from cluster {} could not start: {e:?}", remote.cluster);
             let (lease, cas) = read_lease(&remote.cache_key);
             write_lease(&remote.cache_key, &cache::after_failure(&lease, now, &remote.timing), cas);
@@ -775,6 +861,7 @@ fn on_jwks_response(state: &Shared, i: usize, body_size: usize) {
                 && hostcalls::set_shared_data(&ver_key, Some(&version.to_be_bytes()), None).is_ok();
             write_lease(&remote.cache_key, &cache::after_success(&lease, now, &remote.timing), cas);
             let mut st = state.borrow_mut();
+            st.tally.bump(Counter::JwksFetchOk);
             st.verified.clear();
             if let Some(slot) = st.slots.get_mut(i) {
                 slot.keys = Some(Rc::new(set));
@@ -785,6 +872,7 @@ fn on_jwks_response(state: &Shared, i: usize, body_size: usize) {
         }
         _ => {
             // Keep the keys in hand: a failed fetch never changes what is accepted.
+            count(state, Counter::JwksFetchFailed);
             write_lease(&remote.cache_key, &cache::after_failure(&lease, now, &remote.timing), cas);
             log::warn!(
                 "api-auth-filter: JWKS fetch from cluster {} failed (status {}); keeping the keys in hand",

@@ -19,6 +19,7 @@ pub mod metadata;
 pub mod principal;
 pub mod routes;
 pub mod secret;
+pub mod stats;
 pub mod time;
 pub mod webhook;
 

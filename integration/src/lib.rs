@@ -567,7 +567,7 @@ impl Envoy {
             let child = Command::new(&bin)
                 .arg("-c")
                 .arg(&cfg_path)
-                .args(["--concurrency", &opts.concurrency.to_string(), "--log-level", "info", "--use-dynamic-base-id"])
+                .args(["--concurrency", &opts.concurrency.to_string(), "--log-level", "info", "--use-dynamic-base-id", "--file-flush-interval-msec", "100"])
                 .arg("--log-path")
                 .arg(&log_path)
                 .stdin(Stdio::null())

@@ -1,0 +1,152 @@
+//! The filter's counters: their names as Envoy shows them, and a per-VM tally that the host
+//! glue flushes to Envoy's stats in batches (on its timer), so that counting costs a request
+//! no host call.
+//!
+//! Envoy lists them under `wasmcustom.` in `/stats` and as-is in `/stats/prometheus`, where
+//! dots become underscores: `api_auth_denied_token_expired`.
+
+use crate::deny::Reason;
+
+pub const PREFIX: &str = "api_auth";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Requests let through to the upstream (webhooks: once their signature verified).
+    Allowed,
+    /// Requests answered with a denial, by reason.
+    Denied(Reason),
+    /// RFC 9728 metadata documents served by the filter.
+    MetadataServed,
+    /// Requests refused because the host could not be read (headers, body): 503.
+    HostError,
+    JwksFetchOk,
+    JwksFetchFailed,
+    /// Calls made to the key service.
+    KeyLookup,
+    /// Key-service calls that failed (could not start, error status, garbage).
+    KeyLookupFailed,
+    /// Key-service answers found in (or missing from) the shared cache.
+    KeyCacheHit,
+    KeyCacheMiss,
+    /// Token signatures found in (or missing from) the verified-token cache.
+    TokenCacheHit,
+    TokenCacheMiss,
+}
+
+const FIXED: [Counter; 11] = [
+    Counter::Allowed,
+    Counter::MetadataServed,
+    Counter::HostError,
+    Counter::JwksFetchOk,
+    Counter::JwksFetchFailed,
+    Counter::KeyLookup,
+    Counter::KeyLookupFailed,
+    Counter::KeyCacheHit,
+    Counter::KeyCacheMiss,
+    Counter::TokenCacheHit,
+    Counter::TokenCacheMiss,
+];
+
+/// How many counters there are.
+pub const COUNT: usize = FIXED.len() + Reason::ALL.len();
+
+impl Counter {
+    /// Every counter, in index order.
+    pub fn all() -> impl Iterator<Item = Counter> {
+        FIXED.into_iter().chain(Reason::ALL.into_iter().map(Counter::Denied))
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Counter::Denied(r) => FIXED.len() + Reason::ALL.iter().position(|x| *x == r).unwrap_or(0),
+            fixed => FIXED.iter().position(|x| *x == fixed).unwrap_or(0),
+        }
+    }
+
+    /// The stat name, without Envoy's `wasmcustom.` namespace.
+    pub fn name(self) -> String {
+        let leaf = match self {
+            Counter::Allowed => "allowed",
+            Counter::Denied(r) => return format!("{PREFIX}.denied.{}", r.as_str()),
+            Counter::MetadataServed => "metadata_served",
+            Counter::HostError => "host_error",
+            Counter::JwksFetchOk => "jwks_fetch_ok",
+            Counter::JwksFetchFailed => "jwks_fetch_failed",
+            Counter::KeyLookup => "key_lookup",
+            Counter::KeyLookupFailed => "key_lookup_failed",
+            Counter::KeyCacheHit => "key_cache_hit",
+            Counter::KeyCacheMiss => "key_cache_miss",
+            Counter::TokenCacheHit => "token_cache_hit",
+            Counter::TokenCacheMiss => "token_cache_miss",
+        };
+        format!("{PREFIX}.{leaf}")
+    }
+}
+
+/// Counts since the last flush.
+#[derive(Debug, Clone)]
+pub struct Tally([u64; COUNT]);
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally([0; COUNT])
+    }
+}
+
+impl Tally {
+    pub fn bump(&mut self, c: Counter) {
+        self.add(c, 1);
+    }
+
+    pub fn add(&mut self, c: Counter, by: u64) {
+        if let Some(n) = self.0.get_mut(c.index()) {
+            *n += by;
+        }
+    }
+
+    pub fn get(&self, c: Counter) -> u64 {
+        self.0.get(c.index()).copied().unwrap_or(0)
+    }
+
+    /// The non-zero counts by index, and a clean slate.
+    pub fn drain(&mut self) -> Vec<(usize, u64)> {
+        let out = self.0.iter().enumerate().filter(|(_, n)| **n > 0).map(|(i, n)| (i, *n)).collect();
+        self.0 = [0; COUNT];
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_has_its_own_index_and_name() {
+        let all: Vec<Counter> = Counter::all().collect();
+        assert_eq!(all.len(), COUNT);
+        for (i, c) in all.iter().enumerate() {
+            assert_eq!(c.index(), i, "{c:?}");
+        }
+        let mut names: Vec<String> = all.iter().map(|c| c.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), COUNT);
+        assert_eq!(Counter::Denied(Reason::TokenExpired).name(), "api_auth.denied.token_expired");
+        assert_eq!(Counter::Allowed.name(), "api_auth.allowed");
+    }
+
+    #[test]
+    fn drain_returns_what_was_counted_once() {
+        let mut t = Tally::default();
+        t.bump(Counter::Allowed);
+        t.bump(Counter::Allowed);
+        t.bump(Counter::Denied(Reason::InsufficientScope));
+        assert_eq!(t.get(Counter::Allowed), 2);
+        let drained = t.drain();
+        assert_eq!(
+            drained,
+            vec![(Counter::Allowed.index(), 2), (Counter::Denied(Reason::InsufficientScope).index(), 1)]
+        );
+        assert!(t.drain().is_empty());
+    }
+}
