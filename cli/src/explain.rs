@@ -1,0 +1,537 @@
+//! `api-auth explain`: the filter's real decision (`engine::decide`) for one request, with the
+//! route it matched, the route's requirements and the exact answer, credentials redacted.
+
+use std::rc::Rc;
+
+use api_auth_filter::config::{AuthRequirements, Config, KeySource, Requirement};
+use api_auth_filter::deny::{Denial, LocalResponse};
+use api_auth_filter::engine::{self, Decision, Env, KeySlot, LookupState, NoCache, Request, Wait};
+use api_auth_filter::jwt::KeySet;
+use api_auth_filter::principal::Principal;
+use api_auth_filter::routes::strip_query;
+use serde_json::{json, Map, Value};
+
+use crate::args::{self, Arg, Parser};
+use crate::util::{self, err, Failure, VmEnv};
+
+pub const HELP: &str = concat!(
+    "\
+Usage: api-auth explain [options] CONFIG METHOD PATH [-H 'name: value']...
+
+Runs the filter's own decision (the `engine::decide` Envoy runs) for one request and prints:
+the route matched (its index in `routes` and its `match`), the route's requirements, the
+decision (allow / deny / respond / wait), the reason code, and either the exact response of a
+denial (status, headers, body) or the header changes of an allow. Credential headers
+(authorization, API-key headers, cookies) are shown as `<redacted>`, never echoed.
+
+Keys: API keys come from the static table (`api_keys.keys`); a key that would go to the key
+service (`api_keys.lookup`) shows as `wait`. JWT providers with inline JWKS use them; a
+provider with remote JWKS shows as `wait` (Envoy holds the request until it fetched the keys)
+unless keys are given with --jwks. Every signature is verified (no token cache); the clock is
+the current time unless --now says otherwise.
+
+Options:
+  -H, --header 'name: value'  a request header (repeatable; names are case-insensitive)
+  --jwks FILE                 a JWKS document for every provider whose `jwks` is `remote`
+  --jwks PROVIDER=FILE        a JWKS document for that provider only (repeatable; wins over
+                              a plain --jwks). E.g. with `api-auth jwks > demo.json`, tokens
+                              from `api-auth mint-token` can be explained.
+  --body FILE|-               the request body: on a webhook route, its signature is verified
+                              too (else the allow is shown as pending that check)
+  --now SECONDS               the clock, in Unix seconds (default: now)
+  --json                      one JSON object instead of text
+",
+    crate::env_help!(),
+    "  -h, --help                  this text
+
+Exit status: 0 when the request was explained, whatever the decision; 1 when CONFIG is invalid
+or a file cannot be read; 2 on a usage error.
+
+Example:
+  api-auth explain config.json POST /v1/chat/completions -H 'authorization: Bearer cm_...'
+"
+);
+
+struct Opts {
+    config: String,
+    method: String,
+    path: String,
+    headers: Vec<(String, Vec<u8>)>,
+    jwks: Vec<String>,
+    body: Option<String>,
+    now: Option<i64>,
+    json: bool,
+    env: VmEnv,
+}
+
+fn parse(argv: Vec<String>) -> Result<Option<Opts>, Failure> {
+    let mut p = Parser::new(argv);
+    let mut env = VmEnv::default();
+    let mut pos = Vec::new();
+    let mut headers = Vec::new();
+    let (mut jwks, mut body, mut now, mut as_json) = (Vec::new(), None, None, false);
+    while let Some(a) = p.next_arg() {
+        match a {
+            Arg::Flag(f, _) if args::is_help(&f) => return Ok(None),
+            Arg::Flag(f, inline) => match f.as_str() {
+                "-H" | "--header" => headers.push(parse_header(&p.value(&f, inline)?)?),
+                "--jwks" => jwks.push(p.value(&f, inline)?),
+                "--body" => body = Some(p.value(&f, inline)?),
+                "--now" => {
+                    let v = p.value(&f, inline)?;
+                    now = Some(v.parse().map_err(|_| Failure::Usage(format!("--now wants Unix seconds, not '{v}'")))?);
+                }
+                "--json" => {
+                    args::no_value(&f, inline)?;
+                    as_json = true;
+                }
+                _ => {
+                    if !env.take(&f, inline, &mut p)? {
+                        return Err(args::unknown(&f));
+                    }
+                }
+            },
+            Arg::Pos(v) => pos.push(v),
+        }
+    }
+    let mut pos = pos.into_iter();
+    let (Some(config), Some(method), Some(target), None) = (pos.next(), pos.next(), pos.next(), pos.next()) else {
+        return Err(Failure::Usage("CONFIG, METHOD and PATH are required (and nothing more)".into()));
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(Failure::Usage(format!("'{method}' is not an HTTP method")));
+    }
+    Ok(Some(Opts { config, method, path: request_path(&target)?, headers, jwks, body, now, json: as_json, env }))
+}
+
+/// The `:path` of a target: a path, or the path of a URL.
+fn request_path(target: &str) -> Result<String, Failure> {
+    let path = match target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+        Some(rest) => match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => rest[i..].to_string(),
+            Some(i) => format!("/{}", &rest[i..]),
+            None => "/".to_string(),
+        },
+        None => target.to_string(),
+    };
+    if !path.starts_with('/') {
+        return Err(Failure::Usage(format!("PATH must start with '/' (got '{target}')")));
+    }
+    if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(Failure::Usage("PATH must not contain spaces or control characters".into()));
+    }
+    Ok(path)
+}
+
+fn parse_header(text: &str) -> Result<(String, Vec<u8>), Failure> {
+    let (name, value) = text.split_once(':').ok_or_else(|| Failure::Usage("a header is 'name: value'".into()))?;
+    let name = name.trim();
+    if !api_auth_filter::config::is_header_token(name) {
+        return Err(Failure::Usage(format!("'{name}' is not a header name")));
+    }
+    let value = value.trim_matches([' ', '\t']);
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(Failure::Usage("a header value must not contain CR, LF or NUL".into()));
+    }
+    Ok((name.to_ascii_lowercase(), value.as_bytes().to_vec()))
+}
+
+pub fn run(argv: Vec<String>) -> Result<String, Failure> {
+    let Some(o) = parse(argv)? else { return Ok(HELP.to_string()) };
+    let (cfg, raw) = util::load_config(&o.config, &o.env)?;
+    let slots = key_slots(&cfg, &o.jwks)?;
+    let body = o.body.as_deref().map(util::read_input).transpose()?;
+    let now = o.now.unwrap_or_else(util::unix_now);
+    // A key outside the static table goes to the key service, which only Envoy can ask.
+    let lookup = |_: &[u8; 32]| LookupState::Missing { can_wait: true };
+    let env = Env { now, keys: &slots, random: random16(), key_lookup: &lookup, verified: &NoCache };
+    let req = Request { method: &o.method, path: &o.path, headers: &o.headers };
+    let decision = engine::decide(&cfg, &req, &env);
+
+    let mut r = Report::default();
+    r.request(&cfg, &o);
+    let matched = find_route(&cfg, &o.method, &o.path);
+    r.route(&cfg, &raw, matched, &decision);
+    match decision {
+        Decision::Respond(resp) => {
+            r.set("decision", json!("respond"));
+            r.text("decision", "respond: the filter answers itself (RFC 9728 protected-resource metadata)");
+            r.response(&resp);
+        }
+        Decision::Deny(d) => r.deny(&d.denial, &d.response),
+        Decision::Wait(w) => r.wait(&cfg, w),
+        Decision::Allow(a) => {
+            let webhook = a.webhook.and_then(|i| cfg.webhooks.get(i));
+            match (webhook, &body) {
+                (Some((name, hook)), Some(body)) => match hook.verify(&o.headers, body, now) {
+                    Ok(()) => {
+                        r.allow(&a);
+                        r.set("webhook", json!({ "name": name, "signature": "valid" }));
+                        r.text("webhook", &format!("{name}: the body signature verifies"));
+                    }
+                    Err(reason) => {
+                        r.set("webhook", json!({ "name": name, "signature": "invalid" }));
+                        let denial = Denial::new(reason);
+                        let resp = engine::deny_response(&cfg, a.route, &denial, a.correlation.as_deref());
+                        r.deny(&denial, &resp);
+                    }
+                },
+                (Some((name, _)), None) => {
+                    r.allow(&a);
+                    r.set("webhook", json!({ "name": name, "signature": "not checked" }));
+                    r.text(
+                        "webhook",
+                        &format!("{name}: the request waits for its whole body, whose signature must verify (--body FILE checks it)"),
+                    );
+                }
+                (None, _) => r.allow(&a),
+            }
+        }
+    }
+    if o.method.bytes().any(|b| b.is_ascii_lowercase()) {
+        r.note(&format!("methods are case-sensitive: routes list upper-case methods, this request says '{}'", o.method));
+    }
+    Ok(if o.json { format!("{}\n", Value::Object(r.json)) } else { r.lines })
+}
+
+/// Inline keys as configured; remote keys from --jwks, else "not fetched yet".
+fn key_slots(cfg: &Config, specs: &[String]) -> Result<Vec<KeySlot>, Failure> {
+    let mut every: Option<Rc<KeySet>> = None;
+    let mut named: Vec<Option<Rc<KeySet>>> = vec![None; cfg.providers.len()];
+    for spec in specs {
+        let target = spec.split_once('=').and_then(|(name, file)| {
+            cfg.providers.iter().position(|p| p.name == name).map(|i| (i, file))
+        });
+        match target {
+            Some((i, file)) => {
+                if matches!(cfg.providers[i].keys, KeySource::Inline(_)) {
+                    return Err(Failure::Usage(format!("--jwks: provider '{}' has inline keys", cfg.providers[i].name)));
+                }
+                named[i] = Some(load_jwks(file)?);
+            }
+            None => every = Some(load_jwks(spec)?),
+        }
+    }
+    if every.is_some() && !cfg.providers.iter().any(|p| matches!(p.keys, KeySource::Remote(_))) {
+        return Err(Failure::Usage("--jwks: no provider of this configuration has remote JWKS".into()));
+    }
+    let mut slots = engine::inline_keys(cfg);
+    for (i, p) in cfg.providers.iter().enumerate() {
+        if let (KeySource::Remote(_), Some(slot)) = (&p.keys, slots.get_mut(i)) {
+            let keys = named[i].clone().or_else(|| every.clone());
+            // Given keys are final (an unknown kid is token_invalid); no keys: Envoy would wait.
+            *slot = KeySlot { keys, version: 1, can_wait: true, can_refetch: false };
+        }
+    }
+    Ok(slots)
+}
+
+fn load_jwks(file: &str) -> Result<Rc<KeySet>, Failure> {
+    let bytes = util::read_input(file)?;
+    let set = KeySet::from_json(&bytes).map_err(|e| err(format!("{}: not a JWKS document: {e}", util::display_name(file))))?;
+    if set.is_empty() {
+        return Err(err(format!("{}: no usable key in this JWKS", util::display_name(file))));
+    }
+    Ok(Rc::new(set))
+}
+
+/// The route `decide` picks, found the same way (first match of method and path), so that it
+/// can be shown also when the decision does not name it (wait).
+fn find_route(cfg: &Config, method: &str, path: &str) -> Option<usize> {
+    let path = strip_query(path);
+    cfg.routes.iter().position(|r| {
+        r.methods.as_ref().is_none_or(|m| m.iter().any(|x| x == method)) && r.pattern.matches(path).is_some()
+    })
+}
+
+/// Only for a generated correlation id: not secret, merely different from one run to the next.
+fn random16() -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut h = Sha256::new();
+    h.update(nanos.to_be_bytes());
+    h.update(std::process::id().to_be_bytes());
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+fn is_credential_header(cfg: &Config, name: &str) -> bool {
+    matches!(name, "authorization" | "proxy-authorization" | "cookie" | "x-api-key")
+        || cfg.api_keys.as_ref().is_some_and(|k| k.headers.iter().any(|h| h == name))
+}
+
+/// What `explain` says, as aligned text and as JSON, built side by side.
+#[derive(Default)]
+struct Report {
+    lines: String,
+    json: Map<String, Value>,
+}
+
+const LABEL: usize = 10;
+
+impl Report {
+    fn set(&mut self, key: &str, value: Value) {
+        self.json.insert(key.to_string(), value);
+    }
+
+    fn text(&mut self, label: &str, value: &str) {
+        self.text_lines(label, &[value.to_string()]);
+    }
+
+    fn text_lines(&mut self, label: &str, values: &[String]) {
+        for (i, v) in values.iter().enumerate() {
+            let l = if i == 0 { label } else { "" };
+            let line = format!("{l:<LABEL$}{v}");
+            self.lines.push_str(line.trim_end());
+            self.lines.push('\n');
+        }
+        if values.is_empty() {
+            self.lines.push_str(label);
+            self.lines.push('\n');
+        }
+    }
+
+    fn note(&mut self, text: &str) {
+        self.json.entry("notes").or_insert_with(|| json!([]));
+        if let Some(Value::Array(a)) = self.json.get_mut("notes") {
+            a.push(json!(text));
+        }
+        self.text("note", text);
+    }
+
+    fn request(&mut self, cfg: &Config, o: &Opts) {
+        let shown: Vec<(String, String)> = o
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                let v = if is_credential_header(cfg, n) { "<redacted>".to_string() } else { String::from_utf8_lossy(v).into_owned() };
+                (n.clone(), v)
+            })
+            .collect();
+        self.set("request", json!({ "method": o.method, "path": o.path, "headers": pairs(&shown) }));
+        self.text("request", &format!("{} {}", o.method, o.path));
+        if !shown.is_empty() {
+            self.text_lines("headers", &shown.iter().map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>());
+        }
+    }
+
+    fn route(&mut self, cfg: &Config, raw: &Value, matched: Option<usize>, decision: &Decision) {
+        if matches!(decision, Decision::Respond(_)) {
+            self.set("route", Value::Null);
+            self.text("route", "none: a protected_resource.paths entry, answered before routing");
+            return;
+        }
+        let Some((i, route)) = matched.and_then(|i| cfg.routes.get(i).map(|r| (i, r))) else {
+            let unmatched = raw.get("unmatched").and_then(Value::as_str).unwrap_or("deny");
+            self.set("route", Value::Null);
+            self.text("route", &format!("none matches (unmatched: {unmatched})"));
+            return;
+        };
+        let raw_route = raw.get("routes").and_then(|r| r.get(i));
+        let matcher = raw_route.and_then(|r| r.get("match")).cloned().unwrap_or(Value::Null);
+        let format = raw_route
+            .and_then(|r| r.get("errors"))
+            .or_else(|| raw.get("errors"))
+            .and_then(Value::as_str)
+            .unwrap_or("detail")
+            .to_string();
+        let webhook = route.webhook.and_then(|w| cfg.webhooks.get(w)).map(|(n, _)| n.clone());
+        let (mut req_json, mut req_text) = match &route.auth {
+            None => (json!({ "public": true }), vec!["none (public route)".to_string()]),
+            Some(auth) => requirements(cfg, auth),
+        };
+        if let Some(w) = &webhook {
+            req_json["webhook"] = json!(w);
+            req_text.push(format!("webhook signature: {w}"));
+        }
+        req_json["errors"] = json!(format);
+        req_text.push(format!("error format: {format}"));
+        self.set("route", json!({ "index": i, "match": matcher, "requirements": req_json }));
+        self.text("route", &format!("routes[{i}] {matcher}"));
+        self.text_lines("requires", &req_text);
+    }
+
+    fn response(&mut self, resp: &LocalResponse) {
+        let body = String::from_utf8_lossy(&resp.body).into_owned();
+        self.set("status", json!(resp.status));
+        self.set("headers", pairs(&resp.headers));
+        self.set("body", json!(body));
+        self.text("status", &resp.status.to_string());
+        self.text_lines("response", &resp.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>());
+        self.text("body", &body);
+    }
+
+    fn deny(&mut self, denial: &Denial, resp: &LocalResponse) {
+        self.set("decision", json!("deny"));
+        self.set("reason", json!(denial.reason.as_str()));
+        self.set("detail", json!(denial.detail));
+        self.text("decision", "deny");
+        let reason = match &denial.detail {
+            Some(d) => format!("{} ({d})", denial.reason.as_str()),
+            None => denial.reason.as_str().to_string(),
+        };
+        self.text("reason", &reason);
+        self.response(resp);
+    }
+
+    fn allow(&mut self, a: &engine::Allow) {
+        self.set("decision", json!("allow"));
+        self.text("decision", "allow");
+        match &a.principal {
+            Some(p) => {
+                self.set("principal", principal_json(p));
+                self.text_lines("principal", &principal_text(p));
+            }
+            None => {
+                self.set("principal", Value::Null);
+                self.text("principal", "none (public route or unmatched: allow)");
+            }
+        }
+        self.set("upstream", json!({ "remove": a.remove, "set": pairs(&a.set) }));
+        let mut changes: Vec<String> = a.remove.iter().map(|n| format!("remove {n}")).collect();
+        changes.extend(a.set.iter().map(|(n, v)| format!("set {n}: {v}")));
+        if changes.is_empty() {
+            changes.push("no header changes".into());
+        }
+        self.text_lines("upstream", &changes);
+    }
+
+    fn wait(&mut self, cfg: &Config, w: Wait) {
+        self.set("decision", json!("wait"));
+        let (what, text) = match w {
+            Wait::Jwks { provider, refetch } => {
+                let p = cfg.providers.get(provider);
+                let name = p.map_or("?", |p| p.name.as_str());
+                let (cluster, path) = match p.map(|p| &p.keys) {
+                    Some(KeySource::Remote(r)) => (r.cluster.as_str(), r.path.as_str()),
+                    _ => ("?", "?"),
+                };
+                (
+                    json!({ "jwks": { "provider": name, "cluster": cluster, "path": path, "refetch": refetch } }),
+                    format!(
+                        "the remote JWKS of provider '{name}' (cluster {cluster}, GET {path}): Envoy holds the \
+                         request until the keys arrive (up to 3 s, then 503 keys_unavailable) and decides again. \
+                         Give the keys with --jwks FILE to see that decision."
+                    ),
+                )
+            }
+            Wait::KeyLookup { .. } => {
+                let s = cfg.api_keys.as_ref().and_then(|k| k.lookup.as_ref());
+                let (cluster, path) = s.map_or(("?", "?"), |s| (s.cluster.as_str(), s.path.as_str()));
+                (
+                    json!({ "key_service": { "cluster": cluster, "path": path } }),
+                    format!(
+                        "the key service: the key is not in the static table, so Envoy asks cluster \
+                         {cluster} (POST {path}, with the key's digest only) and decides on the answer \
+                         (404: key_unknown; unreachable with nothing cached: 503 keys_unavailable)."
+                    ),
+                )
+            }
+        };
+        self.set("wait", what);
+        self.text("decision", "wait");
+        self.text_lines("waits", &wrap(&text, 86));
+    }
+}
+
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let line = lines.last_mut().map_or(0, |l| l.len());
+        if line > 0 && line + 1 + word.len() > width {
+            lines.push(String::new());
+        }
+        if let Some(l) = lines.last_mut() {
+            if !l.is_empty() {
+                l.push(' ');
+            }
+            l.push_str(word);
+        }
+    }
+    lines
+}
+
+fn pairs(list: &[(String, String)]) -> Value {
+    Value::Array(list.iter().map(|(n, v)| json!([n, v])).collect())
+}
+
+fn requirement_text(r: &Requirement) -> &str {
+    match r {
+        Requirement::Literal(s) => s,
+        Requirement::Template { text, .. } => text,
+    }
+}
+
+fn requirements(cfg: &Config, auth: &AuthRequirements) -> (Value, Vec<String>) {
+    let mut kinds = Vec::new();
+    if auth.accept_jwt {
+        kinds.push("jwt");
+    }
+    if auth.accept_api_key {
+        kinds.push("api_key");
+    }
+    let providers: Option<Vec<&str>> =
+        auth.providers.as_ref().map(|l| l.iter().filter_map(|i| cfg.providers.get(*i)).map(|p| p.name.as_str()).collect());
+    let permissions: Vec<&str> = auth.permissions.iter().map(requirement_text).collect();
+    let scopes: Vec<&str> = auth.scopes.iter().map(requirement_text).collect();
+    let j = json!({
+        "credentials": kinds, "providers": providers, "permissions": permissions, "scopes": scopes,
+        "roles": auth.roles, "organization": auth.organization, "workspace": auth.workspace,
+    });
+    let mut t = vec![format!("credentials: {}", kinds.join(", "))];
+    if let Some(p) = &providers {
+        t.push(format!("providers: {}", p.join(", ")));
+    }
+    if !permissions.is_empty() {
+        t.push(format!("permissions (all): {}", permissions.join(", ")));
+    }
+    if !scopes.is_empty() {
+        t.push(format!("scopes (all): {}", scopes.join(", ")));
+    }
+    if !auth.roles.is_empty() {
+        t.push(format!("roles (any): {}", auth.roles.join(", ")));
+    }
+    if auth.organization {
+        t.push(format!("an organisation (may be named by {})", cfg.organization_header));
+    }
+    if auth.workspace {
+        t.push(format!("a workspace the principal may use, in {}", cfg.workspace_header));
+    }
+    (j, t)
+}
+
+fn principal_json(p: &Principal) -> Value {
+    json!({
+        "kind": p.kind.as_str(), "provider": p.provider, "key_id": p.key_id, "subject": p.subject,
+        "email": p.email, "name": p.name, "organization": p.organization, "workspace": p.workspace,
+        "workspaces": p.workspaces, "roles": p.roles, "permissions": p.permissions, "scopes": p.scopes,
+        "full_access": p.full_access,
+    })
+}
+
+fn principal_text(p: &Principal) -> Vec<String> {
+    let who = match (&p.key_id, &p.provider) {
+        (Some(k), _) => format!("api_key {k}"),
+        (None, Some(prov)) => format!("jwt from provider {prov}"),
+        (None, None) => p.kind.as_str().to_string(),
+    };
+    let mut out = vec![who];
+    let one = [("subject", &p.subject), ("email", &p.email), ("name", &p.name), ("organization", &p.organization), ("workspace", &p.workspace)];
+    for (label, v) in one {
+        if let Some(v) = v {
+            out.push(format!("{label}: {v}"));
+        }
+    }
+    let many = [("workspaces", &p.workspaces), ("roles", &p.roles), ("permissions", &p.permissions), ("scopes", &p.scopes)];
+    for (label, v) in many {
+        if !v.is_empty() {
+            out.push(format!("{label}: {}", v.join(", ")));
+        }
+    }
+    if p.full_access {
+        out.push("full access (passes permission and scope checks)".into());
+    }
+    out
+}
