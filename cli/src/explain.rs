@@ -196,6 +196,7 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
 
 /// Inline keys as configured; remote keys from --jwks, else "not fetched yet".
 fn key_slots(cfg: &Config, specs: &[String]) -> Result<Vec<KeySlot>, Failure> {
+    let any_remote = cfg.providers.iter().any(|p| matches!(p.keys, KeySource::Remote(_)));
     let mut every: Option<Rc<KeySet>> = None;
     let mut named: Vec<Option<Rc<KeySet>>> = vec![None; cfg.providers.len()];
     for spec in specs {
@@ -209,11 +210,11 @@ fn key_slots(cfg: &Config, specs: &[String]) -> Result<Vec<KeySlot>, Failure> {
                 }
                 named[i] = Some(load_jwks(file)?);
             }
+            None if !any_remote => {
+                return Err(Failure::Usage("--jwks: no provider of this configuration has remote JWKS".into()));
+            }
             None => every = Some(load_jwks(spec)?),
         }
-    }
-    if every.is_some() && !cfg.providers.iter().any(|p| matches!(p.keys, KeySource::Remote(_))) {
-        return Err(Failure::Usage("--jwks: no provider of this configuration has remote JWKS".into()));
     }
     let mut slots = engine::inline_keys(cfg);
     for (i, p) in cfg.providers.iter().enumerate() {
