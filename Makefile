@@ -11,10 +11,14 @@ SHARED        ?= $(abspath $(CURDIR)/../shared)
 
 export ENVOY WASM SHARED
 
-.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci
+.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli
 
 build: wasm-target
 	cargo build --release --target wasm32-wasip1 -p api-auth-filter
+
+# The native command-line companion (check, explain, hash-key, sign-webhook, demo tokens).
+cli:
+	cargo build -p api-auth-cli
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -30,12 +34,13 @@ wrk:
 tools: wasm-target envoy
 
 lint:
-	cargo clippy -p api-auth-filter --all-targets -- -D warnings
+	cargo clippy -p api-auth-filter -p api-auth-cli --all-targets -- -D warnings
 
 test-host:
 	cargo test -p api-auth-filter
+	cargo test -p api-auth-cli
 
-test: tools build lint test-host validate test-e2e
+test: tools build cli lint test-host validate test-e2e
 
 clean:
 	cargo clean
@@ -47,7 +52,7 @@ validate: envoy build
 test-e2e: envoy build
 	cargo test -p api-auth-integration -- --test-threads=2
 
-run: envoy build
+run: envoy build cli
 	@cargo build -q -p api-auth-integration --bin echo-upstream
 	@bash envoy/run-demo.sh
 
