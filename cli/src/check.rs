@@ -17,7 +17,7 @@ its secrets or its key digests.
 Options:
 ",
     crate::env_help!(),
-    "  -h, --help        this text
+    "  -h, --help                  this text
 "
 );
 

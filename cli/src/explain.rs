@@ -184,7 +184,12 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
                         &format!("{name}: the request waits for its whole body, whose signature must verify (--body FILE checks it)"),
                     );
                 }
-                (None, _) => r.allow(&a),
+                (None, body) => {
+                    r.allow(&a);
+                    if body.is_some() {
+                        r.note("--body is only read on a webhook route; this route has none");
+                    }
+                }
             }
         }
     }

@@ -59,12 +59,14 @@ pub struct VmEnv {
 #[macro_export]
 macro_rules! env_help {
     () => {
-        "\
-  --env NAME=VALUE  a variable of the wasm VM's environment (webhook secrets named by `env`);
-                    the process environment is read too. Values are never printed.
-  --any-env         treat every `env` secret as set (to a placeholder that verifies nothing):
-                    validate a configuration without its secrets at hand.
-"
+        concat!(
+            "  --env NAME=VALUE            a variable of the wasm VM's environment (webhook secrets\n",
+            "                              named by `env`); the process environment is read too.\n",
+            "                              Values are never printed.\n",
+            "  --any-env                   treat every `env` secret as set (to a placeholder that\n",
+            "                              verifies nothing): validate a configuration without its\n",
+            "                              secrets at hand.\n",
+        )
     };
 }
 

@@ -245,6 +245,11 @@ fn webhook_routes_verify_the_body_when_given() {
     let r = ok(&[&base[..], &["-H", good]].concat()).json();
     allowed(&r);
     assert_eq!(r["webhook"]["signature"], "not checked");
+
+    let r = ok(&["explain", "--json", "--env", env, &cfg, "POST", "/v1/webhooks/in", "-H", "x-api-key: cflo_live_sk_EXAMPLE_01HX9VTPQR3KF8MZ", "--body", &body]).json();
+    allowed(&r);
+    assert!(r.get("webhook").is_none(), "{r}");
+    assert_eq!(r["notes"], json!(["--body is only read on a webhook route; this route has none"]));
 }
 
 #[test]
