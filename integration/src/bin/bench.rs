@@ -103,6 +103,50 @@ fn noop_yaml(wasm: &PathBuf) -> String {
     )
 }
 
+/// The core's decision per workload, timed inside V8 by node's WASI (bench/core): what each
+/// decision costs without Envoy, the network and wrk around it. `None` when node is absent.
+fn core_costs(cfg: &Value, jwks_doc: &str, loads: &[Load], iterations: usize) -> Option<Vec<(String, f64, String)>> {
+    let root = repo_root();
+    let wasm = root.join("target/wasm32-wasip1/release/core-bench.wasm");
+    let runner = root.join("bench/core/run.mjs");
+    if !wasm.is_file() {
+        eprintln!("core costs skipped: {} not built", wasm.display());
+        return None;
+    }
+    let mut cfg = cfg.clone();
+    // The same keys, inline: the core sees no host, so nothing is fetched.
+    cfg["providers"]["clerk"]["jwks"] = json!({ "inline": serde_json::from_str::<Value>(jwks_doc).ok()? });
+    let workloads: Vec<Value> = loads
+        .iter()
+        .map(|l| {
+            let method = if l.path.starts_with("/api/") || l.path.starts_with("/keys/") || l.path == "/health" { "GET" } else { "POST" };
+            // (a) runs with the filter's verified-token cache, the others cold, as in Envoy.
+            json!({ "name": l.name, "method": method, "path": l.path, "auth": l.auth, "cache": l.name.starts_with("(a)") })
+        })
+        .collect();
+    let input = json!({ "config": cfg, "now": unix_now(), "iterations": iterations, "workloads": workloads }).to_string();
+    let file = std::env::temp_dir().join(format!("api-auth-core-bench-{}.json", std::process::id()));
+    std::fs::write(&file, input).ok()?;
+    let out = Command::new("node").arg("--no-warnings").arg(&runner).arg(&wasm).arg(&file).output();
+    let _ = std::fs::remove_file(&file);
+    let out = out.map_err(|e| eprintln!("core costs skipped: node not available ({e})")).ok()?;
+    if !out.status.success() {
+        eprintln!("core costs failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let rows = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap_or("?").to_string(),
+                v["ns_per_decision"].as_f64().unwrap_or(0.0),
+                v["outcome"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect();
+    Some(rows)
+}
+
 fn main() {
     let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let pool_size: usize = std::env::var("BENCH_POOL").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
@@ -142,6 +186,16 @@ fn main() {
         Load { name: "(d) forged signatures", path: "/api/projects", auth: forged, expect_2xx: false },
         Load { name: "(e) public route", path: "/health", auth: vec![], expect_2xx: true },
     ];
+    let iterations = std::env::var("BENCH_CORE_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let core = core_costs(&cfg, &jwks_doc, &loads, iterations);
+    if let Some(rows) = &core {
+        for (name, ns, outcome) in rows {
+            eprintln!("core in V8: {name}: {:.1} us ({outcome})", ns / 1000.0);
+        }
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("core") {
+        return;
+    }
     let setups: Vec<(&str, Box<dyn Fn(u16) -> EnvoyOpts>)> = vec![
         ("no auth filter", Box::new(|up| EnvoyOpts::new(json!({}), up).without_filter())),
         ("empty wasm filter", Box::new(|up| EnvoyOpts { filters_yaml: Some(noop_yaml(&noop)), ..EnvoyOpts::new(json!({}), up) })),
