@@ -65,6 +65,13 @@ fn wrk(port: u16, load: &Load, seconds: u32, dir: &std::path::Path) -> Sample {
     Sample { rps, p50: pct("50%"), p99: pct("99%"), non_2xx }
 }
 
+/// The sample of median requests/s.
+fn median(mut samples: Vec<Sample>) -> Sample {
+    samples.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let mid = samples.len() / 2;
+    samples.swap_remove(mid)
+}
+
 fn jwt_authn_yaml(jwks: &str, cache: bool) -> String {
     let cache_cfg = if cache { "\n                  jwt_cache_config: { jwt_cache_size: 1000 }" } else { "" };
     format!(
@@ -105,6 +112,7 @@ fn noop_yaml(wasm: &PathBuf) -> String {
 
 /// The core's decision per workload, timed inside V8 by node's WASI (bench/core): what each
 /// decision costs without Envoy, the network and wrk around it. `None` when node is absent.
+/// V8 runs without Liftoff, as Envoy's V8 does: every function is optimised from the start.
 fn core_costs(cfg: &Value, jwks_doc: &str, loads: &[Load], iterations: usize) -> Option<Vec<(String, f64, String)>> {
     let root = repo_root();
     let wasm = root.join("target/wasm32-wasip1/release/core-bench.wasm");
@@ -127,7 +135,7 @@ fn core_costs(cfg: &Value, jwks_doc: &str, loads: &[Load], iterations: usize) ->
     let input = json!({ "config": cfg, "now": unix_now(), "iterations": iterations, "workloads": workloads }).to_string();
     let file = std::env::temp_dir().join(format!("api-auth-core-bench-{}.json", std::process::id()));
     std::fs::write(&file, input).ok()?;
-    let out = Command::new("node").arg("--no-warnings").arg(&runner).arg(&wasm).arg(&file).output();
+    let out = Command::new("node").args(["--no-warnings", "--no-liftoff"]).arg(&runner).arg(&wasm).arg(&file).output();
     let _ = std::fs::remove_file(&file);
     let out = out.map_err(|e| eprintln!("core costs skipped: node not available ({e})")).ok()?;
     if !out.status.success() {
@@ -204,34 +212,68 @@ fn main() {
         ("api-auth-filter", Box::new(|up| EnvoyOpts::new(cfg.clone(), up).cluster("clerk_jwks", jwks.port()))),
     ];
 
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "# Benchmarks\n\nWritten by `make bench` (wrk -t1 -c16, {seconds} s per cell, Envoy {} --concurrency 1, loopback, \
+        "# Benchmarks\n\nWritten by `make bench` (wrk -t1 -c16, {seconds} s per cell, median of {rounds} rounds taken round-robin over \
+         contestants that run side by side, Envoy {} --concurrency 1, loopback, \
          {pool_size} pre-minted RS256 tokens for (b), more than the filter's 8192-entry token cache holds, so (b) \
          measures cold verification). Ratios are requests/s over the empty wasm filter's and over \
          native jwt_authn's (with cache for (a), without for the others). The API key (c) and public route (e) rows of \
          jwt_authn run without a token rule that applies to them, so they are Envoy's floor, not a comparison.\n",
         std::env::var("ENVOY_VERSION").unwrap_or_else(|_| "1.40.0".into())
     );
+    // Every contestant runs at once (one worker each) and the cells are taken round-robin,
+    // `rounds` times, keeping each cell's median: a slow moment of the machine then lands on
+    // all contestants alike instead of on one of them.
+    if let Some(rows) = &core {
+        let _ = writeln!(
+            report,
+            "## The core alone, inside V8\n\nThe filter's decision (`engine::decide`) per request, built for wasm32-wasip1 and run \
+             {iterations} times per workload by node's V8 (bench/core), without Envoy, host calls or the network; (a) with \
+             the verified-token cache, the others without. The `step:` rows time the parts of one token's check.\n\n\
+             | workload | µs per decision | decided |\n|---|---|---|"
+        );
+        for (name, ns, outcome) in rows {
+            let _ = writeln!(report, "| {name} | {:.1} | {outcome} |", ns / 1000.0);
+        }
+        let _ = writeln!(report);
+    }
     for direct in [true, false] {
         let upstream = Server::echo();
-        let mut results: Vec<(&str, Vec<Sample>, Option<u64>)> = Vec::new();
-        for (name, make) in &setups {
-            let mut opts = make(upstream.port());
-            opts.direct_response = direct;
-            let envoy = Envoy::start(opts);
-            // Warm up: the filter's first JWKS fetch, V8's compilation.
-            for _ in 0..50 {
-                if envoy.send(&Req::get("/api/projects").header("authorization", &pool[0])).status == 200 || *name == "no auth filter" || *name == "empty wasm filter" {
-                    break;
+        let envoys: Vec<(&str, Envoy)> = setups
+            .iter()
+            .map(|(name, make)| {
+                let mut opts = make(upstream.port());
+                opts.direct_response = direct;
+                let envoy = Envoy::start(opts);
+                // Warm up: the filter's first JWKS fetch, V8's compilation.
+                for _ in 0..50 {
+                    if envoy.send(&Req::get("/api/projects").header("authorization", &pool[0])).status == 200 || *name == "no auth filter" || *name == "empty wasm filter" {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                (*name, envoy)
+            })
+            .collect();
+        let mut cells: Vec<Vec<Vec<Sample>>> = envoys.iter().map(|_| loads.iter().map(|_| Vec::new()).collect()).collect();
+        for round in 0..rounds {
+            for (li, load) in loads.iter().enumerate() {
+                for (ei, (_, envoy)) in envoys.iter().enumerate() {
+                    cells[ei][li].push(wrk(envoy.port(), load, seconds, &dir));
+                }
             }
-            let samples: Vec<Sample> = loads.iter().map(|l| wrk(envoy.port(), l, seconds, &dir)).collect();
+            eprintln!("{} round {}/{rounds} done", if direct { "direct" } else { "upstream" }, round + 1);
+        }
+        let mut results: Vec<(&str, Vec<Sample>, Option<u64>)> = Vec::new();
+        for ((name, envoy), per_load) in envoys.iter().zip(cells) {
+            let samples: Vec<Sample> = per_load.into_iter().map(median).collect();
             eprintln!("{name} ({}): {:?}", if direct { "direct" } else { "upstream" }, samples.iter().map(|s| s.rps as u64).collect::<Vec<_>>());
             results.push((name, samples, envoy.peak_rss_kib()));
         }
+        drop(envoys);
         let floor = |i: usize| results.iter().find(|r| r.0 == "empty wasm filter").map_or(1.0, |r| r.1[i].rps.max(1.0));
         let native = |i: usize| {
             let which = if i == 0 { "jwt_authn + cache" } else { "jwt_authn" };
