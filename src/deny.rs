@@ -32,10 +32,13 @@ pub enum Reason {
     BodyTooLarge,
     RouteNotFound,
     KeysUnavailable,
+    /// The `:path` still holds what Envoy's path normalisation removes: the filter would not
+    /// judge the path the router routes.
+    PathNotNormalized,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 25] = [
         Reason::CredentialsMissing,
         Reason::CredentialsMalformed,
         Reason::CredentialNotAccepted,
@@ -60,6 +63,7 @@ impl Reason {
         Reason::BodyTooLarge,
         Reason::RouteNotFound,
         Reason::KeysUnavailable,
+        Reason::PathNotNormalized,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +92,7 @@ impl Reason {
             Reason::BodyTooLarge => "body_too_large",
             Reason::RouteNotFound => "route_not_found",
             Reason::KeysUnavailable => "keys_unavailable",
+            Reason::PathNotNormalized => "path_not_normalized",
         }
     }
 
@@ -103,7 +108,7 @@ impl Reason {
             | Reason::OrganizationRequired
             | Reason::OrganizationForbidden
             | Reason::WorkspaceForbidden => 403,
-            Reason::WorkspaceRequired => 400,
+            Reason::WorkspaceRequired | Reason::PathNotNormalized => 400,
             Reason::BodyTooLarge => 413,
             Reason::RouteNotFound => 404,
             Reason::KeysUnavailable => 503,
@@ -123,6 +128,7 @@ impl Reason {
             Reason::BodyTooLarge => "Payload too large",
             Reason::RouteNotFound => "Not found",
             Reason::KeysUnavailable => "Service unavailable",
+            Reason::PathNotNormalized => "Bad request",
             _ => "Could not validate credentials",
         }
     }

@@ -156,6 +156,11 @@ pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
     let path = strip_query(req.path);
     let cid = cfg.correlation.as_ref().and_then(|c| c.resolve(req.headers, env.random));
     let present = |name: &str| req.headers.iter().any(|(n, _)| n == name);
+    if !crate::routes::is_normalized(path) {
+        // Envoy normalises before the filter runs (normalize_path, merge_slashes); a path that
+        // still needs it means the router may route another path than the one judged here.
+        return deny(cfg, None, Reason::PathNotNormalized.into(), cid);
+    }
     if let Some(pr) = cfg.protected_resource.as_ref().filter(|pr| pr.serves(req.method, path)) {
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         add_correlation(cfg, &mut headers, cid.as_deref());

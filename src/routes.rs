@@ -120,6 +120,21 @@ impl PathPattern {
 }
 
 /// The path without query string or fragment.
+/// Whether a path (query already stripped) is what Envoy's `normalize_path`, `merge_slashes`
+/// and `path_with_escaped_slashes_action` leave: no empty, `.` or `..` segment, no backslash,
+/// no percent-encoded dot, slash or backslash. Anything else means the router may route a
+/// different path than the one judged here.
+pub fn is_normalized(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b.first() != Some(&b'/') || b.contains(&b'\\') || path.contains("//") {
+        return false;
+    }
+    let encoded = b.windows(3).any(|w| {
+        w[0] == b'%' && matches!((w[1], w[2].to_ascii_lowercase()), (b'2', b'e' | b'f') | (b'5', b'c'))
+    });
+    !encoded && !path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
 pub fn strip_query(path: &str) -> &str {
     match path.find(['?', '#']) {
         Some(i) => &path[..i],
@@ -129,6 +144,19 @@ pub fn strip_query(path: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn normalised_paths() {
+        for ok in ["/", "/api/", "/api/v1/bots", "/a.b/c..d/.e", "/v1/%41dmin", "/x%20y"] {
+            assert!(super::is_normalized(ok), "{ok}");
+        }
+        for bad in [
+            "", "api", "//", "/a//b", "/a/./b", "/a/../b", "/a/.", "/a/..", "/..", "/a\\b", "/a/%2e%2e/b",
+            "/a/%2E/b", "/a%2fb", "/a%2Fb", "/a%5cb", "/a%5Cb", "*",
+        ] {
+            assert!(!super::is_normalized(bad), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]
