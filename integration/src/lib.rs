@@ -131,6 +131,11 @@ impl Server {
         Server::start_on(port, Mode::Echo)
     }
 
+    /// A mock on a given port: a service that comes up where nothing listened before.
+    pub fn mock_on(port: u16, answer: Canned) -> Server {
+        Server::start_on(port, Mode::Canned(answer))
+    }
+
     fn start(mode: Mode) -> Server {
         Server::start_on(0, mode)
     }
@@ -209,6 +214,12 @@ fn serve_connection(stream: TcpStream, st: &ServerState) {
     let mut reader = BufReader::new(stream);
     loop {
         let Some(req) = read_request(&mut reader) else { return };
+        if st.stop.load(Ordering::SeqCst) {
+            // Dropped: connections the client kept open are closed unanswered too, so a
+            // service that went away is gone for every caller, not only for new connections.
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
         let close = req.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
         st.seen.lock().unwrap().push(req.clone());
         let answer = match &*st.mode.lock().unwrap() {
@@ -409,11 +420,15 @@ pub struct EnvoyOpts {
     pub filters_yaml: Option<String>,
     /// Answer every routed request with a direct 200 instead of the upstream.
     pub direct_response: bool,
+    /// Envoy's path normalisation (`normalize_path`, `merge_slashes`, escaped slashes
+    /// unescaped and redirected): on by default, as the filter requires. Off, the `:path`
+    /// reaches the filter as the client sent it (`KEEP_UNCHANGED`).
+    pub normalize_path: bool,
 }
 
 impl EnvoyOpts {
     pub fn new(filter_config: Value, upstream_port: u16) -> EnvoyOpts {
-        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true, filters_yaml: None, direct_response: false }
+        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true, filters_yaml: None, direct_response: false, normalize_path: true }
     }
     pub fn cluster(mut self, name: &str, port: u16) -> EnvoyOpts {
         self.clusters.push((name.into(), port));
@@ -429,6 +444,11 @@ impl EnvoyOpts {
     }
     pub fn env(mut self, name: &str, value: &str) -> EnvoyOpts {
         self.vm_env.push((name.into(), value.into()));
+        self
+    }
+    /// Envoy without path normalisation: what the filter must refuse to judge.
+    pub fn without_path_normalization(mut self) -> EnvoyOpts {
+        self.normalize_path = false;
         self
     }
 }
@@ -468,7 +488,7 @@ fn cluster_yaml(name: &str, port: u16) -> String {
 }
 
 /// The bootstrap the tests run: one listener, the filter before the router, path normalisation
-/// on (the filter must judge the path the router routes).
+/// on unless `normalize_path` is off (the filter must judge the path the router routes).
 pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path) -> String {
     let config = serde_json::to_string(&opts.filter_config).expect("config");
     let env: String = if opts.vm_env.is_empty() {
@@ -508,6 +528,7 @@ pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path)
             wasm = serde_json::to_string(&wasm.display().to_string()).expect("path"),
         )
     };
+    let (normalize, escaped_slashes) = if opts.normalize_path { ("true", "UNESCAPE_AND_REDIRECT") } else { ("false", "KEEP_UNCHANGED") };
     let route_action = if opts.direct_response {
         r#"direct_response: { status: 200, body: { inline_string: "ok" } }"#
     } else {
@@ -531,9 +552,9 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
-          normalize_path: true
-          merge_slashes: true
-          path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT
+          normalize_path: {normalize}
+          merge_slashes: {normalize}
+          path_with_escaped_slashes_action: {escaped_slashes}
           route_config:
             virtual_hosts:
             - name: all
@@ -625,8 +646,9 @@ impl Envoy {
         self.admin_port
     }
 
+    /// The log so far; bytes that are not UTF-8 (a client's, quoted by Envoy) read as U+FFFD.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        std::fs::read(&self.log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
     pub fn send(&self, req: &Req) -> Resp {
@@ -640,6 +662,29 @@ impl Envoy {
     /// Envoy's counter or gauge value, by exact name.
     pub fn stat(&self, name: &str) -> Option<u64> {
         self.admin("/stats").lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
+    }
+
+    /// Signs that the filter's wasm VM failed, empty when there are none: Envoy's per-plugin
+    /// reload counters (`wasm.api_auth.vm_reload*`, moved by `failure_policy: FAIL_RELOAD`) and
+    /// the log lines of a trapped VM (a panic is logged at critical, then `Uncaught
+    /// RuntimeError`). Under `fail_open: false` a dead VM moves no other wasm stat
+    /// (`wasm.envoy.wasm.runtime.v8.active` stays), it answers every request with an empty 503:
+    /// callers also check that a normal request gets its normal answer, and
+    /// `http.ingress.downstream_rq_5xx`.
+    pub fn wasm_failures(&self) -> Vec<String> {
+        let stats = self.admin("/stats");
+        let mut found: Vec<String> = stats
+            .lines()
+            .filter(|l| l.starts_with("wasm.api_auth.vm_reload") && !l.ends_with(": 0"))
+            .map(str::to_string)
+            .collect();
+        found.extend(
+            self.log()
+                .lines()
+                .filter(|l| l.contains("[critical]") || l.contains("Uncaught") || l.contains("Wasm VM failed") || l.contains("panicked"))
+                .map(str::to_string),
+        );
+        found
     }
 }
 
@@ -792,6 +837,22 @@ impl Issuer {
             })
             .collect();
         serde_json::json!({ "keys": keys }).to_string()
+    }
+
+    /// A compact JWS of exactly these header and payload bytes (any JSON, or none), with an
+    /// RS256 signature by `kid` over them: hostile tokens with a valid signature.
+    pub fn sign_raw(&self, kid: &str, header: &[u8], payload: &[u8]) -> String {
+        use base64::Engine;
+        let kp = &self.keys.iter().find(|(k, _)| k == kid).expect("kid").1;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let signing_input = format!("{}.{}", b64.encode(header), b64.encode(payload));
+        let sig = rsa_sign(kp, signing_input.as_bytes());
+        format!("{signing_input}.{}", b64.encode(sig))
+    }
+
+    /// The PEM of `kid`'s public key (what an algorithm-confusion attacker uses as HMAC secret).
+    pub fn public_pem(&self, kid: &str) -> String {
+        self.keys.iter().find(|(k, _)| k == kid).expect("kid").1.public_key().to_pem().expect("PEM")
     }
 
     /// An RS256 token with exactly these claims, signed by `kid`.
