@@ -76,3 +76,20 @@ bench: envoy build wrk
 # without Docker and byte for byte reproducible; prints the manifest digest to pin.
 oci: build
 	@cargo run -q -p api-auth-integration --bin oci-image -- --wasm $(WASM) --out target/oci/api-auth-filter --archive target/oci/api-auth-filter.tar
+
+# --- fuzzing -----------------------------------------------------------------------------------
+# Not part of make test. Every target of fuzz/ for FUZZ_SECONDS each, one after the other, on one
+# core (see fuzz/README.md). cargo fuzz needs nightly flags: fuzz/run.sh sets RUSTC_BOOTSTRAP=1 for
+# this stable toolchain. AddressSanitizer works with it; FUZZ_SANITIZER=none turns it off.
+CARGO_FUZZ_VERSION ?= 0.13.2
+FUZZ_SECONDS       ?= 600
+FUZZ_SANITIZER     ?= address
+FUZZ_TARGETS       ?= jwt jwks config routes headers decide
+export FUZZ_SECONDS FUZZ_SANITIZER FUZZ_TARGETS
+
+.PHONY: fuzz fuzz-tools
+fuzz-tools:
+	@cargo fuzz --version 2>/dev/null | grep -qx 'cargo-fuzz $(CARGO_FUZZ_VERSION)' || cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
+
+fuzz: fuzz-tools
+	@bash fuzz/run.sh
