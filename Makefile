@@ -12,7 +12,7 @@ SHARED        ?= $(abspath $(CURDIR)/../shared)
 export ENVOY WASM SHARED
 
 .PHONY: test-oldest test-matrix
-.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli
+.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli soak
 
 build: wasm-target
 	cargo build --release --target wasm32-wasip1 -p api-auth-filter
@@ -71,6 +71,14 @@ bench: envoy build wrk
 	cargo build --release --target wasm32-wasip1 -p noop-filter
 	cargo build --release --target wasm32-wasip1 -p core-bench
 	cargo run -q --release -p api-auth-integration --bin bench
+
+# Not part of make test: minutes of mixed load at half the measured peak or more; checks
+# statuses, Envoy's error log and the wasm VMs' memory (SOAK_SECONDS, SOAK_RATE, SOAK_NICE).
+SOAK_SECONDS ?= 300
+SOAK_NICE    ?= 5
+soak: envoy build
+	cargo build -q --release -p api-auth-integration --bin soak
+	SOAK_SECONDS=$(SOAK_SECONDS) nice -n $(SOAK_NICE) target/release/soak
 
 # The filter as an OCI image layout (the Wasm "compat" variant Istio's WasmPlugin pulls), built
 # without Docker and byte for byte reproducible; prints the manifest digest to pin.
