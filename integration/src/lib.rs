@@ -647,6 +647,26 @@ impl Envoy {
         status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// CPU time (user + system) used so far by Envoy's worker threads (`wrk:worker_N`), in
+    /// microseconds: per request, a measure of cost that other load on the machine does not
+    /// distort the way it distorts requests per second.
+    pub fn worker_cpu_us(&self) -> Option<u64> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
+        let mut ticks = 0u64;
+        for task in tasks.filter_map(Result::ok) {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+            if !stat[open + 1..close].starts_with("wrk:worker") {
+                continue;
+            }
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            // After the command: state, ppid, ..., utime (12th), stime (13th).
+            ticks += fields.get(11).and_then(|v| v.parse::<u64>().ok())? + fields.get(12).and_then(|v| v.parse::<u64>().ok())?;
+        }
+        // Linux reports these in USER_HZ, 100 per second.
+        Some(ticks * 10_000)
+    }
+
     pub fn admin_port(&self) -> u16 {
         self.admin_port
     }

@@ -31,9 +31,13 @@ struct Sample {
     p50: String,
     p99: String,
     non_2xx: u64,
+    /// Envoy worker CPU per request, µs.
+    cpu_us: f64,
 }
 
-fn wrk(port: u16, load: &Load, seconds: u32, dir: &std::path::Path) -> Sample {
+fn wrk(envoy: &Envoy, load: &Load, seconds: u32, dir: &std::path::Path) -> Sample {
+    let port = envoy.port();
+    let cpu_before = envoy.worker_cpu_us();
     let mut cmd = Command::new("wrk");
     cmd.args(["-t1", "-c16", &format!("-d{seconds}s"), "--latency"]);
     match load.auth.len() {
@@ -54,6 +58,7 @@ fn wrk(port: u16, load: &Load, seconds: u32, dir: &std::path::Path) -> Sample {
     }
     cmd.arg(format!("http://127.0.0.1:{port}{}", load.path));
     let out = cmd.output().expect("wrk (make wrk installs it)");
+    let cpu = envoy.worker_cpu_us().zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let rps = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
     let pct = |p: &str| text.lines().find_map(|l| l.trim().strip_prefix(p).map(|v| v.trim().to_string())).unwrap_or_default();
@@ -62,14 +67,23 @@ fn wrk(port: u16, load: &Load, seconds: u32, dir: &std::path::Path) -> Sample {
         .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    Sample { rps, p50: pct("50%"), p99: pct("99%"), non_2xx }
+    let requests: f64 = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in ").and_then(|(n, _)| n.trim().parse().ok()))
+        .unwrap_or(0.0);
+    let cpu_us = cpu.map_or(f64::NAN, |c| c as f64 / requests.max(1.0));
+    Sample { rps, p50: pct("50%"), p99: pct("99%"), non_2xx, cpu_us }
 }
 
-/// The sample of median requests/s.
+/// The sample of median requests/s, with the median CPU per request of all samples.
 fn median(mut samples: Vec<Sample>) -> Sample {
+    let mut cpu: Vec<f64> = samples.iter().map(|s| s.cpu_us).collect();
+    cpu.sort_by(f64::total_cmp);
     samples.sort_by(|a, b| a.rps.total_cmp(&b.rps));
     let mid = samples.len() / 2;
-    samples.swap_remove(mid)
+    let mut m = samples.swap_remove(mid);
+    m.cpu_us = cpu[mid];
+    m
 }
 
 fn jwt_authn_yaml(jwks: &str, cache: bool) -> String {
@@ -262,7 +276,7 @@ fn main() {
         for round in 0..rounds {
             for (li, load) in loads.iter().enumerate() {
                 for (ei, (_, envoy)) in envoys.iter().enumerate() {
-                    cells[ei][li].push(wrk(envoy.port(), load, seconds, &dir));
+                    cells[ei][li].push(wrk(envoy, load, seconds, &dir));
                 }
             }
             eprintln!("{} round {}/{rounds} done", if direct { "direct" } else { "upstream" }, round + 1);
@@ -280,8 +294,8 @@ fn main() {
             results.iter().find(|r| r.0 == which).map_or(1.0, |r| r.1[i].rps.max(1.0))
         };
         let _ = writeln!(report, "## {}\n", if direct { "Direct response" } else { "Fast real upstream (echo on loopback)" });
-        let _ = writeln!(report, "| setup | workload | requests/s | p50 | p99 | non-2xx | × empty wasm | × jwt_authn | peak RSS |");
-        let _ = writeln!(report, "|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(report, "| setup | workload | requests/s | p50 | p99 | non-2xx | × empty wasm | × jwt_authn | worker CPU µs/req | peak RSS |");
+        let _ = writeln!(report, "|---|---|---|---|---|---|---|---|---|---|");
         for (name, samples, rss) in &results {
             for (i, (load, s)) in loads.iter().zip(samples).enumerate() {
                 let authenticates = name.starts_with("jwt") || name.starts_with("api-auth");
@@ -289,7 +303,7 @@ fn main() {
                 let flag = if want_all_2xx == (s.non_2xx == 0) { "" } else { " (!)" };
                 let _ = writeln!(
                     report,
-                    "| {name} | {} | {:.0} | {} | {} | {}{flag} | {:.2} | {:.2} | {} MiB |",
+                    "| {name} | {} | {:.0} | {} | {} | {}{flag} | {:.2} | {:.2} | {:.1} | {} MiB |",
                     load.name,
                     s.rps,
                     s.p50,
@@ -297,12 +311,18 @@ fn main() {
                     s.non_2xx,
                     s.rps / floor(i),
                     s.rps / native(i),
+                    s.cpu_us,
                     rss.map_or("?".into(), |k| (k / 1024).to_string())
                 );
             }
         }
         let _ = writeln!(report);
     }
+    let _ = writeln!(
+        report,
+        "`worker CPU µs/req` is the CPU time Envoy's worker thread spent per request (user + system, from /proc), the \
+         cost figure that load elsewhere on the machine distorts least; requests/s depend on wrk and the machine too.\n"
+    );
     let _ = writeln!(
         report,
         "`non-2xx` is expected for (d) only (forged signatures are refused), and for the no-filter and empty-wasm \
