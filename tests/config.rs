@@ -54,7 +54,7 @@ fn broken_configs_name_the_field() {
         (
             "scope of the wrong type",
             json!({ "api_keys": keys, "routes": [route(json!({})), route(json!({})), route(json!({})), route(json!({ "scopes": [1] }))] }),
-            "routes[3].auth.scopes[0]: invalid type: integer `1`",
+            "routes[3].auth.scopes[0]: invalid type: integer, expected a string",
         ),
         (
             "wildcard in a requirement",
@@ -125,6 +125,24 @@ fn errors_never_quote_values() {
     assert!(!e.contains("cm_live_secret_value"), "{e}");
     let syntax = Config::from_json(b"{\"api_keys\": {\"prefixes\": [\"cm_secret\"").unwrap_err().to_string();
     assert!(!syntax.contains("cm_secret"), "{syntax}");
+    // Values holding the delimiters serde quotes them with (found by fuzzing: fuzz/regressions).
+    for doc in [
+        json!({ "unmatched": "`whsec_SECRET" }),
+        json!({ "unmatched": "a`, expected whsec_SECRET" }),
+        json!({ "routes": [{ "match": { "path": "/" }, "auth": "\"whsec_SECRET" }] }),
+        json!({ "api_keys": { "prefixes": ["cm_"], "keys": [{ "id": "a", "sha256": "702ce15cea74f7ca360a308b04e329e510812dcfd4d05bd29b0c60f44c06d68a", "status": "`cm_live_SECRET" }] } }),
+        json!({ "unmatched": 5, "errors": ["whsec_SECRET"] }),
+    ] {
+        let e = load(doc.clone()).unwrap_err();
+        assert!(!e.contains("SECRET"), "{doc}: {e}");
+    }
+    // What the user needs stays: the path, the kind of error and what was expected.
+    let e = load(json!({ "unmatched": "`whsec_SECRET" })).unwrap_err();
+    assert!(e.starts_with("unmatched: unknown variant, expected `deny` or `allow`"), "{e}");
+    let e = load(json!({ "routes": [{ "match": { "path": "/" }, "auth": "\"whsec_SECRET" }] })).unwrap_err();
+    assert!(e.starts_with("routes[0].auth: invalid value: string, expected"), "{e}");
+    let e = load(json!({ "routes": [{ "match": { "path": "/" }, "auth": "none", "webhok": "x" }] })).unwrap_err();
+    assert!(e.contains("unknown field `webhok`, expected one of"), "{e}");
 }
 
 #[test]

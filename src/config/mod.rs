@@ -176,37 +176,32 @@ impl Config {
     }
 }
 
-/// serde's messages quote offending values (`invalid value: string "..."`, ``unknown variant
-/// `...` ``); a value may be a secret put in the wrong place, so values are replaced by `…`.
-/// Field names stay: they are the document's keys and what the user needs to see.
+/// serde's messages quote the offending value (`invalid value: string "..."`, ``unknown variant
+/// `...` ``), and a value may be a secret put in the wrong place. A value may itself hold quotes
+/// or backticks, so it cannot be cut out by its delimiters: the message is rebuilt from the
+/// parts that come from our schema instead, the kind of error and what was expected (serde puts
+/// `, expected ...` last, so the last such clause is ours whatever the value holds).
 fn scrub_serde_message(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    let mut rest = msg;
-    loop {
-        let quote = rest.find('"');
-        let variant = rest.find("unknown variant `").map(|i| i + "unknown variant ".len());
-        let (start, close) = match (quote, variant) {
-            (Some(q), Some(v)) if v < q => (v, '`'),
-            (Some(q), _) => (q, '"'),
-            (None, Some(v)) => (v, '`'),
-            (None, None) => break,
-        };
-        out.push_str(&rest[..=start]);
-        let after = &rest[start + 1..];
-        match after.find(close) {
-            Some(end) => {
-                out.push('…');
-                out.push(close);
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push('…');
-                rest = "";
-            }
-        }
+    const VALUE_KINDS: [&str; 4] = ["unknown variant", "invalid type", "invalid value", "invalid length"];
+    let expected = |m: &str| m.rfind(", expected ").map_or(String::new(), |i| m[i..].to_string());
+    if VALUE_KINDS.iter().any(|k| msg.starts_with(k)) {
+        // "invalid type: string", "invalid length 3": serde's words up to the quoted value.
+        let cut = [msg.find(['"', '`']), msg.rfind(", expected ")].into_iter().flatten().min().unwrap_or(msg.len());
+        return format!("{}{}", msg[..cut].trim_end_matches([' ', ',']), expected(msg));
     }
-    out.push_str(rest);
-    out
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        // A key of the document: named when it is a plain name (what a typo looks like).
+        let name = rest.split('`').next().unwrap_or("");
+        let plain = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let tail = if rest.contains("`, there are no fields") { ", there are no fields".to_string() } else { expected(rest) };
+        return if plain { format!("unknown field `{name}`{tail}") } else { format!("unknown field{tail}") };
+    }
+    // The rest (missing or duplicate fields, syntax errors) name only our fields, or nothing.
+    // Anything else quoting something is cut at the first quote, to be safe.
+    match (msg.starts_with("missing field `") || msg.starts_with("duplicate field `"), msg.find(['"', '`'])) {
+        (false, Some(i)) => msg[..i].trim_end().to_string(),
+        _ => msg.to_string(),
+    }
 }
 
 fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
