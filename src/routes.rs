@@ -119,22 +119,32 @@ impl PathPattern {
     }
 }
 
-/// The path without query string or fragment.
 /// Whether a path (query already stripped) is what Envoy's `normalize_path`, `merge_slashes`
-/// and `path_with_escaped_slashes_action` leave: no empty, `.` or `..` segment, no backslash,
-/// no percent-encoded dot, slash or backslash. Anything else means the router may route a
-/// different path than the one judged here.
+/// and `path_with_escaped_slashes_action` leave: no empty, `.` or `..` segment (also not with a
+/// `;` parameter, which servlet containers drop before resolving dots), no backslash, and no
+/// percent-encoded slash, backslash or unreserved character (RFC 3986 normalisation decodes
+/// those). Anything else means the router, or the upstream, may serve a different path than
+/// the one judged here.
 pub fn is_normalized(path: &str) -> bool {
     let b = path.as_bytes();
     if b.first() != Some(&b'/') || b.contains(&b'\\') || path.contains("//") {
         return false;
     }
+    let hex = |c: u8| (c as char).to_digit(16);
     let encoded = b.windows(3).any(|w| {
-        w[0] == b'%' && matches!((w[1], w[2].to_ascii_lowercase()), (b'2', b'e' | b'f') | (b'5', b'c'))
+        w[0] == b'%'
+            && match (hex(w[1]), hex(w[2])) {
+                (Some(hi), Some(lo)) => {
+                    let c = (hi * 16 + lo) as u8;
+                    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\')
+                }
+                _ => false,
+            }
     });
-    !encoded && !path.split('/').any(|seg| seg == "." || seg == "..")
+    !encoded && !path.split('/').any(|seg| matches!(seg.split(';').next(), Some("." | "..")))
 }
 
+/// The path without query string or fragment.
 pub fn strip_query(path: &str) -> &str {
     match path.find(['?', '#']) {
         Some(i) => &path[..i],
@@ -146,12 +156,13 @@ pub fn strip_query(path: &str) -> &str {
 mod tests {
     #[test]
     fn normalised_paths() {
-        for ok in ["/", "/api/", "/api/v1/bots", "/a.b/c..d/.e", "/v1/%41dmin", "/x%20y"] {
+        for ok in ["/", "/api/", "/api/v1/bots", "/a.b/c..d/.e", "/x%20y", "/a;b/c", "/..c;x", "/%zz", "/%3B"] {
             assert!(super::is_normalized(ok), "{ok}");
         }
         for bad in [
             "", "api", "//", "/a//b", "/a/./b", "/a/../b", "/a/.", "/a/..", "/..", "/a\\b", "/a/%2e%2e/b",
-            "/a/%2E/b", "/a%2fb", "/a%2Fb", "/a%5cb", "/a%5Cb", "*",
+            "/a/%2E/b", "/a%2fb", "/a%2Fb", "/a%5cb", "/a%5Cb", "*", "/v1/%41dmin", "/api/%61dmin", "/%7e", "/a/..;/b",
+            "/a/.;x/b", "/a/..;jsessionid=1", "/%30",
         ] {
             assert!(!super::is_normalized(bad), "{bad}");
         }

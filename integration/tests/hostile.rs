@@ -491,16 +491,13 @@ fn unnormalised_paths_are_refused_when_envoy_does_not_normalise() {
     assert_eq!(envoy.stat("wasmcustom.api_auth.denied.path_not_normalized"), Some(refused));
 }
 
-/// FILTER GAP (ignored so that `make test` stays green; run with
-/// `cargo test -p api-auth-integration --test hostile -- --ignored`): a dot segment with a path
-/// parameter, `..;` (or `.;`), is judged as written. `/public/..;/api/admin/x` is judged as the
-/// public prefix and routed as such, and upstreams that drop path parameters before resolving
-/// dot segments (Tomcat, Jetty, Spring) serve `/api/admin/x`. A normalising Envoy does not help:
-/// 1.36.4 passes a literal `..;` unchanged (1.40.0 resolves it like `..`), and both decode
-/// `%2e%2e;` to `..;` after dot segments were removed. Expected: 400 path_not_normalized
-/// wherever the filter sees such a segment (never the upstream).
+/// A dot segment with a path parameter, `..;` (or `.;`), is refused: judged as written,
+/// `/public/..;/api/admin/x` would pass as the public prefix, and upstreams that drop path
+/// parameters before resolving dot segments (Tomcat, Jetty, Spring) serve `/api/admin/x`. A
+/// normalising Envoy does not remove it: 1.36.4 passes a literal `..;` unchanged (1.40.0
+/// resolves it like `..`), and both decode `%2e%2e;` to `..;` after dot segments were removed.
+/// So: 400 path_not_normalized wherever the filter sees such a segment, never the upstream.
 #[test]
-#[ignore = "filter gap: `..;` segments are not refused (see the doc comment)"]
 fn dot_segments_with_path_parameters_are_refused() {
     let issuer = Issuer::new(&["k1"]);
     let jwks = Server::mock(Canned::json(200, &issuer.jwks(&[])));
@@ -531,13 +528,11 @@ fn dot_segments_with_path_parameters_are_refused() {
     assert!(problems.is_empty(), "judged as written, served past the filter:\n{}", problems.join("\n"));
 }
 
-/// FILTER GAP (ignored, as above): without Envoy's normalisation, percent-encoded unreserved
-/// characters (`%61` for `a`, ...) are judged as written, while `normalize_path` decodes them
-/// and so do upstreams. `/api/%61dmin/x` matches the `/api/` route (any valid JWT) instead of
-/// `/api/admin/` (role admin): a member reaches what a decoding upstream serves as
-/// `/api/admin/x`. Expected: 400 path_not_normalized (or a decision on the decoded path).
+/// Without Envoy's normalisation, percent-encoded unreserved characters (`%61` for `a`, ...)
+/// are refused: `normalize_path` decodes them, and so do upstreams, so judged as written
+/// `/api/%61dmin/x` would match the `/api/` route (any valid JWT) instead of `/api/admin/`
+/// (role admin), and a member would reach what a decoding upstream serves as `/api/admin/x`.
 #[test]
-#[ignore = "filter gap: percent-encoded unreserved characters are not refused without normalize_path"]
 fn percent_encoded_letters_are_refused_when_envoy_does_not_normalise() {
     let issuer = Issuer::new(&["k1"]);
     let jwks = Server::mock(Canned::json(200, &issuer.jwks(&[])));
@@ -546,6 +541,7 @@ fn percent_encoded_letters_are_refused_when_envoy_does_not_normalise() {
     let now = unix_now();
     let member = issuer.token("k1", &json!({ "iss": ISS, "sub": "user_1", "iat": now, "exp": now + 600, "roles": ["member"] }));
     assert!(wait_until(Duration::from_secs(20), || envoy.send(&Req::get("/api/x").bearer(&member)).status == 200));
+    debug_denials(&envoy);
     run_rows(
         &envoy,
         &upstream,
