@@ -328,11 +328,18 @@ pub struct Req {
     pub path: String,
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// Sent chunked (the body in two chunks) with these trailers, when set.
+    pub trailers: Option<Vec<(String, String)>>,
 }
 
 impl Req {
     pub fn new(method: &str, path: &str) -> Req {
-        Req { method: method.into(), path: path.into(), headers: Vec::new(), body: Vec::new() }
+        Req { method: method.into(), path: path.into(), headers: Vec::new(), body: Vec::new(), trailers: None }
+    }
+    /// The body goes chunked, ended by these trailers.
+    pub fn trailers(mut self, trailers: &[(&str, &str)]) -> Req {
+        self.trailers = Some(trailers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect());
+        self
     }
     pub fn get(path: &str) -> Req {
         Req::new("GET", path)
@@ -383,11 +390,26 @@ pub fn send(port: u16, req: &Req) -> Resp {
         out.extend_from_slice(v);
         out.extend_from_slice(b"\r\n");
     }
-    if !req.body.is_empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH" {
-        out.extend_from_slice(format!("content-length: {}\r\n", req.body.len()).as_bytes());
+    if let Some(trailers) = &req.trailers {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+        let (first, second) = req.body.split_at(req.body.len() / 2);
+        for chunk in [first, second].into_iter().filter(|c| !c.is_empty()) {
+            out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n");
+        for (n, v) in trailers {
+            out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    } else {
+        if !req.body.is_empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH" {
+            out.extend_from_slice(format!("content-length: {}\r\n", req.body.len()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&req.body);
     }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&req.body);
     stream.write_all(&out).expect("send request");
     let mut reader = BufReader::new(stream);
     let (first, headers) = read_head(&mut reader).expect("response head");
@@ -552,6 +574,8 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
+          # HTTP/1.1 trailers reach the filters (webhook bodies ended by trailers are tested).
+          http_protocol_options: {{ enable_trailers: true }}
           normalize_path: {normalize}
           merge_slashes: {normalize}
           path_with_escaped_slashes_action: {escaped_slashes}

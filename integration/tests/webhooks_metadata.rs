@@ -54,6 +54,21 @@ fn contract_001_signed_webhooks() {
     upstream.clear();
     assert_eq!(envoy.send(&hook(&sig)).status, 200);
     assert_eq!(upstream.requests()[0].body, BODY.as_bytes());
+
+    // A chunked body ended by trailers: the stream ends in on_request_trailers, and the
+    // signature is checked over the whole body there.
+    let trailed = |s: &str| hook(s).trailers(&[("x-checksum", "1")]);
+    run_cases(
+        &envoy,
+        &upstream,
+        vec![
+            passes("valid signature, chunked body with trailers", trailed(&sig)),
+            denied("wrong secret, chunked body with trailers", trailed(&format!("sha256={}", sign("whsec_other", BODY.as_bytes()))), 401, bad.clone()),
+        ],
+    );
+    upstream.clear();
+    assert_eq!(envoy.send(&trailed(&sig)).status, 200);
+    assert_eq!(upstream.requests()[0].body, BODY.as_bytes(), "the whole body went upstream");
 }
 
 #[test]
