@@ -18,7 +18,7 @@ const MAX_KEYS: usize = 64;
 
 pub enum PublicKey {
     Rsa(Box<RsaKey>),
-    P256(p256::ecdsa::VerifyingKey),
+    P256(Box<P256Key>),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(ed25519_compact::PublicKey),
     /// HMAC secret (`kty: "oct"`).
@@ -29,6 +29,12 @@ pub struct RsaKey {
     pub key: rsa::RsaPublicKey,
     /// The precomputed fast path for PKCS#1 v1.5 (RS256/384/512).
     pub fast: Option<super::rsa_fast::Modulus>,
+}
+
+pub struct P256Key {
+    pub key: p256::ecdsa::VerifyingKey,
+    /// The precomputed fast path for ES256 (the key's multiples for u1·G + u2·Q).
+    pub fast: Option<super::p256_fast::Key>,
 }
 
 impl std::fmt::Debug for PublicKey {
@@ -184,7 +190,8 @@ pub fn parse_jwk(v: &Value) -> Option<Jwk> {
             sec1.extend_from_slice(&y);
             // from_sec1_bytes checks that the point is on the curve.
             if crv == 256 {
-                PublicKey::P256(p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?)
+                let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?;
+                PublicKey::P256(Box::new(P256Key { key, fast: super::p256_fast::Key::from_coordinates(&x, &y) }))
             } else {
                 PublicKey::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?)
             }

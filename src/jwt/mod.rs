@@ -3,6 +3,7 @@
 
 pub mod claims;
 pub mod jwk;
+pub mod p256_fast;
 pub mod rsa_fast;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -167,9 +168,10 @@ pub fn verify_with(key: &PublicKey, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
         (PublicKey::Rsa(k), Alg::PS384) => k.key.verify(rsa::Pss::new_with_salt::<Sha384>(48), &Sha384::digest(msg), sig).is_ok(),
         (PublicKey::Rsa(k), Alg::PS512) => k.key.verify(rsa::Pss::new_with_salt::<Sha512>(64), &Sha512::digest(msg), sig).is_ok(),
         // JOSE ECDSA signatures are r || s of fixed width (RFC 7518 §3.4), not DER.
-        (PublicKey::P256(k), Alg::ES256) => {
-            p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
-        }
+        (PublicKey::P256(k), Alg::ES256) => match &k.fast {
+            Some(fast) => fast.verify(msg, sig),
+            None => p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.key.verify(msg, &s).is_ok()),
+        },
         (PublicKey::P384(k), Alg::ES384) => {
             p384::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
         }
