@@ -97,10 +97,41 @@ fn contract_004_session_tokens_and_003_oauth_organisation() {
     c4.as_object_mut().unwrap().remove("webhooks");
     c4["routes"].as_array_mut().unwrap().retain(|r| r.get("webhook").is_none());
     let issuer = Issuer::new(&["s1"]);
-    let jwks = Server::mock(Canned::json(200, &issuer.jwks(&[])));
+    // The session provider takes RS256 and ES256: one key of each in its JWKS.
+    let ec = {
+        use jwt_simple::prelude::*;
+        ES256KeyPair::generate().with_key_id("e1")
+    };
+    let mut set: Value = serde_json::from_str(&issuer.jwks(&[])).unwrap();
+    {
+        use base64::Engine;
+        use jwt_simple::prelude::ECDSAP256PublicKeyLike;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let point = ec.public_key().public_key().to_bytes_uncompressed();
+        set["keys"].as_array_mut().unwrap().push(json!({
+            "kty": "EC", "crv": "P-256", "kid": "e1", "alg": "ES256", "x": b64.encode(&point[1..33]), "y": b64.encode(&point[33..65])
+        }));
+    }
+    let jwks = Server::mock(Canned::json(200, &set.to_string()));
     let upstream = Server::echo();
     let envoy = Envoy::start(EnvoyOpts::new(c4, upstream.port()).cluster("session_jwks", jwks.port()));
     let now = unix_now();
+    let es256 = {
+        use jwt_simple::prelude::*;
+        let claims = Claims::with_custom_claims(json!({ "workspace_ids": ["ws_4"] }), Duration::from_mins(10))
+            .with_issuer("https://api.workspace.example")
+            .with_subject("usr_ec");
+        ec.sign(claims).unwrap()
+    };
+    // The same token with one signature bit flipped (the middle of r).
+    let es256_forged = {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (input, sig) = es256.rsplit_once('.').unwrap();
+        let mut sig = b64.decode(sig).unwrap();
+        sig[16] ^= 1;
+        format!("{input}.{}", b64.encode(sig))
+    };
     let session = |ws: Value| {
         issuer.token("s1", &json!({ "iss": "https://api.workspace.example", "sub": "usr_7", "exp": now + 600, "iat": now, "workspace_ids": ws }))
     };
@@ -113,6 +144,8 @@ fn contract_004_session_tokens_and_003_oauth_organisation() {
         denied("session token, other workspace", Req::get("/v1/projects").bearer(&two).header("x-workspace-id", "ws_3"), 403, json!({"detail": "Forbidden"})),
         denied("session token, no workspace header", Req::get("/v1/projects").bearer(&two), 400, json!({"detail": "Workspace required"})),
         allowed("single workspace claim", Req::get("/v1/projects").bearer(&single).header("x-workspace-id", "ws_9"), saw("ws_9", "usr_8")),
+        allowed("ES256 session token", Req::get("/v1/projects").bearer(&es256).header("x-workspace-id", "ws_4"), saw("ws_4", "usr_ec")),
+        denied("ES256 token, signature changed", Req::get("/v1/projects").bearer(&es256_forged).header("x-workspace-id", "ws_4"), 401, json!({"detail": CREDS})),
         allowed("API token in its workspace", Req::get("/v1/projects").bearer("wsk_example_workspace_one").header("x-workspace-id", "ws_1"), vec![("x-auth-workspace", "ws_1".into())]),
         denied("API token elsewhere", Req::get("/v1/projects").bearer("wsk_example_workspace_one").header("x-workspace-id", "ws_2"), 403, json!({"detail": "Forbidden"})),
         denied("forged workspace header without token", Req::get("/v1/projects").header("x-auth-workspace", "ws_1").header("x-workspace-id", "ws_1"), 401, json!({"detail": CREDS})),
