@@ -209,7 +209,26 @@ fn main() {
         Load { name: "(e) public route", path: "/health", auth: vec![], expect_2xx: true },
     ];
     let iterations = std::env::var("BENCH_CORE_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
-    let core = core_costs(&cfg, &jwks_doc, &loads, iterations);
+    let mut core = core_costs(&cfg, &jwks_doc, &loads, iterations);
+    // ES256 in the core alone: one P-256 key, one token, verified cold every time.
+    {
+        use base64::Engine;
+        use jwt_simple::prelude::*;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let kp = ES256KeyPair::generate().with_key_id("e1");
+        let point = kp.public_key().public_key().to_bytes_uncompressed();
+        let es_jwks = json!({ "keys": [{ "kty": "EC", "crv": "P-256", "kid": "e1", "alg": "ES256", "x": b64.encode(&point[1..33]), "y": b64.encode(&point[33..65]) }] });
+        let claims = Claims::with_custom_claims(json!({ "org_id": "org_1" }), jwt_simple::prelude::Duration::from_hours(2))
+            .with_issuer(ISSUER)
+            .with_subject("user_ec");
+        let token = kp.sign(claims).expect("ES256 token");
+        let mut es_cfg = cfg.clone();
+        es_cfg["providers"]["clerk"]["algorithms"] = json!(["ES256"]);
+        let load = Load { name: "(b) one ES256 token, cold", path: "/api/projects", auth: vec![format!("Bearer {token}")], expect_2xx: true };
+        if let (Some(rows), Some(es_rows)) = (core.as_mut(), core_costs(&es_cfg, &es_jwks.to_string(), &[load], iterations)) {
+            rows.extend(es_rows.into_iter().map(|(name, ns, outcome)| (if name.starts_with("step") { format!("ES256 {name}") } else { name }, ns, outcome)));
+        }
+    }
     if let Some(rows) = &core {
         for (name, ns, outcome) in rows {
             eprintln!("core in V8: {name}: {:.1} us ({outcome})", ns / 1000.0);
