@@ -98,7 +98,7 @@ oci: build
 CARGO_FUZZ_VERSION ?= 0.13.2
 FUZZ_SECONDS       ?= 600
 FUZZ_SANITIZER     ?= address
-FUZZ_TARGETS       ?= jwt jwks config routes headers decide
+FUZZ_TARGETS       ?= jwt jwks config routes headers decide es256
 export FUZZ_SECONDS FUZZ_SANITIZER FUZZ_TARGETS
 
 .PHONY: fuzz fuzz-tools

@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-600}
-FUZZ_TARGETS=${FUZZ_TARGETS:-jwt jwks config routes headers decide}
+FUZZ_TARGETS=${FUZZ_TARGETS:-jwt jwks config routes headers decide es256}
 FUZZ_SANITIZER=${FUZZ_SANITIZER:-address}
 # cargo fuzz passes nightly-only flags (-Zsanitizer, -Cpasses=sancov-module); this is a stable
 # toolchain, which takes them with RUSTC_BOOTSTRAP=1.
