@@ -57,6 +57,18 @@ fn wasm_path() -> PathBuf {
     p.canonicalize().expect("canonical wasm path")
 }
 
+/// Polls `f` every 100 ms until it holds or `within` has passed; its last answer.
+pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }

@@ -17,17 +17,6 @@ use serde_json::{json, Value};
 
 const UNAVAILABLE: &str = "Service unavailable";
 
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
-}
-
 /// The filter's counter once flushed (it adds its counts to Envoy's on its timer).
 fn counter(envoy: &Envoy, name: &str) -> u64 {
     envoy.stat(&format!("wasmcustom.api_auth.{name}")).unwrap_or(0)

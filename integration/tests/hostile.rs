@@ -9,7 +9,7 @@
 //! Every row the filter answers carries a correlation id; with the wasm log at debug the filter
 //! logs one line per denial with its reason, so each row's reason code is checked too.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use api_auth_integration::*;
 use base64::Engine;
@@ -119,17 +119,6 @@ fn redirected(name: &'static str, req: Req, location: &str) -> Row {
 
 fn key() -> Req {
     Req::get("/api/x").header("x-api-key", KEY)
-}
-
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
 }
 
 /// Turns the wasm log to debug (the filter follows within a tick) so that denials are logged

@@ -25,17 +25,6 @@ fn start_000(jwks: &Server, tweak: impl FnOnce(&mut Value), concurrency: u32) ->
     (upstream, envoy)
 }
 
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
-}
-
 #[test]
 fn contract_000_session_jwt_with_organisation() {
     if example("000").is_none() {

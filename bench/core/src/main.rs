@@ -1,5 +1,5 @@
 //! The filter's decision timed inside V8, without Envoy: built for wasm32-wasip1 and run by
-//! node's WASI (run.mjs), so that what `make bench` reports per operation is what the same
+//! node's WASI (tests/wasm-runner.mjs), so that what `make bench` reports per operation is what the same
 //! code costs in Envoy's V8, without the host calls and the network around it.
 //!
 //! Input (the file named by the first argument, else stdin): `{"config": {..}, "now": unix_s, "iterations": n, "workloads": [{"name", "method",

@@ -130,7 +130,8 @@ fn noop_yaml(wasm: &PathBuf) -> String {
 fn core_costs(cfg: &Value, jwks_doc: &str, loads: &[Load], iterations: usize) -> Option<Vec<(String, f64, String)>> {
     let root = repo_root();
     let wasm = root.join("target/wasm32-wasip1/release/core-bench.wasm");
-    let runner = root.join("bench/core/run.mjs");
+    // The runner of `make test-wasm`: the host's file system is visible at the same paths.
+    let runner = root.join("tests/wasm-runner.mjs");
     if !wasm.is_file() {
         eprintln!("core costs skipped: {} not built", wasm.display());
         return None;
