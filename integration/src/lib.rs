@@ -458,11 +458,13 @@ pub struct EnvoyOpts {
     /// unescaped and redirected): on by default, as the filter requires. Off, the `:path`
     /// reaches the filter as the client sent it (`KEEP_UNCHANGED`).
     pub normalize_path: bool,
+    /// Another build of the filter than `$WASM` (the benchmark's A/B comparisons).
+    pub wasm: Option<PathBuf>,
 }
 
 impl EnvoyOpts {
     pub fn new(filter_config: Value, upstream_port: u16) -> EnvoyOpts {
-        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true, filters_yaml: None, direct_response: false, normalize_path: true }
+        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true, filters_yaml: None, direct_response: false, normalize_path: true, wasm: None }
     }
     pub fn cluster(mut self, name: &str, port: u16) -> EnvoyOpts {
         self.clusters.push((name.into(), port));
@@ -610,7 +612,7 @@ static_resources:
 impl Envoy {
     pub fn start(opts: EnvoyOpts) -> Envoy {
         let bin = envoy_bin();
-        let wasm = wasm_path();
+        let wasm = opts.wasm.clone().unwrap_or_else(wasm_path);
         let n = BASE_ID.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("api-auth-e2e-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");

@@ -238,13 +238,35 @@ fn main() {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("core") {
         return;
     }
-    let setups: Vec<(&str, Box<dyn Fn(u16) -> EnvoyOpts>)> = vec![
+    // A/B: other builds of the filter beside this one (`BENCH_AB=name=path.wasm,name2=path2.wasm`).
+    let ab: Vec<(String, PathBuf)> = std::env::var("BENCH_AB")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|item| item.split_once('='))
+        .map(|(name, path)| (format!("api-auth-filter ({name})"), PathBuf::from(path)))
+        .collect();
+    let mut setups: Vec<(&str, Box<dyn Fn(u16) -> EnvoyOpts>)> = vec![
         ("no auth filter", Box::new(|up| EnvoyOpts::new(json!({}), up).without_filter())),
         ("empty wasm filter", Box::new(|up| EnvoyOpts { filters_yaml: Some(noop_yaml(&noop)), ..EnvoyOpts::new(json!({}), up) })),
         ("jwt_authn", Box::new(|up| EnvoyOpts { filters_yaml: Some(jwt_authn_yaml(&jwks_doc, false)), ..EnvoyOpts::new(json!({}), up) })),
         ("jwt_authn + cache", Box::new(|up| EnvoyOpts { filters_yaml: Some(jwt_authn_yaml(&jwks_doc, true)), ..EnvoyOpts::new(json!({}), up) })),
         ("api-auth-filter", Box::new(|up| EnvoyOpts::new(cfg.clone(), up).cluster("clerk_jwks", jwks.port()))),
     ];
+    for (name, other) in &ab {
+        setups.push((name.as_str(), Box::new(|up| EnvoyOpts { wasm: Some(other.clone()), ..EnvoyOpts::new(cfg.clone(), up).cluster("clerk_jwks", jwks.port()) })));
+    }
+    // Quick runs while working: `BENCH_SETUPS=empty,api-auth` (name substrings), `BENCH_LOADS=ace`
+    // (workload letters), `BENCH_MODES=direct` (or `upstream`). BENCHMARKS.md is then not written.
+    let pick = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+    let (only_setups, only_loads, only_modes) = (pick("BENCH_SETUPS"), pick("BENCH_LOADS"), pick("BENCH_MODES"));
+    let partial = only_setups.is_some() || only_loads.is_some() || only_modes.is_some();
+    if let Some(names) = &only_setups {
+        setups.retain(|(name, _)| names.split(',').any(|n| name.contains(n.trim())));
+    }
+    let loads: Vec<Load> = match &only_loads {
+        Some(letters) => loads.into_iter().filter(|l| letters.contains(&l.name[1..2])).collect(),
+        None => loads,
+    };
 
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let mut report = String::new();
@@ -275,6 +297,9 @@ fn main() {
         let _ = writeln!(report);
     }
     for direct in [true, false] {
+        if only_modes.as_deref().is_some_and(|m| !m.contains(if direct { "direct" } else { "upstream" })) {
+            continue;
+        }
         let upstream = Server::echo();
         let envoys: Vec<(&str, Envoy)> = setups
             .iter()
@@ -349,6 +374,10 @@ fn main() {
          setups never. A `(!)` marks a cell whose status mix was not the expected one."
     );
     print!("{report}");
-    std::fs::write(repo_root().join("BENCHMARKS.md"), &report).expect("write BENCHMARKS.md");
+    if partial {
+        eprintln!("a partial run (BENCH_SETUPS/BENCH_LOADS/BENCH_MODES): BENCHMARKS.md left as it was");
+    } else {
+        std::fs::write(repo_root().join("BENCHMARKS.md"), &report).expect("write BENCHMARKS.md");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
