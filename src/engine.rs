@@ -12,7 +12,7 @@ use crate::credentials::{self, Credential, Headers};
 use crate::deny::{self, ChallengeInfo, Denial, LocalResponse, Reason};
 use crate::grants;
 use crate::jwt::{self, KeySet, VerifyError};
-use crate::principal::{Kind, Principal};
+use crate::principal::{Field, Kind, Principal};
 use crate::routes::strip_query;
 
 /// A request as the core sees it. Header names are lower-case.
@@ -39,31 +39,41 @@ pub struct Env<'a> {
     pub verified: &'a dyn VerifiedCache,
 }
 
-/// Signatures already verified, keyed by `verified_key`: a digest of the whole token, the
-/// provider and the version of its keys. Claims are checked on every request all the same,
-/// so `exp` is honoured; a key change changes the version and so every key.
+/// Tokens already verified, keyed by `token_digest` (SHA-256 of the whole token). An entry
+/// is only reused for the provider it was verified for, with the same version of that
+/// provider's keys, and after its time claims are checked again: `exp` is honoured on every
+/// request, and a key change makes every entry of the provider stale.
 pub trait VerifiedCache {
-    fn contains(&self, key: &[u8; 32]) -> bool;
-    fn insert(&self, key: [u8; 32]);
+    fn get(&self, digest: &[u8; 32]) -> Option<Rc<VerifiedToken>>;
+    fn insert(&self, digest: [u8; 32], token: Rc<VerifiedToken>);
 }
 
-/// No cache: every signature is verified.
+/// What one successful verification of a token established: its signature under the
+/// provider's keys of `keys_version`, every claim rule that does not depend on the clock, and
+/// the principal its claims give.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedToken {
+    pub provider: usize,
+    pub keys_version: u64,
+    pub times: jwt::TimeClaims,
+    pub principal: Principal,
+}
+
+/// No cache: every token is verified.
 pub struct NoCache;
 
 impl VerifiedCache for NoCache {
-    fn contains(&self, _: &[u8; 32]) -> bool {
-        false
+    fn get(&self, _: &[u8; 32]) -> Option<Rc<VerifiedToken>> {
+        None
     }
-    fn insert(&self, _: [u8; 32]) {}
+    fn insert(&self, _: [u8; 32], _: Rc<VerifiedToken>) {}
 }
 
-pub fn verified_key(token: &str, provider: usize, keys_version: u64) -> [u8; 32] {
+/// The cache key of a token: SHA-256 over every byte of it, so that no other token (another
+/// signature, one changed claim) can ever find its entry.
+pub fn token_digest(token: &str) -> [u8; 32] {
     use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update((provider as u64).to_be_bytes());
-    h.update(keys_version.to_be_bytes());
-    h.update(token.as_bytes());
-    h.finalize().into()
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// A key-service answer as this worker sees it now.
@@ -260,36 +270,32 @@ fn verify_key(keys: &ApiKeys, key: &[u8], env: &Env<'_>) -> Result<Principal, Fa
     }
 }
 
-/// jwt_authn's order: parse, issuer, time and audience, key, signature.
+/// jwt_authn's order: parse, issuer, time and audience, key, signature. A token verified
+/// before (same bytes, same provider, same keys) skips all but the time checks.
 fn verify_jwt(cfg: &Config, auth: &AuthRequirements, token: &str, env: &Env<'_>) -> Result<Principal, Fail> {
+    // An oversized token is refused by decode before any hashing.
+    let digest = (token.len() <= jwt::MAX_TOKEN_BYTES).then(|| token_digest(token));
+    if let Some(hit) = digest.as_ref().and_then(|d| env.verified.get(d)) {
+        if let Some(result) = reuse(cfg, auth, &hit, env) {
+            return result.map_err(Fail::Deny);
+        }
+    }
     let decoded = jwt::decode(token)?;
     let claims = decoded.claims()?;
     let iss = claims.get("iss").and_then(|v| v.as_str()).ok_or(Reason::IssuerUnknown)?;
-    let mut known_issuer = false;
-    let index = cfg
-        .providers
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.rules.issuer == iss)
-        .inspect(|_| known_issuer = true)
-        .find(|(i, _)| auth.providers.as_ref().is_none_or(|allowed| allowed.contains(i)))
-        .map(|(i, _)| i);
-    let Some(index) = index else {
-        return Err(if known_issuer { Reason::CredentialNotAccepted } else { Reason::IssuerUnknown }.into());
+    let Some(index) = choose_provider(cfg, auth, iss)? else {
+        return Err(Reason::IssuerUnknown.into());
     };
     let provider = &cfg.providers[index];
-    jwt::validate_claims(&claims, &provider.rules, env.now)?;
+    let times = jwt::validate_claims(&claims, &provider.rules, env.now)?;
     let slot = env.keys.get(index).cloned().unwrap_or_default();
     let Some(keys) = slot.keys else {
         return Err(if slot.can_wait { Fail::Wait(Wait::Jwks { provider: index, refetch: false }) } else { Reason::KeysUnavailable.into() });
     };
-    let cache_key = verified_key(token, index, slot.version);
-    if !env.verified.contains(&cache_key) {
-        match jwt::verify_signature(&decoded, &keys, &provider.algorithms) {
-            Ok(()) => env.verified.insert(cache_key),
-            Err(VerifyError::UnknownKid) if slot.can_refetch => return Err(Fail::Wait(Wait::Jwks { provider: index, refetch: true })),
-            Err(_) => return Err(Reason::TokenInvalid.into()),
-        }
+    match jwt::verify_signature(&decoded, &keys, &provider.algorithms) {
+        Ok(()) => {}
+        Err(VerifyError::UnknownKid) if slot.can_refetch => return Err(Fail::Wait(Wait::Jwks { provider: index, refetch: true })),
+        Err(_) => return Err(Reason::TokenInvalid.into()),
     }
     let paths = &provider.claims;
     let mut p = Principal::new(Kind::Jwt);
@@ -303,8 +309,48 @@ fn verify_jwt(cfg: &Config, auth: &AuthRequirements, token: &str, env: &Env<'_>)
     p.permissions = jwt::first_list(&claims, &paths.permissions, jwt::Split::Comma);
     p.scopes = jwt::first_list(&claims, &paths.scopes, jwt::Split::Whitespace);
     p.full_access = provider.full_access;
-    p.claims = Some(claims);
+    // The claims are kept only where a forwarded header names one (`claim:<path>`).
+    if cfg.forward.headers.iter().any(|(_, f)| matches!(f, Field::Claim(_))) {
+        p.claims = Some(Rc::new(claims));
+    }
+    if let Some(d) = digest {
+        env.verified.insert(d, Rc::new(VerifiedToken { provider: index, keys_version: slot.version, times, principal: p.clone() }));
+    }
     Ok(p)
+}
+
+/// The provider that verifies tokens of `iss` on this route: the first with that issuer that
+/// the route accepts. `Ok(None)`: no provider has the issuer; an error: none the route accepts.
+fn choose_provider(cfg: &Config, auth: &AuthRequirements, iss: &str) -> Result<Option<usize>, Reason> {
+    let mut known_issuer = false;
+    let index = cfg
+        .providers
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.rules.issuer == iss)
+        .inspect(|_| known_issuer = true)
+        .find(|(i, _)| auth.providers.as_ref().is_none_or(|allowed| allowed.contains(i)))
+        .map(|(i, _)| i);
+    match index {
+        Some(i) => Ok(Some(i)),
+        None if known_issuer => Err(Reason::CredentialNotAccepted),
+        None => Ok(None),
+    }
+}
+
+/// A cached verification, if it answers for this request: this route would choose the same
+/// provider and its keys are the ones the token verified with. Then only the time claims are
+/// checked again. `None`: verify the token in full.
+fn reuse(cfg: &Config, auth: &AuthRequirements, hit: &VerifiedToken, env: &Env<'_>) -> Option<Result<Principal, Reason>> {
+    let provider = cfg.providers.get(hit.provider)?;
+    if choose_provider(cfg, auth, &provider.rules.issuer) != Ok(Some(hit.provider)) {
+        return None;
+    }
+    let slot = env.keys.get(hit.provider)?;
+    if slot.keys.is_none() || slot.version != hit.keys_version {
+        return None;
+    }
+    Some(hit.times.check(&provider.rules, env.now).map(|()| hit.principal.clone()))
 }
 
 fn authorize(

@@ -20,6 +20,7 @@ use crate::engine::{self, Decision, Env, KeySlot, LookupState, Request, Wait};
 use crate::jwks_cache::{self as cache, Lease};
 use crate::jwt::KeySet;
 use crate::stats::{Counter, Tally};
+use crate::token_cache::TokenCache;
 
 /// How long a request may wait for keys that are being fetched.
 const KEY_WAIT_MS: u64 = 3000;
@@ -66,48 +67,7 @@ struct State {
     tally: Tally,
 }
 
-/// The verified-token cache of one VM: bounded, oldest first out.
-struct TokenCache {
-    set: RefCell<Entries>,
-    hits: std::cell::Cell<u64>,
-    misses: std::cell::Cell<u64>,
-}
-
-/// The keys, and their insertion order for eviction.
-type Entries = (HashSet<[u8; 32]>, std::collections::VecDeque<[u8; 32]>);
-
 const TOKEN_CACHE_ENTRIES: usize = 8192;
-
-impl engine::VerifiedCache for TokenCache {
-    fn contains(&self, key: &[u8; 32]) -> bool {
-        let hit = self.set.borrow().0.contains(key);
-        let counter = if hit { &self.hits } else { &self.misses };
-        counter.set(counter.get() + 1);
-        hit
-    }
-    fn insert(&self, key: [u8; 32]) {
-        let mut guard = self.set.borrow_mut();
-        let (set, order) = &mut *guard;
-        if set.insert(key) {
-            order.push_back(key);
-            if order.len() > TOKEN_CACHE_ENTRIES {
-                if let Some(old) = order.pop_front() {
-                    set.remove(&old);
-                }
-            }
-        }
-    }
-}
-
-impl TokenCache {
-    /// Keys changed: nothing verified with the old ones may be reused (their entries could
-    /// never match again; this frees them).
-    fn clear(&self) {
-        let mut guard = self.set.borrow_mut();
-        guard.0.clear();
-        guard.1.clear();
-    }
-}
 
 struct PendingWebhook {
     webhook: usize,
@@ -212,11 +172,7 @@ impl RootContext for AuthRoot {
             random: Random { keys: std::collections::hash_map::RandomState::new(), counter: now_ms() },
             lookups: HashMap::new(),
             usage: HashMap::new(),
-            verified: Rc::new(TokenCache {
-                set: RefCell::new((HashSet::new(), std::collections::VecDeque::new())),
-                hits: Default::default(),
-                misses: Default::default(),
-            }),
+            verified: Rc::new(TokenCache::new(TOKEN_CACHE_ENTRIES)),
             metric_ids: define_metrics(),
             tally: Tally::default(),
         })));
@@ -420,7 +376,7 @@ fn count(state: &Shared, c: Counter) {
 fn flush_stats(state: &Shared) {
     let (ids, counts) = {
         let mut st = state.borrow_mut();
-        let (hits, misses) = (st.verified.hits.take(), st.verified.misses.take());
+        let (hits, misses) = st.verified.take_counts();
         st.tally.add(Counter::TokenCacheHit, hits);
         st.tally.add(Counter::TokenCacheMiss, misses);
         let counts = st.tally.drain();

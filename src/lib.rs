@@ -21,6 +21,7 @@ pub mod routes;
 pub mod secret;
 pub mod stats;
 pub mod time;
+pub mod token_cache;
 pub mod webhook;
 
 #[cfg(target_arch = "wasm32")]

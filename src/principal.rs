@@ -32,7 +32,7 @@ pub struct Principal {
     /// The active workspace, once a route checked the workspace header.
     pub workspace: Option<String>,
     /// The verified JWT claims, for `claim:<path>` forwarding.
-    pub claims: Option<serde_json::Value>,
+    pub claims: Option<std::rc::Rc<serde_json::Value>>,
 }
 
 impl Principal {
@@ -73,7 +73,7 @@ impl Principal {
             Field::Scopes => joined(&self.scopes),
             Field::FullAccess => Some(self.full_access.to_string()),
             Field::Claim(path) => {
-                let mut v = self.claims.as_ref()?;
+                let mut v: &serde_json::Value = self.claims.as_deref()?;
                 for part in path {
                     v = v.get(part)?;
                 }
@@ -156,7 +156,7 @@ mod tests {
         let mut p = Principal::new(Kind::Jwt);
         p.roles = vec!["admin".into(), "member".into()];
         p.subject = Some("usr_1".into());
-        p.claims = Some(json!({"email": "a@b.c", "o": {"id": "org_1", "n": 3}, "list": ["x", 2, {"no": 1}]}));
+        p.claims = Some(std::rc::Rc::new(json!({"email": "a@b.c", "o": {"id": "org_1", "n": 3}, "list": ["x", 2, {"no": 1}]})));
         assert_eq!(p.field_value(&Field::Roles).as_deref(), Some("admin,member"));
         assert_eq!(p.field_value(&Field::Scopes), None);
         assert_eq!(p.field_value(&Field::Kind).as_deref(), Some("jwt"));

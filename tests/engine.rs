@@ -260,57 +260,90 @@ fn roles_organisation_workspace_and_formats() {
 }
 
 #[test]
-fn verified_token_cache_skips_only_the_signature_of_the_same_token() {
-    use api_auth_filter::engine::{verified_key, VerifiedCache};
-    use std::cell::RefCell;
-    use std::collections::HashSet;
-
-    #[derive(Default)]
-    struct Counting {
-        set: RefCell<HashSet<[u8; 32]>>,
-        inserts: RefCell<usize>,
-    }
-    impl VerifiedCache for Counting {
-        fn contains(&self, k: &[u8; 32]) -> bool {
-            self.set.borrow().contains(k)
-        }
-        fn insert(&self, k: [u8; 32]) {
-            *self.inserts.borrow_mut() += 1;
-            self.set.borrow_mut().insert(k);
-        }
-    }
+fn verified_token_cache_reuses_only_the_same_token_with_the_same_keys_and_checks_time_again() {
+    use api_auth_filter::engine::{token_digest, KeySlot, VerifiedCache};
+    use api_auth_filter::token_cache::TokenCache;
 
     let secret = b"0123456789abcdef0123456789abcdef";
     let cfg = config(&json!({
         "providers": { "p": { "issuer": "https://iss", "algorithms": ["HS256"], "require_exp": true,
             "jwks": { "inline": { "keys": [{ "kty": "oct", "k": base64_url(secret) }] } } } },
-        "routes": [{ "match": { "prefix": "/" }, "auth": {} }]
+        "routes": [{ "match": { "prefix": "/" }, "auth": {} }],
+        "forward": { "headers": { "x-sub": "subject" } }
     }));
     let keys = api_auth_filter::engine::inline_keys(&cfg);
-    let cache = Counting::default();
-    let decide_with = |token: &str, now: i64| {
+    let cache = TokenCache::new(2);
+    let decide_with = |token: &str, now: i64, keys: &[KeySlot]| {
         let headers = vec![("authorization".to_string(), format!("Bearer {token}").into_bytes())];
-        let env = Env { now, keys: &keys, random: [0; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: &cache };
+        let env = Env { now, keys, random: [0; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: &cache };
         match decide(&cfg, &Request { method: "GET", path: "/", headers: &headers }, &env) {
+            Decision::Allow(a) => (200, a.set),
+            Decision::Deny(d) => (d.response.status, vec![]),
+            _ => (0, vec![]),
+        }
+    };
+    let good = hs256(secret, &json!({ "iss": "https://iss", "sub": "a", "exp": NOW + 100 }));
+    assert_eq!(decide_with(&good, NOW, &keys), (200, vec![("x-sub".to_string(), "a".to_string())]));
+    assert_eq!(cache.take_counts(), (0, 1));
+    let entry = cache.get(&token_digest(&good)).expect("verified once, cached");
+    assert_eq!((entry.provider, entry.keys_version, entry.principal.subject.as_deref()), (0, 0, Some("a")));
+    assert_eq!(decide_with(&good, NOW, &keys), (200, vec![("x-sub".to_string(), "a".to_string())]));
+    assert_eq!(cache.take_counts(), (2, 0), "the second request used the entry");
+    // Expiry is checked on every request, cached or not.
+    assert_eq!(decide_with(&good, NOW + 200, &keys).0, 401);
+    // Other keys (a new version) never reuse the entry: the token is verified again, and
+    // here fails against a key set that lost the secret.
+    let rotated = vec![KeySlot { keys: Some(std::rc::Rc::new(api_auth_filter::jwt::KeySet::default())), version: 1, ..KeySlot::default() }];
+    assert_eq!(decide_with(&good, NOW, &rotated).0, 401);
+    // A forged token with the same claims, or the token with one byte more, never borrows it.
+    let forged = hs256(b"another-secret-another-secret-xx", &json!({ "iss": "https://iss", "sub": "a", "exp": NOW + 100 }));
+    assert_eq!(decide_with(&forged, NOW, &keys).0, 401);
+    let mut tampered = good.clone();
+    tampered.push('A');
+    assert_eq!(decide_with(&tampered, NOW, &keys).0, 401);
+    // Bounded: the oldest entry goes first.
+    let second = hs256(secret, &json!({ "iss": "https://iss", "sub": "b", "exp": NOW + 100 }));
+    let third = hs256(secret, &json!({ "iss": "https://iss", "sub": "c", "exp": NOW + 100 }));
+    for t in [&second, &third] {
+        assert_eq!(decide_with(t, NOW, &keys).0, 200);
+    }
+    assert_eq!(cache.len(), 2);
+    assert!(cache.get(&token_digest(&good)).is_none(), "evicted");
+    assert!(cache.get(&token_digest(&third)).is_some());
+}
+
+#[test]
+fn a_cached_token_is_not_reused_on_a_route_that_chooses_another_provider() {
+    use api_auth_filter::token_cache::TokenCache;
+    // Two providers share the issuer: each route's choice (the first it accepts, in the
+    // configuration's order of provider names) decides which rules apply.
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let jwks = json!({ "inline": { "keys": [{ "kty": "oct", "k": base64_url(secret) }] } });
+    let cfg = config(&json!({
+        "providers": {
+            "a_strict": { "issuer": "https://iss", "algorithms": ["HS256"], "audiences": ["api"], "jwks": jwks },
+            "b_lax": { "issuer": "https://iss", "algorithms": ["HS256"], "jwks": jwks }
+        },
+        "routes": [
+            { "match": { "prefix": "/lax/" }, "auth": { "providers": ["b_lax"] } },
+            { "match": { "prefix": "/" }, "auth": { "providers": ["a_strict", "b_lax"] } }
+        ]
+    }));
+    let keys = api_auth_filter::engine::inline_keys(&cfg);
+    let cache = TokenCache::new(16);
+    let status = |path: &str, token: &str| {
+        let headers = vec![("authorization".to_string(), format!("Bearer {token}").into_bytes())];
+        let env = Env { now: NOW, keys: &keys, random: [0; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: &cache };
+        match decide(&cfg, &Request { method: "GET", path, headers: &headers }, &env) {
             Decision::Allow(_) => 200,
             Decision::Deny(d) => d.response.status,
             _ => 0,
         }
     };
-    let good = hs256(secret, &json!({ "iss": "https://iss", "sub": "a", "exp": NOW + 100 }));
-    assert_eq!(decide_with(&good, NOW), 200);
-    assert_eq!(decide_with(&good, NOW), 200);
-    assert_eq!(*cache.inserts.borrow(), 1, "the second request used the cache");
-    assert!(cache.contains(&verified_key(&good, 0, 0)));
-    assert!(!cache.contains(&verified_key(&good, 0, 1)), "another key version never matches");
-    // Expiry is checked on every request, cached or not.
-    assert_eq!(decide_with(&good, NOW + 200), 401);
-    // A forged token with the same claims never borrows the cached result.
-    let forged = hs256(b"another-secret-another-secret-xx", &json!({ "iss": "https://iss", "sub": "a", "exp": NOW + 100 }));
-    assert_eq!(decide_with(&forged, NOW), 401);
-    let mut tampered = good.clone();
-    tampered.push('A');
-    assert_eq!(decide_with(&tampered, NOW), 401);
+    let no_aud = hs256(secret, &json!({ "iss": "https://iss", "sub": "a", "exp": NOW + 100 }));
+    assert_eq!(status("/lax/x", &no_aud), 200, "the lax provider takes it");
+    assert_eq!(status("/other", &no_aud), 401, "the strict provider comes first here and wants an audience");
+    assert_eq!(status("/lax/x", &no_aud), 200);
 }
 
 fn base64_url(b: &[u8]) -> String {

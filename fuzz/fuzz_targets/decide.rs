@@ -120,7 +120,7 @@ fn check(cfg: &Config, keys: &[KeySlot], method: &str, path: &str, headers: &[(S
                         let KeySource::Inline(set) = &provider.keys else { panic!("allowed with remote keys it does not have") };
                         assert_eq!(jwt::verify_signature(&token, set, &provider.algorithms), Ok(()));
                         let claims = token.claims().expect("claims");
-                        assert_eq!(jwt::validate_claims(&claims, &provider.rules, NOW), Ok(()));
+                        assert!(jwt::validate_claims(&claims, &provider.rules, NOW).is_ok());
                     }
                 }
             }

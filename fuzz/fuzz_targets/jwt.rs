@@ -134,8 +134,8 @@ fn check_public_ok(f: &Fixed, d: &jwt::Decoded<'_>, token: &str) {
 
 fn check_claims(f: &Fixed, claims: &Value) {
     assert!(claims.is_object());
-    let strict = jwt::validate_claims(claims, &f.strict, NOW);
-    let lax = jwt::validate_claims(claims, &f.lax, NOW);
+    let strict = jwt::validate_claims(claims, &f.strict, NOW).map(|_| ());
+    let lax = jwt::validate_claims(claims, &f.lax, NOW).map(|_| ());
     if claims.get("iss").and_then(Value::as_str) != Some("https://fuzz.example") {
         assert_eq!(strict, Err(Reason::IssuerUnknown));
         assert_eq!(lax, Err(Reason::IssuerUnknown));

@@ -25,26 +25,46 @@ fn numeric(claims: &Value, name: &str) -> Result<Option<f64>, Reason> {
     }
 }
 
-/// jwt_authn's order: issuer, then time, then audience.
-pub fn validate_claims(claims: &Value, rules: &ClaimRules, now: i64) -> Result<(), Reason> {
+/// The time claims of a token (`exp`, `nbf`, `iat`), kept with a cached verification so
+/// that they are checked again on every request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeClaims {
+    exp: Option<f64>,
+    nbf: Option<f64>,
+    iat: Option<f64>,
+}
+
+impl TimeClaims {
+    pub fn read(claims: &Value) -> Result<TimeClaims, Reason> {
+        Ok(TimeClaims { exp: numeric(claims, "exp")?, nbf: numeric(claims, "nbf")?, iat: numeric(claims, "iat")? })
+    }
+
+    /// Expiry and not-before (`nbf`, `iat`) at `now`, with the provider's clock skew.
+    pub fn check(&self, rules: &ClaimRules, now: i64) -> Result<(), Reason> {
+        let now = now as f64;
+        let skew = rules.clock_skew_s as f64;
+        match self.exp {
+            Some(exp) if now >= exp + skew => return Err(Reason::TokenExpired),
+            None if rules.require_exp => return Err(Reason::TokenInvalid),
+            _ => {}
+        }
+        if self.nbf.is_some_and(|nbf| now + skew < nbf) || self.iat.is_some_and(|iat| now + skew < iat) {
+            return Err(Reason::TokenNotYetValid);
+        }
+        Ok(())
+    }
+}
+
+/// jwt_authn's order: issuer, then time, then audience. Returns the time claims, which are
+/// the only ones whose verdict changes with the clock.
+pub fn validate_claims(claims: &Value, rules: &ClaimRules, now: i64) -> Result<TimeClaims, Reason> {
     if claims.get("iss").and_then(Value::as_str) != Some(rules.issuer.as_str()) {
         return Err(Reason::IssuerUnknown);
     }
-    let now = now as f64;
-    let skew = rules.clock_skew_s as f64;
-    let exp = numeric(claims, "exp")?;
-    let nbf = numeric(claims, "nbf")?;
-    let iat = numeric(claims, "iat")?;
-    match exp {
-        Some(exp) if now >= exp + skew => return Err(Reason::TokenExpired),
-        None if rules.require_exp => return Err(Reason::TokenInvalid),
-        _ => {}
-    }
-    if nbf.is_some_and(|nbf| now + skew < nbf) || iat.is_some_and(|iat| now + skew < iat) {
-        return Err(Reason::TokenNotYetValid);
-    }
+    let times = TimeClaims::read(claims)?;
+    times.check(rules, now)?;
     if let Some(max) = rules.max_lifetime_s {
-        match (exp, iat) {
+        match (times.exp, times.iat) {
             (Some(exp), Some(iat)) if exp - iat <= max as f64 => {}
             _ => return Err(Reason::TokenInvalid),
         }
@@ -69,7 +89,7 @@ pub fn validate_claims(claims: &Value, rules: &ClaimRules, now: i64) -> Result<(
     if rules.reject_pending_sessions && claims.get("sts").and_then(Value::as_str) == Some("pending") {
         return Err(Reason::SessionPending);
     }
-    Ok(())
+    Ok(times)
 }
 
 /// Dotted claim paths, tried in order, for each principal field.

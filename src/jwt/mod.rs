@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-pub use claims::{first_list, first_string, validate_claims, ClaimPaths, ClaimRules, Split};
+pub use claims::{first_list, first_string, validate_claims, ClaimPaths, ClaimRules, Split, TimeClaims};
 pub use jwk::{KeySet, PublicKey};
 
 use crate::deny::Reason;

@@ -161,10 +161,10 @@ fn claim_rules_table() {
         ("active session", with(json!({ "sts": "active" })), Ok(())),
     ];
     for (name, claims, want) in cases {
-        assert_eq!(validate_claims(&claims, &rules(), NOW), want, "{name}");
+        assert_eq!(validate_claims(&claims, &rules(), NOW).map(|_| ()), want, "{name}");
     }
     let lax = ClaimRules { require_exp: false, max_lifetime_s: None, audiences: vec![], ..rules() };
-    assert_eq!(validate_claims(&json!({ "iss": "https://iss" }), &lax, NOW), Ok(()));
+    assert!(validate_claims(&json!({ "iss": "https://iss" }), &lax, NOW).is_ok());
 }
 
 #[test]

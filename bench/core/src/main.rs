@@ -6,26 +6,13 @@
 //! "path", "auth": ["Bearer ..", ..], "cache": bool}]}`; stdout: one JSON line per workload
 //! with nanoseconds per decision and what was decided.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
 use std::io::Read;
 use std::time::Instant;
 
 use api_auth_filter::config::Config;
 use api_auth_filter::engine::{self, Decision, Env, NoCache, Request, VerifiedCache};
+use api_auth_filter::token_cache::TokenCache;
 use serde_json::{json, Value};
-
-#[derive(Default)]
-struct Cache(RefCell<HashSet<[u8; 32]>>);
-
-impl VerifiedCache for Cache {
-    fn contains(&self, key: &[u8; 32]) -> bool {
-        self.0.borrow().contains(key)
-    }
-    fn insert(&self, key: [u8; 32]) {
-        self.0.borrow_mut().insert(key);
-    }
-}
 
 fn outcome(d: &Decision) -> String {
     match d {
@@ -54,7 +41,7 @@ fn steps(token: &str, cfg: &Config, n: usize) {
     let Ok(decoded) = jwt::decode(token) else { return };
     let Ok(claims) = decoded.claims() else { return };
     let rows = [
-        ("step: sha256 of the token (cache key)", time(n, || engine::verified_key(token, 0, 1)[0] == 0)),
+        ("step: sha256 of the token (cache key)", time(n, || engine::token_digest(token)[0] == 0)),
         ("step: decode (split, base64, header JSON)", time(n, || jwt::decode(token).is_ok())),
         ("step: claims JSON", time(n, || decoded.claims().is_ok())),
         ("step: claim rules", time(n, || cfg.providers.first().is_some_and(|p| jwt::validate_claims(&claims, &p.rules, 0).is_ok()))),
@@ -112,7 +99,7 @@ fn main() {
             };
             if auth.is_empty() { vec![base(None)] } else { auth.iter().map(|a| base(Some(a))).collect() }
         };
-        let cache = Cache::default();
+        let cache = TokenCache::new(8192);
         let no_cache = NoCache;
         let verified: &dyn VerifiedCache = if w["cache"].as_bool().unwrap_or(false) { &cache } else { &no_cache };
         let env = Env { now, keys: &keys, random: [7; 16], key_lookup: &engine::no_lookup, verified };
