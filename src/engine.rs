@@ -39,13 +39,15 @@ pub struct Env<'a> {
     pub verified: &'a dyn VerifiedCache,
 }
 
-/// Tokens already verified, keyed by `token_digest` (SHA-256 of the whole token). An entry
-/// is only reused for the provider it was verified for, with the same version of that
-/// provider's keys, and after its time claims are checked again: `exp` is honoured on every
-/// request, and a key change makes every entry of the provider stale.
+/// Tokens already verified. An implementation must find an entry only for the very token it
+/// was inserted with (`TokenCache` keys by `token_digest`, SHA-256 of the whole token, and
+/// compares recent tokens byte for byte). An entry is only reused for the provider it was
+/// verified for, with the same version of that provider's keys, and after its time claims are
+/// checked again: `exp` is honoured on every request, and a key change makes every entry of
+/// the provider stale.
 pub trait VerifiedCache {
-    fn get(&self, digest: &[u8; 32]) -> Option<Rc<VerifiedToken>>;
-    fn insert(&self, digest: [u8; 32], token: Rc<VerifiedToken>);
+    fn get(&self, token: &str) -> Option<Rc<VerifiedToken>>;
+    fn insert(&self, token: &str, entry: Rc<VerifiedToken>);
 }
 
 /// What one successful verification of a token established: its signature under the
@@ -63,10 +65,10 @@ pub struct VerifiedToken {
 pub struct NoCache;
 
 impl VerifiedCache for NoCache {
-    fn get(&self, _: &[u8; 32]) -> Option<Rc<VerifiedToken>> {
+    fn get(&self, _: &str) -> Option<Rc<VerifiedToken>> {
         None
     }
-    fn insert(&self, _: [u8; 32], _: Rc<VerifiedToken>) {}
+    fn insert(&self, _: &str, _: Rc<VerifiedToken>) {}
 }
 
 /// The cache key of a token: SHA-256 over every byte of it, so that no other token (another
@@ -273,9 +275,9 @@ fn verify_key(keys: &ApiKeys, key: &[u8], env: &Env<'_>) -> Result<Principal, Fa
 /// jwt_authn's order: parse, issuer, time and audience, key, signature. A token verified
 /// before (same bytes, same provider, same keys) skips all but the time checks.
 fn verify_jwt(cfg: &Config, auth: &AuthRequirements, token: &str, env: &Env<'_>) -> Result<Principal, Fail> {
-    // An oversized token is refused by decode before any hashing.
-    let digest = (token.len() <= jwt::MAX_TOKEN_BYTES).then(|| token_digest(token));
-    if let Some(hit) = digest.as_ref().and_then(|d| env.verified.get(d)) {
+    // An oversized token is refused by decode, never looked up.
+    let cacheable = token.len() <= jwt::MAX_TOKEN_BYTES;
+    if let Some(hit) = cacheable.then(|| env.verified.get(token)).flatten() {
         if let Some(result) = reuse(cfg, auth, &hit, env) {
             return result.map_err(Fail::Deny);
         }
@@ -313,8 +315,8 @@ fn verify_jwt(cfg: &Config, auth: &AuthRequirements, token: &str, env: &Env<'_>)
     if cfg.forward.headers.iter().any(|(_, f)| matches!(f, Field::Claim(_))) {
         p.claims = Some(Rc::new(claims));
     }
-    if let Some(d) = digest {
-        env.verified.insert(d, Rc::new(VerifiedToken { provider: index, keys_version: slot.version, times, principal: p.clone() }));
+    if cacheable {
+        env.verified.insert(token, Rc::new(VerifiedToken { provider: index, keys_version: slot.version, times, principal: p.clone() }));
     }
     Ok(p)
 }

@@ -1,13 +1,20 @@
 //! The verified-token cache of one VM (one Envoy worker): bounded, oldest entry out first.
 //!
-//! Keys are `engine::token_digest` (SHA-256 of the whole token); what an entry may be used
-//! for, and when it is stale, is `engine`'s business (see `VerifiedCache`).
+//! Entries are keyed by `engine::token_digest` (SHA-256 of the whole token), so the cache never
+//! holds the tokens themselves, except the few most recently used: those are kept whole in a
+//! small table that a repeated token finds by comparing bytes, without hashing 1 KiB of token
+//! on every request. Either way an entry is only found by the very token it was stored for.
+//! What an entry may then be used for, and when it is stale, is `engine`'s business (see
+//! `VerifiedCache`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-use crate::engine::{VerifiedCache, VerifiedToken};
+use crate::engine::{token_digest, VerifiedCache, VerifiedToken};
+
+/// Slots of the table of recent tokens (a power of two).
+const RECENT_SLOTS: usize = 64;
 
 pub struct TokenCache {
     capacity: usize,
@@ -16,16 +23,29 @@ pub struct TokenCache {
     misses: Cell<u64>,
 }
 
-#[derive(Default)]
 struct Entries {
     by_digest: HashMap<[u8; 32], Rc<VerifiedToken>>,
     /// Insertion order, for eviction.
     order: VecDeque<[u8; 32]>,
+    /// Recent tokens, whole, each in the slot its bytes select.
+    recent: Vec<Option<(Box<str>, Rc<VerifiedToken>)>>,
+}
+
+/// The slot of a token in the recent table: from its length and last bytes (the signature's,
+/// which differ between any two tokens). Only a hint: a slot is used after a full comparison.
+fn slot(token: &str) -> usize {
+    let b = token.as_bytes();
+    let mut tail = [0u8; 8];
+    let n = b.len().min(8);
+    tail[..n].copy_from_slice(&b[b.len() - n..]);
+    let mixed = (u64::from_le_bytes(tail) ^ b.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 58) as usize % RECENT_SLOTS
 }
 
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
-        TokenCache { capacity: capacity.max(1), entries: RefCell::default(), hits: Cell::new(0), misses: Cell::new(0) }
+        let entries = Entries { by_digest: HashMap::new(), order: VecDeque::new(), recent: vec![None; RECENT_SLOTS] };
+        TokenCache { capacity: capacity.max(1), entries: RefCell::new(entries), hits: Cell::new(0), misses: Cell::new(0) }
     }
 
     /// The keys changed: nothing verified with the old ones will be used again (the version
@@ -34,8 +54,10 @@ impl TokenCache {
         let mut e = self.entries.borrow_mut();
         e.by_digest.clear();
         e.order.clear();
+        e.recent.iter_mut().for_each(|s| *s = None);
     }
 
+    /// Entries (tokens verified and not evicted).
     pub fn len(&self) -> usize {
         self.entries.borrow().by_digest.len()
     }
@@ -48,28 +70,107 @@ impl TokenCache {
     pub fn take_counts(&self) -> (u64, u64) {
         (self.hits.take(), self.misses.take())
     }
+
+    fn count(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.set(counter.get() + 1);
+    }
 }
 
 impl VerifiedCache for TokenCache {
-    fn get(&self, digest: &[u8; 32]) -> Option<Rc<VerifiedToken>> {
-        let found = self.entries.borrow().by_digest.get(digest).cloned();
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
-        counter.set(counter.get() + 1);
+    fn get(&self, token: &str) -> Option<Rc<VerifiedToken>> {
+        let i = slot(token);
+        let mut e = self.entries.borrow_mut();
+        if let Some((recent, entry)) = &e.recent[i] {
+            if **recent == *token {
+                let entry = entry.clone();
+                drop(e);
+                self.count(true);
+                return Some(entry);
+            }
+        }
+        let found = e.by_digest.get(&token_digest(token)).cloned();
+        if let Some(entry) = &found {
+            e.recent[i] = Some((token.into(), entry.clone()));
+        }
+        drop(e);
+        self.count(found.is_some());
         found
     }
 
-    fn insert(&self, digest: [u8; 32], token: Rc<VerifiedToken>) {
+    fn insert(&self, token: &str, entry: Rc<VerifiedToken>) {
+        let digest = token_digest(token);
         let mut guard = self.entries.borrow_mut();
         let e = &mut *guard;
+        e.recent[slot(token)] = Some((token.into(), entry.clone()));
         // A replaced entry (verified again after a key change, or for another provider)
         // keeps its place in the order.
-        if e.by_digest.insert(digest, token).is_none() {
+        if e.by_digest.insert(digest, entry).is_none() {
             e.order.push_back(digest);
             while e.order.len() > self.capacity {
-                if let Some(old) = e.order.pop_front() {
-                    e.by_digest.remove(&old);
+                if let Some(gone) = e.order.pop_front().and_then(|old| e.by_digest.remove(&old)) {
+                    // Out of the recent table too: the cache holds at most `capacity` entries.
+                    for s in e.recent.iter_mut() {
+                        if s.as_ref().is_some_and(|(_, entry)| Rc::ptr_eq(entry, &gone)) {
+                            *s = None;
+                        }
+                    }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::{validate_claims, ClaimRules};
+    use crate::principal::{Kind, Principal};
+
+    fn entry(subject: &str) -> Rc<VerifiedToken> {
+        let rules = ClaimRules {
+            issuer: "i".into(),
+            audiences: vec![],
+            authorized_parties: vec![],
+            clock_skew_s: 0,
+            require_exp: false,
+            max_lifetime_s: None,
+            reject_pending_sessions: false,
+        };
+        let times = validate_claims(&serde_json::json!({ "iss": "i" }), &rules, 0).expect("valid");
+        let mut principal = Principal::new(Kind::Jwt);
+        principal.subject = Some(subject.into());
+        Rc::new(VerifiedToken { provider: 0, keys_version: 0, times, principal })
+    }
+
+    #[test]
+    fn a_token_sharing_a_recent_slot_never_finds_another_tokens_entry() {
+        let cache = TokenCache::new(8);
+        // Same length, same last bytes: the same recent slot, other tokens.
+        let (a, b) = ("aaaa.bbbb.SIGNATURE-12345678", "aaab.bbbb.SIGNATURE-12345678");
+        assert_eq!(slot(a), slot(b));
+        cache.insert(a, entry("a"));
+        assert!(cache.get(b).is_none());
+        cache.insert(b, entry("b"));
+        // b took the slot; a is still found through its digest, and each gets its own.
+        assert_eq!(cache.get(a).and_then(|e| e.principal.subject.clone()).as_deref(), Some("a"));
+        assert_eq!(cache.get(b).and_then(|e| e.principal.subject.clone()).as_deref(), Some("b"));
+        assert!(cache.get("aaaa.bbbb.SIGNATURE-1234567").is_none(), "a prefix is another token");
+        assert!(cache.get("aaaa.bbbb.SIGNATURE-123456789").is_none(), "so is an extension");
+    }
+
+    #[test]
+    fn bounded_with_the_recent_table_included_and_cleared_on_key_change() {
+        let cache = TokenCache::new(3);
+        let tokens: Vec<String> = (0..10).map(|i| format!("h.p.sig{i:04}")).collect();
+        for t in &tokens {
+            cache.insert(t, entry(t));
+        }
+        assert_eq!(cache.len(), 3);
+        let found: Vec<&String> = tokens.iter().filter(|t| cache.get(t).is_some()).collect();
+        assert_eq!(found, tokens[7..].iter().collect::<Vec<_>>(), "only the newest three, recent table or not");
+        cache.clear();
+        assert!(cache.is_empty());
+        assert!(tokens.iter().all(|t| cache.get(t).is_none()));
     }
 }

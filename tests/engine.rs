@@ -261,7 +261,7 @@ fn roles_organisation_workspace_and_formats() {
 
 #[test]
 fn verified_token_cache_reuses_only_the_same_token_with_the_same_keys_and_checks_time_again() {
-    use api_auth_filter::engine::{token_digest, KeySlot, VerifiedCache};
+    use api_auth_filter::engine::{KeySlot, VerifiedCache};
     use api_auth_filter::token_cache::TokenCache;
 
     let secret = b"0123456789abcdef0123456789abcdef";
@@ -285,7 +285,7 @@ fn verified_token_cache_reuses_only_the_same_token_with_the_same_keys_and_checks
     let good = hs256(secret, &json!({ "iss": "https://iss", "sub": "a", "exp": NOW + 100 }));
     assert_eq!(decide_with(&good, NOW, &keys), (200, vec![("x-sub".to_string(), "a".to_string())]));
     assert_eq!(cache.take_counts(), (0, 1));
-    let entry = cache.get(&token_digest(&good)).expect("verified once, cached");
+    let entry = cache.get(&good).expect("verified once, cached");
     assert_eq!((entry.provider, entry.keys_version, entry.principal.subject.as_deref()), (0, 0, Some("a")));
     assert_eq!(decide_with(&good, NOW, &keys), (200, vec![("x-sub".to_string(), "a".to_string())]));
     assert_eq!(cache.take_counts(), (2, 0), "the second request used the entry");
@@ -308,8 +308,8 @@ fn verified_token_cache_reuses_only_the_same_token_with_the_same_keys_and_checks
         assert_eq!(decide_with(t, NOW, &keys).0, 200);
     }
     assert_eq!(cache.len(), 2);
-    assert!(cache.get(&token_digest(&good)).is_none(), "evicted");
-    assert!(cache.get(&token_digest(&third)).is_some());
+    assert!(cache.get(&good).is_none(), "evicted");
+    assert!(cache.get(&third).is_some());
 }
 
 #[test]
