@@ -213,13 +213,26 @@ struct AuthFilter {
 
 impl Context for AuthFilter {
     fn on_done(&mut self) -> bool {
-        let mut st = self.state.borrow_mut();
-        st.waiters.remove(&self.context_id);
-        st.pending.remove(&self.context_id);
-        st.body_done.remove(&self.context_id);
-        st.correlations.remove(&self.context_id);
+        let mut guard = self.state.borrow_mut();
+        let st = &mut *guard;
+        let id = self.context_id;
+        // Most requests left nothing behind: an empty map costs no hashing.
+        if !st.waiters.is_empty() {
+            st.waiters.remove(&id);
+        }
+        if !st.pending.is_empty() {
+            st.pending.remove(&id);
+        }
+        if !st.body_done.is_empty() {
+            st.body_done.remove(&id);
+        }
+        if !st.correlations.is_empty() {
+            st.correlations.remove(&id);
+        }
         // A lookup this request started dies with it; the next request for the key asks again.
-        st.lookups.retain(|_, (_, ctx)| *ctx != self.context_id);
+        if !st.lookups.is_empty() {
+            st.lookups.retain(|_, (_, ctx)| *ctx != id);
+        }
         true
     }
 
@@ -230,10 +243,7 @@ impl Context for AuthFilter {
 
 impl HttpContext for AuthFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        if end_of_stream {
-            self.state.borrow_mut().body_done.insert(self.context_id);
-        }
-        process(&self.state, self.context_id, true)
+        process(&self.state, self.context_id, true, end_of_stream)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -266,6 +276,9 @@ impl HttpContext for AuthFilter {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let st = self.state.borrow();
+        if st.correlations.is_empty() {
+            return Action::Continue;
+        }
         if let (Some(id), Some(c)) = (st.correlations.get(&self.context_id), &st.config.correlation) {
             let _ = hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, &c.header, Some(id.as_bytes()));
         }
@@ -398,8 +411,9 @@ fn now_ms() -> u64 {
 
 /// Decides the request of the effective context and acts on it. `first` is false when the
 /// root context resumes a paused request: then an allow must resume it explicitly, and it
-/// may not wait again.
-fn process(state: &Shared, context_id: u32, first: bool) -> Action {
+/// may not wait again. `ended`: the headers ended the request (no body); known to the first
+/// call only, and kept in `body_done` for a later one when the request waits.
+fn process(state: &Shared, context_id: u32, first: bool, ended: bool) -> Action {
     // Bytes, never the String getters: one non-UTF-8 byte would kill the VM.
     let mut headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
         Ok(h) => h,
@@ -465,7 +479,7 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
                         context_id,
                         PendingWebhook { webhook, route: allow.route, headers: headers.clone(), correlation: allow.correlation.clone() },
                     );
-                    st.body_done.contains(&context_id)
+                    ended || st.body_done.contains(&context_id)
                 };
                 if !done {
                     return Action::Pause;
@@ -493,6 +507,9 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
         }
         Decision::Wait(Wait::Jwks { provider, refetch }) => {
             let mut st = state.borrow_mut();
+            if ended {
+                st.body_done.insert(context_id);
+            }
             let current = st.slots.get(provider).map_or(0, |s| s.version);
             let version = if refetch { current + 1 } else { current.max(1) };
             st.waiters.insert(context_id, Waiter { kind: WaitKind::Jwks { provider, version }, deadline: now + KEY_WAIT_MS });
@@ -504,6 +521,9 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
             Action::Pause
         }
         Decision::Wait(Wait::KeyLookup { digest }) => {
+            if ended {
+                state.borrow_mut().body_done.insert(context_id);
+            }
             let Some(service) = config.api_keys.as_ref().and_then(|k| k.lookup.clone()) else { return fail_closed(state) };
             let in_flight = state.borrow().lookups.values().any(|(d, _)| *d == digest);
             // Concurrent requests for one key share one lookup.
@@ -523,7 +543,7 @@ fn process(state: &Shared, context_id: u32, first: bool) -> Action {
                     Err(e) => {
                         count(state, Counter::KeyLookupFailed);
                         log::warn!("api-auth-filter: key lookup on cluster {} could not start: {e:?}", service.cluster);
-                        return process(state, context_id, false);
+                        return process(state, context_id, false, false);
                     }
                 }
             }
@@ -557,7 +577,7 @@ fn wake_waiters(state: &Shared) {
     for id in ready {
         state.borrow_mut().waiters.remove(&id);
         if hostcalls::set_effective_context(id).is_ok() {
-            process(state, id, false);
+            process(state, id, false, false);
         }
     }
 }
@@ -574,7 +594,7 @@ fn wake_lookup_waiters(state: &Shared, digest: &[u8; 32]) {
     for id in ids {
         state.borrow_mut().waiters.remove(&id);
         if hostcalls::set_effective_context(id).is_ok() {
-            process(state, id, false);
+            process(state, id, false, false);
         }
     }
 }
