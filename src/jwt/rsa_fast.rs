@@ -246,27 +246,38 @@ impl Modulus {
             return None;
         }
         let mut scratch = Scratch { m: vec![0; k], rev: Vec::with_capacity(k), twice: Vec::with_capacity(k) };
+        let mut tmp = vec![0u32; k];
+        if self.e == 1 {
+            return Some(from_limbs(&s, self.w, self.len));
+        }
+        // Left to right over the bits of e below the top one, in Montgomery form (x·R). For an
+        // odd e (every real key) the last step is a multiplication: multiplying the Montgomery
+        // form by the plain s leaves s^e itself and saves the conversion back. An even e ends
+        // in a squaring and converts back below.
         let mut base = vec![0u32; k];
         self.mont_mul(&s, &self.rr, &mut scratch, &mut base);
         let mut acc = base.clone();
-        let mut tmp = vec![0u32; k];
         let bits = 64 - self.e.leading_zeros();
-        for i in (0..bits.saturating_sub(1)).rev() {
+        for i in (0..bits - 1).rev() {
             self.mont_sqr(&acc, &mut scratch, &mut tmp);
             std::mem::swap(&mut acc, &mut tmp);
             if self.e >> i & 1 == 1 {
-                self.mont_mul(&acc, &base, &mut scratch, &mut tmp);
+                let factor = if i == 0 { &s } else { &base };
+                self.mont_mul(&acc, factor, &mut scratch, &mut tmp);
                 std::mem::swap(&mut acc, &mut tmp);
             }
         }
-        let mut one = vec![0u32; k];
-        one[0] = 1;
-        self.mont_mul(&acc, &one, &mut scratch, &mut tmp);
-        // Below n + 1 here: one subtraction brings n itself to 0.
-        if geq(&tmp, &self.n) {
-            sub_in_place(&mut tmp, &self.n, self.w);
+        if self.e & 1 == 0 {
+            let mut one = vec![0u32; k];
+            one[0] = 1;
+            self.mont_mul(&acc, &one, &mut scratch, &mut tmp);
+            std::mem::swap(&mut acc, &mut tmp);
         }
-        Some(from_limbs(&tmp, self.w, self.len))
+        // Below 2n: one subtraction brings it below n.
+        if geq(&acc, &self.n) {
+            sub_in_place(&mut acc, &self.n, self.w);
+        }
+        Some(from_limbs(&acc, self.w, self.len))
     }
 
     /// RSASSA-PKCS1-v1_5 verification (RFC 8017 §8.2.2): the decoded block must equal the
@@ -389,11 +400,11 @@ mod tests {
     }
 
     /// s^e mod n against the general-purpose big integers, for key sizes on both limb widths,
-    /// odd sizes, and exponents other than 65537.
+    /// odd sizes, and exponents other than 65537 (even ones and 1 included).
     #[test]
     fn public_op_matches_big_integers() {
         let mut seed = 0x9e37_79b9_7f4a_7c15;
-        for (bits, e) in [(2048usize, 65537u64), (2047, 3), (3072, 65537), (3359, 17), (3361, 65537), (4096, 65537), (8192, 65537), (1031, 0xffff_ffff_ffff_ffc5)] {
+        for (bits, e) in [(2048usize, 65537u64), (2047, 3), (3072, 65537), (3359, 17), (3361, 65537), (4096, 65537), (8192, 65537), (1031, 0xffff_ffff_ffff_ffc5), (2048, 65536), (1500, 2), (1024, 1)] {
             let n_be = modulus_bytes(bits, &mut seed);
             let m = Modulus::new(&n_be, &e.to_be_bytes()).unwrap();
             let big_n = rsa::BigUint::from_bytes_be(&n_be);
