@@ -29,6 +29,9 @@ struct Entries {
     order: VecDeque<[u8; 32]>,
     /// Recent tokens, whole, each in the slot its bytes select.
     recent: Vec<Option<(Box<str>, Rc<VerifiedToken>)>>,
+    /// The last token that missed, with its digest: the insert after its verification
+    /// reuses the digest instead of hashing the token again.
+    last_miss: (String, [u8; 32]),
 }
 
 /// The slot of a token in the recent table: from its length and last bytes (the signature's,
@@ -44,7 +47,8 @@ fn slot(token: &str) -> usize {
 
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
-        let entries = Entries { by_digest: HashMap::new(), order: VecDeque::new(), recent: vec![None; RECENT_SLOTS] };
+        let entries =
+            Entries { by_digest: HashMap::new(), order: VecDeque::new(), recent: vec![None; RECENT_SLOTS], last_miss: (String::new(), token_digest("")) };
         TokenCache { capacity: capacity.max(1), entries: RefCell::new(entries), hits: Cell::new(0), misses: Cell::new(0) }
     }
 
@@ -54,6 +58,7 @@ impl TokenCache {
         let mut e = self.entries.borrow_mut();
         e.by_digest.clear();
         e.order.clear();
+        e.last_miss = (String::new(), token_digest(""));
         e.recent.iter_mut().for_each(|s| *s = None);
     }
 
@@ -89,9 +94,15 @@ impl VerifiedCache for TokenCache {
                 return Some(entry);
             }
         }
-        let found = e.by_digest.get(&token_digest(token)).cloned();
-        if let Some(entry) = &found {
-            e.recent[i] = Some((token.into(), entry.clone()));
+        let digest = token_digest(token);
+        let found = e.by_digest.get(&digest).cloned();
+        match &found {
+            Some(entry) => e.recent[i] = Some((token.into(), entry.clone())),
+            None => {
+                e.last_miss.0.clear();
+                e.last_miss.0.push_str(token);
+                e.last_miss.1 = digest;
+            }
         }
         drop(e);
         self.count(found.is_some());
@@ -99,9 +110,9 @@ impl VerifiedCache for TokenCache {
     }
 
     fn insert(&self, token: &str, entry: Rc<VerifiedToken>) {
-        let digest = token_digest(token);
         let mut guard = self.entries.borrow_mut();
         let e = &mut *guard;
+        let digest = if e.last_miss.0 == token { e.last_miss.1 } else { token_digest(token) };
         e.recent[slot(token)] = Some((token.into(), entry.clone()));
         // A replaced entry (verified again after a key change, or for another provider)
         // keeps its place in the order.
@@ -157,6 +168,24 @@ mod tests {
         assert_eq!(cache.get(b).and_then(|e| e.principal.subject.clone()).as_deref(), Some("b"));
         assert!(cache.get("aaaa.bbbb.SIGNATURE-1234567").is_none(), "a prefix is another token");
         assert!(cache.get("aaaa.bbbb.SIGNATURE-123456789").is_none(), "so is an extension");
+    }
+
+    #[test]
+    fn an_insert_after_another_tokens_miss_files_under_its_own_digest() {
+        let cache = TokenCache::new(8);
+        let (a, b, c) = ("h.a.TAIL-12345678", "h.b.TAIL-12345678", "h.c.TAIL-12345678");
+        assert_eq!(slot(b), slot(c));
+        assert!(cache.get(a).is_none());
+        cache.insert(b, entry("b"));
+        // c takes b's recent slot: b is now found through its digest only.
+        cache.insert(c, entry("c"));
+        assert_eq!(cache.get(b).and_then(|e| e.principal.subject.clone()).as_deref(), Some("b"));
+        assert!(cache.get(a).is_none(), "a missed and was never inserted");
+        // The common case: a miss, then the insert of the same token.
+        assert!(cache.get("h.d.TAIL-00000000").is_none());
+        cache.insert("h.d.TAIL-00000000", entry("d"));
+        cache.insert("h.e.TAIL-00000000", entry("e"));
+        assert_eq!(cache.get("h.d.TAIL-00000000").and_then(|e| e.principal.subject.clone()).as_deref(), Some("d"));
     }
 
     #[test]
