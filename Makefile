@@ -35,7 +35,7 @@ wrk:
 tools: wasm-target envoy
 
 lint: wasm-target
-	cargo clippy -p api-auth-filter -p api-auth-cli --all-targets -- -D warnings
+	cargo clippy -p api-auth-filter -p api-auth-cli -p api-auth-integration --all-targets -- -D warnings
 	# The host glue (src/filter.rs) only exists for wasm32: lint it there too.
 	cargo clippy -p api-auth-filter --target wasm32-wasip1 -- -D warnings
 

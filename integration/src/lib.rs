@@ -278,7 +278,10 @@ fn read_line(r: &mut impl BufRead) -> Option<Vec<u8>> {
     Some(line)
 }
 
-fn read_head(r: &mut impl BufRead) -> Option<(Vec<u8>, Vec<(String, Vec<u8>)>)> {
+/// A request or status line, and the header fields after it.
+type Head = (Vec<u8>, Vec<(String, Vec<u8>)>);
+
+fn read_head(r: &mut impl BufRead) -> Option<Head> {
     let first = read_line(r)?;
     let mut headers = Vec::new();
     loop {

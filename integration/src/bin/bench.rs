@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 const ISSUER: &str = "https://clerk.cf0.example";
 const API_KEY: &str = "cm_bench_key_0123456789";
 
+/// How to start one contestant's Envoy, given the upstream's port.
+type Setup<'a> = Box<dyn Fn(u16) -> EnvoyOpts + 'a>;
+
 struct Load {
     name: &'static str,
     path: &'static str,
@@ -109,7 +112,7 @@ fn jwt_authn_yaml(jwks: &str, cache: bool) -> String {
 
 /// The empty wasm filter; with `host_calls`, the same module making the real filter's host
 /// calls and nothing else (see bench/noop).
-fn noop_yaml(wasm: &PathBuf, host_calls: bool) -> String {
+fn noop_yaml(wasm: &std::path::Path, host_calls: bool) -> String {
     let configuration = if host_calls {
         "\n                configuration: { \"@type\": type.googleapis.com/google.protobuf.StringValue, value: host-calls }"
     } else {
@@ -252,7 +255,7 @@ fn main() {
         .filter_map(|item| item.split_once('='))
         .map(|(name, path)| (format!("api-auth-filter ({name})"), PathBuf::from(path)))
         .collect();
-    let mut setups: Vec<(&str, Box<dyn Fn(u16) -> EnvoyOpts>)> = vec![
+    let mut setups: Vec<(&str, Setup)> = vec![
         ("no auth filter", Box::new(|up| EnvoyOpts::new(json!({}), up).without_filter())),
         ("empty wasm filter", Box::new(|up| EnvoyOpts { filters_yaml: Some(noop_yaml(&noop, false)), ..EnvoyOpts::new(json!({}), up) })),
         ("wasm host calls only", Box::new(|up| EnvoyOpts { filters_yaml: Some(noop_yaml(&noop, true)), ..EnvoyOpts::new(json!({}), up) })),
