@@ -12,7 +12,7 @@ use crate::credentials::{self, Credential, Headers};
 use crate::deny::{self, ChallengeInfo, Denial, LocalResponse, Reason};
 use crate::grants;
 use crate::jwt::{self, KeySet, VerifyError};
-use crate::principal::{Field, Kind, Principal};
+use crate::principal::{Kind, Principal};
 use crate::routes::strip_query;
 
 /// A request as the core sees it. Header names are lower-case.
@@ -312,7 +312,7 @@ fn verify_jwt(cfg: &Config, auth: &AuthRequirements, token: &str, env: &Env<'_>)
     p.scopes = jwt::first_list(&claims, &paths.scopes, jwt::Split::Whitespace);
     p.full_access = provider.full_access;
     // The claims are kept only where a forwarded header names one (`claim:<path>`).
-    if cfg.forward.headers.iter().any(|(_, f)| matches!(f, Field::Claim(_))) {
+    if cfg.forward.forwards_claims {
         p.claims = Some(Rc::new(claims));
     }
     if cacheable {

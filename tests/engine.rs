@@ -313,6 +313,44 @@ fn verified_token_cache_reuses_only_the_same_token_with_the_same_keys_and_checks
 }
 
 #[test]
+fn claim_forwarding_works_from_the_cache_too_and_claims_are_kept_only_when_forwarded() {
+    use api_auth_filter::engine::VerifiedCache;
+    use api_auth_filter::token_cache::TokenCache;
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let with_forward = |forward: Value| {
+        config(&json!({
+            "providers": { "p": { "issuer": "https://iss", "algorithms": ["HS256"],
+                "jwks": { "inline": { "keys": [{ "kty": "oct", "k": base64_url(secret) }] } } } },
+            "routes": [{ "match": { "prefix": "/" }, "auth": {} }],
+            "forward": forward
+        }))
+    };
+    let token = hs256(secret, &json!({ "iss": "https://iss", "sub": "a", "email": "a@b.test", "exp": NOW + 100 }));
+    let headers = vec![("authorization".to_string(), format!("Bearer {token}").into_bytes())];
+    let allow = |cfg: &Config, cache: &TokenCache| {
+        let keys = api_auth_filter::engine::inline_keys(cfg);
+        let env = Env { now: NOW, keys: &keys, random: [0; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: cache };
+        match decide(cfg, &Request { method: "GET", path: "/", headers: &headers }, &env) {
+            Decision::Allow(a) => a,
+            other => panic!("not allowed: {other:?}"),
+        }
+    };
+    let cfg = with_forward(json!({ "headers": { "x-email": "claim:email" } }));
+    let cache = TokenCache::new(4);
+    for round in ["verified", "cached"] {
+        let a = allow(&cfg, &cache);
+        assert_eq!(a.set, vec![("x-email".to_string(), "a@b.test".to_string())], "{round}");
+    }
+    assert_eq!(cache.take_counts(), (1, 1));
+    // No claim forwarded: the cached principal holds no claims.
+    let cfg = with_forward(json!({ "headers": { "x-sub": "subject" } }));
+    let cache = TokenCache::new(4);
+    assert_eq!(allow(&cfg, &cache).set, vec![("x-sub".to_string(), "a".to_string())]);
+    let entry = cache.get(&token).expect("cached");
+    assert!(entry.principal.claims.is_none());
+}
+
+#[test]
 fn a_cached_token_is_not_reused_on_a_route_that_chooses_another_provider() {
     use api_auth_filter::token_cache::TokenCache;
     // Two providers share the issuer: each route's choice (the first it accepts, in the

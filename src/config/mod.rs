@@ -156,6 +156,8 @@ pub struct Forward {
     pub strip_credentials: bool,
     /// (lower-case header name, principal field)
     pub headers: Vec<(String, Field)>,
+    /// Some header forwards a `claim:<path>`: a JWT principal must keep its claims.
+    pub forwards_claims: bool,
 }
 
 impl Config {
@@ -683,7 +685,7 @@ fn compile_requirements(path: &str, items: &[String], variables: &[String]) -> R
 
 fn compile_forward(raw: Option<RawForward>, key_headers: &[String]) -> Result<Forward, ConfigError> {
     let Some(raw) = raw else {
-        return Ok(Forward { strip_credentials: true, headers: Vec::new() });
+        return Ok(Forward { strip_credentials: true, headers: Vec::new(), forwards_claims: false });
     };
     let mut headers = Vec::with_capacity(raw.headers.len());
     for (name, field) in &raw.headers {
@@ -695,7 +697,8 @@ fn compile_forward(raw: Option<RawForward>, key_headers: &[String]) -> Result<Fo
         let f = Field::parse(field).ok_or_else(|| ConfigError::new(&path, format!("unknown principal field '{field}'")))?;
         headers.push((lname, f));
     }
-    Ok(Forward { strip_credentials: raw.strip_credentials.unwrap_or(true), headers })
+    let forwards_claims = headers.iter().any(|(_, f)| matches!(f, Field::Claim(_)));
+    Ok(Forward { strip_credentials: raw.strip_credentials.unwrap_or(true), headers, forwards_claims })
 }
 
 /// Whether `name` is an HTTP token (RFC 9110 §5.6.2), as header names must be.
