@@ -3,7 +3,7 @@
 //! Entries are keyed by `engine::token_digest` (SHA-256 of the whole token), so the cache never
 //! holds the tokens themselves, except the few most recently used: those are kept whole in a
 //! small table that a repeated token finds by comparing bytes, without hashing 1 KiB of token
-//! on every request. Either way an entry is only found by the very token it was stored for.
+//! on every request (and the last token that missed, whose digest its insert reuses). Either way an entry is only found by the very token it was stored for.
 //! What an entry may then be used for, and when it is stale, is `engine`'s business (see
 //! `VerifiedCache`).
 

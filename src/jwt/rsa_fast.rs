@@ -245,11 +245,11 @@ impl Modulus {
         if geq(&s, &self.n) {
             return None;
         }
-        let mut scratch = Scratch { m: vec![0; k], rev: Vec::with_capacity(k), twice: Vec::with_capacity(k) };
-        let mut tmp = vec![0u32; k];
         if self.e == 1 {
             return Some(from_limbs(&s, self.w, self.len));
         }
+        let mut scratch = Scratch { m: vec![0; k], rev: Vec::with_capacity(k), twice: Vec::with_capacity(k) };
+        let mut tmp = vec![0u32; k];
         // Left to right over the bits of e below the top one, in Montgomery form (x·R). For an
         // odd e (every real key) the last step is a multiplication: multiplying the Montgomery
         // form by the plain s leaves s^e itself and saves the conversion back. An even e ends
