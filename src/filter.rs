@@ -454,7 +454,12 @@ fn process(state: &Shared, context_id: u32, first: bool, ended: bool) -> Action 
         }
     };
     let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup, verified: &*verified };
-    match engine::decide(&config, &Request { method, path, headers: &headers }, &env) {
+    let decision = engine::decide(&config, &Request { method, path, headers: &headers }, &env);
+    if ended && matches!(decision, Decision::Wait(_)) {
+        // A later call decides this request again; it must know the body is complete.
+        state.borrow_mut().body_done.insert(context_id);
+    }
+    match decision {
         Decision::Allow(allow) => {
             for name in &allow.remove {
                 let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None);
@@ -507,9 +512,6 @@ fn process(state: &Shared, context_id: u32, first: bool, ended: bool) -> Action 
         }
         Decision::Wait(Wait::Jwks { provider, refetch }) => {
             let mut st = state.borrow_mut();
-            if ended {
-                st.body_done.insert(context_id);
-            }
             let current = st.slots.get(provider).map_or(0, |s| s.version);
             let version = if refetch { current + 1 } else { current.max(1) };
             st.waiters.insert(context_id, Waiter { kind: WaitKind::Jwks { provider, version }, deadline: now + KEY_WAIT_MS });
@@ -521,9 +523,6 @@ fn process(state: &Shared, context_id: u32, first: bool, ended: bool) -> Action 
             Action::Pause
         }
         Decision::Wait(Wait::KeyLookup { digest }) => {
-            if ended {
-                state.borrow_mut().body_done.insert(context_id);
-            }
             let Some(service) = config.api_keys.as_ref().and_then(|k| k.lookup.clone()) else { return fail_closed(state) };
             let in_flight = state.borrow().lookups.values().any(|(d, _)| *d == digest);
             // Concurrent requests for one key share one lookup.
