@@ -28,8 +28,9 @@ pub struct Service {
     pub path: String,
     pub timeout_ms: u64,
     /// Positive answers are cached this long (lookup); the report period (usage).
-    pub ttl_s: u64,
-    pub negative_ttl_s: u64,
+    /// How long a found answer is cached (for a usage report: the period), in milliseconds.
+    pub ttl_ms: u64,
+    pub negative_ttl_ms: u64,
 }
 
 /// What a key service said about a digest, as cached.

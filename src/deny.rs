@@ -35,10 +35,12 @@ pub enum Reason {
     /// The `:path` still holds what Envoy's path normalisation removes: the filter would not
     /// judge the path the router routes.
     PathNotNormalized,
+    /// A method with a lower-case letter: methods are case-sensitive, and `get` is not `GET`.
+    MethodInvalid,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 26] = [
         Reason::CredentialsMissing,
         Reason::CredentialsMalformed,
         Reason::CredentialNotAccepted,
@@ -64,6 +66,7 @@ impl Reason {
         Reason::RouteNotFound,
         Reason::KeysUnavailable,
         Reason::PathNotNormalized,
+        Reason::MethodInvalid,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +96,7 @@ impl Reason {
             Reason::RouteNotFound => "route_not_found",
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::PathNotNormalized => "path_not_normalized",
+            Reason::MethodInvalid => "method_invalid",
         }
     }
 
@@ -108,7 +112,7 @@ impl Reason {
             | Reason::OrganizationRequired
             | Reason::OrganizationForbidden
             | Reason::WorkspaceForbidden => 403,
-            Reason::WorkspaceRequired | Reason::PathNotNormalized => 400,
+            Reason::WorkspaceRequired | Reason::PathNotNormalized | Reason::MethodInvalid => 400,
             Reason::BodyTooLarge => 413,
             Reason::RouteNotFound => 404,
             Reason::KeysUnavailable => 503,
@@ -128,7 +132,7 @@ impl Reason {
             Reason::BodyTooLarge => "Payload too large",
             Reason::RouteNotFound => "Not found",
             Reason::KeysUnavailable => "Service unavailable",
-            Reason::PathNotNormalized => "Bad request",
+            Reason::PathNotNormalized | Reason::MethodInvalid => "Bad request",
             _ => "Could not validate credentials",
         }
     }

@@ -4,6 +4,7 @@
 //! credential, and the route's accepted kinds); then permissions, scopes, roles, organisation,
 //! workspace.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use crate::apikeys::{self, ApiKeys, Lookup};
@@ -13,7 +14,7 @@ use crate::deny::{self, ChallengeInfo, Denial, LocalResponse, Reason};
 use crate::grants;
 use crate::jwt::{self, KeySet, VerifyError};
 use crate::principal::{Kind, Principal};
-use crate::routes::strip_query;
+use crate::routes::{self, strip_query};
 
 /// A request as the core sees it. Header names are lower-case.
 #[derive(Debug, Clone, Copy)]
@@ -165,27 +166,25 @@ pub struct Deny {
 }
 
 pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
-    let path = strip_query(req.path);
     let cid = cfg.correlation.as_ref().and_then(|c| c.resolve(req.headers, env.random));
     let present = |name: &str| req.headers.iter().any(|(n, _)| n == name);
-    if !crate::routes::is_normalized(path) {
-        // Envoy normalises before the filter runs (normalize_path, merge_slashes); a path that
-        // still needs it means the router may route another path than the one judged here.
-        return deny(cfg, None, Reason::PathNotNormalized.into(), cid);
-    }
-    if let Some(pr) = cfg.protected_resource.as_ref().filter(|pr| pr.serves(req.method, path)) {
+    let target = match Target::of(cfg, req) {
+        Ok(t) => t,
+        Err(reason) => return deny(cfg, None, reason.into(), cid),
+    };
+    if let Some(pr) = cfg.protected_resource.as_ref().filter(|pr| pr.serves(target.method, &target.path)) {
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         add_correlation(cfg, &mut headers, cid.as_deref());
         return Decision::Respond(LocalResponse { status: 200, headers, body: pr.document.clone() });
     }
-    let Some((index, route, captures)) = find_route(cfg, req.method, path) else {
+    let Some((index, route, captures)) = find_route(cfg, target.method, &target.path) else {
         return match cfg.unmatched {
-            Unmatched::Allow => Decision::Allow(forward(cfg, None, None, cid, &present)),
+            Unmatched::Allow => Decision::Allow(forward(cfg, None, None, cid, req.headers, &present)),
             Unmatched::Deny => deny(cfg, None, Reason::RouteNotFound.into(), cid),
         };
     };
     let Some(auth) = &route.auth else {
-        return Decision::Allow(forward(cfg, None, Some(index), cid, &present));
+        return Decision::Allow(forward(cfg, None, Some(index), cid, req.headers, &present));
     };
     let mut principal = match authenticate(cfg, auth, req, env) {
         Ok(p) => p,
@@ -195,7 +194,36 @@ pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
     if let Err(denial) = authorize(cfg, auth, &captures, req.headers, &mut principal) {
         return deny(cfg, Some(index), denial, cid);
     }
-    Decision::Allow(forward(cfg, Some(principal), Some(index), cid, &present))
+    Decision::Allow(forward(cfg, Some(principal), Some(index), cid, req.headers, &present))
+}
+
+/// The resource a request is for, as the upstream will serve it (`routes`, CONFIG.md "Route
+/// matching"): the method with `HEAD` read as `GET`, and the canonical path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub method: &'a str,
+    pub path: Cow<'a, str>,
+}
+
+impl<'a> Target<'a> {
+    /// Refuses what the filter cannot judge as the upstream will serve it: a path Envoy's
+    /// normalisation would still change (the router may route another path than the one
+    /// judged here), `;` parameters unless configured otherwise, a lower-case method.
+    pub fn of(cfg: &Config, req: &Request<'a>) -> Result<Target<'a>, Reason> {
+        let path = strip_query(req.path);
+        if !routes::is_normalized(path) {
+            return Err(Reason::PathNotNormalized);
+        }
+        let path = routes::canonical_path(path, cfg.path_parameters).ok_or(Reason::PathNotNormalized)?;
+        let method = routes::canonical_method(req.method).ok_or(Reason::MethodInvalid)?;
+        Ok(Target { method, path })
+    }
+}
+
+/// The route that judges a request: `Ok(None)` when none matches (then `unmatched` applies).
+pub fn route_for(cfg: &Config, req: &Request<'_>) -> Result<Option<usize>, Reason> {
+    let target = Target::of(cfg, req)?;
+    Ok(find_route(cfg, target.method, &target.path).map(|(i, _, _)| i))
 }
 
 fn add_correlation(cfg: &Config, headers: &mut Vec<(String, String)>, cid: Option<&str>) {
@@ -306,6 +334,7 @@ fn verify_jwt(cfg: &Config, auth: &AuthRequirements, token: &str, env: &Env<'_>)
     p.email = jwt::first_string(&claims, &paths.email);
     p.name = jwt::first_string(&claims, &paths.name);
     p.organization = jwt::first_string(&claims, &paths.organization);
+    p.organizations = jwt::first_list(&claims, &paths.organizations, jwt::Split::Comma);
     p.workspaces = jwt::first_list(&claims, &paths.workspaces, jwt::Split::None);
     p.roles = jwt::first_list(&claims, &paths.roles, jwt::Split::None);
     p.permissions = jwt::first_list(&claims, &paths.permissions, jwt::Split::Comma);
@@ -380,8 +409,10 @@ fn authorize(
         return Err(Reason::RoleRequired.into());
     }
     if let Some(org) = header_text(headers, &cfg.organization_header, Reason::OrganizationForbidden)? {
-        // The override may only name an organisation the principal can act in.
-        if p.full_access || p.organization.as_deref() == Some(org) {
+        // The override may only name an organisation the principal can act in: its own, or
+        // one its token lists. `full_access` lifts permission and scope checks, never the
+        // tenant boundary.
+        if p.organization.as_deref() == Some(org) || p.organizations.iter().any(|o| o == org) {
             p.organization = Some(org.to_string());
         } else {
             return Err(Reason::OrganizationForbidden.into());
@@ -421,6 +452,7 @@ fn forward(
     principal: Option<Principal>,
     route: Option<usize>,
     correlation: Option<String>,
+    headers: &Headers,
     present: &dyn Fn(&str) -> bool,
 ) -> Allow {
     let fwd = &cfg.forward;
@@ -431,6 +463,13 @@ fn forward(
         }
         if let Some(k) = &cfg.api_keys {
             remove.extend(k.headers.iter().filter(|n| present(n)).cloned());
+        }
+    }
+    // `x_api_key` is `X-Api-Key` to a CGI/WSGI upstream (HTTP_X_API_KEY), and Envoy passes
+    // underscores by default: a twin of a credential or identity header never goes upstream.
+    for (name, _) in headers.iter().filter(|(n, _)| n.contains('_')) {
+        if cfg.guarded_headers.iter().any(|g| is_underscore_twin(name, g)) && !remove.contains(name) {
+            remove.push(name.clone());
         }
     }
     let mut set = Vec::new();
@@ -446,6 +485,15 @@ fn forward(
     }
     let webhook = route.and_then(|i| cfg.routes.get(i)).and_then(|r| r.webhook);
     Allow { remove, set, principal: principal.map(Box::new), route, webhook, correlation }
+}
+
+/// Whether `name` reads as `guarded` (lower-case) once `_` is read as `-`, in any case.
+pub fn is_underscore_twin(name: &str, guarded: &str) -> bool {
+    name.len() == guarded.len()
+        && name.bytes().zip(guarded.bytes()).all(|(n, g)| {
+            let n = if n == b'_' { b'-' } else { n.to_ascii_lowercase() };
+            n == g
+        })
 }
 
 /// Claims are attacker-influenced text: nothing that could split or end a header line.

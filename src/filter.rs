@@ -647,14 +647,14 @@ fn on_lookup_response(state: &Shared, token: u32, body_size: usize) {
                 None
             };
             match body.filter(|b| ApiKeys::parse_lookup(b, &digest).is_some()) {
-                Some(b) => write_key_cache(&digest, now + service.ttl_s * 1000, Some(&b)),
+                Some(b) => write_key_cache(&digest, now.saturating_add(service.ttl_ms), Some(&b)),
                 None => {
                     count(state, Counter::KeyLookupFailed);
                     log::warn!("api-auth-filter: key service on cluster {} answered garbage", service.cluster);
                 }
             }
         }
-        Some(b"404") => write_key_cache(&digest, now + service.negative_ttl_s * 1000, None),
+        Some(b"404") => write_key_cache(&digest, now.saturating_add(service.negative_ttl_ms), None),
         other => {
             count(state, Counter::KeyLookupFailed);
             log::warn!(
@@ -697,13 +697,13 @@ fn report_usage(state: &Shared, now: u64) {
     if now < next_at {
         return;
     }
-    let period = service.ttl_s * 1000;
+    let period = service.ttl_ms;
     if next_at == 0 {
         // The first period starts now.
-        let _ = hostcalls::set_shared_data(NEXT, Some(&(now + period).to_be_bytes()), cas);
+        let _ = hostcalls::set_shared_data(NEXT, Some(&now.saturating_add(period).to_be_bytes()), cas);
         return;
     }
-    if hostcalls::set_shared_data(NEXT, Some(&(now + period).to_be_bytes()), cas).is_err() {
+    if hostcalls::set_shared_data(NEXT, Some(&now.saturating_add(period).to_be_bytes()), cas).is_err() {
         return; // another worker sends this period's batch
     }
     let Ok((Some(batch), data_cas)) = hostcalls::get_shared_data(DATA) else { return };
@@ -723,12 +723,13 @@ fn report_usage(state: &Shared, now: u64) {
 
 /// Adopts a newer JWKS that any worker stored in shared data.
 fn refresh_from_shared(state: &Shared, i: usize) {
-    let (key, local_version) = {
+    let (remote, local_version) = {
         let st = state.borrow();
         let Some(slot) = st.slots.get(i) else { return };
         let Some(r) = &slot.remote else { return };
-        (r.cache_key.clone(), slot.version)
+        (r.clone(), slot.version)
     };
+    let key = &remote.cache_key;
     let shared_version = cache::decode_version(hostcalls::get_shared_data(&format!("{key}/ver")).ok().and_then(|(v, _)| v).as_deref());
     if shared_version <= local_version {
         return;
@@ -737,7 +738,7 @@ fn refresh_from_shared(state: &Shared, i: usize) {
     let Some(doc) = cache::decode_document(&bytes) else { return };
     // Only documents that parsed when stored are stored; parse errors here are not expected,
     // and the keys in hand are kept if one happens.
-    match KeySet::from_json(doc.jwks) {
+    match remote.parse_keys(doc.jwks) {
         Ok(set) if !set.is_empty() => {
             let mut st = state.borrow_mut();
             st.verified.clear();
@@ -819,7 +820,7 @@ fn on_jwks_response(state: &Shared, i: usize, body_size: usize) {
         None
     };
     let parsed = match (status.as_deref(), &body) {
-        (Some("200"), Some(b)) => KeySet::from_json(b).ok().filter(|s| !s.is_empty()),
+        (Some("200"), Some(b)) => remote.parse_keys(b).ok().filter(|s| !s.is_empty()),
         _ => None,
     };
     let (lease, cas) = read_lease(&remote.cache_key);

@@ -67,11 +67,14 @@ impl ProtectedResource {
             }
             None => format!("{resource_origin}{}", raw.paths.first().map_or("", String::as_str)),
         };
-        Ok(ProtectedResource { document: Value::Object(doc).to_string().into_bytes(), paths: raw.paths.clone(), metadata_url })
+        // Served on the canonical path, as routes are matched (`routes::canonical_path`).
+        let paths = raw.paths.iter().map(|p| crate::routes::drop_trailing_slash(p).to_string()).collect();
+        Ok(ProtectedResource { document: Value::Object(doc).to_string().into_bytes(), paths, metadata_url })
     }
 
+    /// `method` and `path` in canonical form (`engine::Target`): `HEAD` is `GET`.
     pub fn serves(&self, method: &str, path: &str) -> bool {
-        (method == "GET" || method == "HEAD") && self.paths.iter().any(|p| p == path)
+        method == "GET" && self.paths.iter().any(|p| p == path)
     }
 }
 
@@ -100,7 +103,7 @@ mod tests {
             "bearer_methods_supported": ["header"]
         }));
         assert!(pr.serves("GET", "/.well-known/oauth-protected-resource/v1/mcp"));
-        assert!(pr.serves("HEAD", "/v1/.well-known/oauth-protected-resource"));
+        assert!(!pr.serves("HEAD", "/v1/.well-known/oauth-protected-resource"), "the engine reads HEAD as GET before asking");
         assert!(!pr.serves("POST", "/v1/.well-known/oauth-protected-resource"));
         assert!(!pr.serves("GET", "/v1/mcp"));
     }

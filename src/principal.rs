@@ -24,6 +24,9 @@ pub struct Principal {
     pub email: Option<String>,
     pub name: Option<String>,
     pub organization: Option<String>,
+    /// Further organisations the token lets the principal act in (the provider's
+    /// `claims.organizations`): the organisation header may name one of them.
+    pub organizations: Vec<String>,
     pub workspaces: Vec<String>,
     pub roles: Vec<String>,
     pub permissions: Vec<String>,
@@ -45,6 +48,7 @@ impl Principal {
             email: None,
             name: None,
             organization: None,
+            organizations: Vec::new(),
             workspaces: Vec::new(),
             roles: Vec::new(),
             permissions: Vec::new(),

@@ -1,5 +1,15 @@
-//! Which route applies to a request: exact paths, string prefixes (as Envoy's `prefix`) and
-//! templates (`{name}` one segment, `{name...}` the rest). The query string never takes part.
+//! Which route applies to a request: exact paths, segment prefixes (as Envoy's
+//! `path_separated_prefix`) and templates (`{name}` one segment, `{name...}` the rest).
+//!
+//! Routes are matched against the request the upstream will serve, not the string that was
+//! sent (CONFIG.md, "Route matching"). Servlet containers drop `;` path parameters, routers
+//! serve `/a/b/` as `/a/b`, and frameworks answer `HEAD` with the `GET` handler, so a request
+//! is first reduced to its canonical form — parameters refused (or removed, when configured),
+//! one trailing slash dropped, `HEAD` read as `GET` — and every pattern is compiled to the same
+//! form. Two requests an upstream serves alike are then judged by the same route. The query
+//! string never takes part.
+
+use std::borrow::Cow;
 
 /// A parsed path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,21 +112,107 @@ pub fn is_plain_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// A route's path pattern, in canonical form (see `canonical_path`): no trailing slash but
+/// for `/` itself, and a prefix kept without its trailing slash, so that it ends on a segment
+/// boundary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathPattern {
     Exact(String),
+    /// Whole leading segments: `/v1/mcp` covers `/v1/mcp` and `/v1/mcp/x`, never
+    /// `/v1/mcp-admin`. The empty prefix (from `/`) covers every path.
     Prefix(String),
     Template(Template),
 }
 
 impl PathPattern {
+    /// `path` as configured (it starts with `/` and holds no `;`, `?` or `#`).
+    pub fn exact(path: &str) -> PathPattern {
+        PathPattern::Exact(drop_trailing_slash(path).to_string())
+    }
+
+    /// `prefix` as configured: `/v1/mcp` and `/v1/mcp/` are the same prefix.
+    pub fn prefix(prefix: &str) -> PathPattern {
+        PathPattern::Prefix(prefix.trim_end_matches('/').to_string())
+    }
+
+    /// A template as configured, one trailing slash ignored. Returns the variable names too.
+    pub fn template(text: &str) -> Result<(PathPattern, Vec<String>), String> {
+        let (t, names) = Template::parse(drop_trailing_slash(text))?;
+        Ok((PathPattern::Template(t), names))
+    }
+
+    /// Matches a canonical path (`canonical_path`); on success returns the captured values.
     pub fn matches<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
         match self {
             PathPattern::Exact(p) => (p == path).then(Vec::new),
-            PathPattern::Prefix(p) => path.starts_with(p.as_str()).then(Vec::new),
+            PathPattern::Prefix(p) => covers(p, path).then(Vec::new),
             PathPattern::Template(t) => t.matches(path),
         }
     }
+}
+
+/// Whether a segment prefix (no trailing slash) covers a path.
+fn covers(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.is_empty(),
+        None => false,
+    }
+}
+
+/// `/a/b/` as `/a/b`; `/` stays `/`.
+pub fn drop_trailing_slash(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => path,
+    }
+}
+
+/// What a `;` path parameter in a segment (`/admin;jsessionid=1/users`) does to a request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum PathParameters {
+    /// Refused as `path_not_normalized`: the filter cannot know whether the upstream drops
+    /// the parameter (Tomcat, Jetty, Spring) or keeps it in the segment (most others).
+    #[default]
+    Reject,
+    /// Matched with every parameter removed, as servlet containers serve it.
+    Strip,
+}
+
+/// The path routes are matched against: a path (query string removed) that `is_normalized`
+/// accepted, with `;` parameters refused or removed, and one trailing slash dropped (`/` stays
+/// `/`). `None`: refuse the request as `path_not_normalized`.
+pub fn canonical_path(path: &str, parameters: PathParameters) -> Option<Cow<'_, str>> {
+    if !path.contains(';') {
+        return Some(Cow::Borrowed(drop_trailing_slash(path)));
+    }
+    if parameters == PathParameters::Reject {
+        return None;
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or(""));
+    }
+    // `/a/;x/b` would become `/a//b`: a segment that was only a parameter is no segment.
+    let inner = out.strip_suffix('/').unwrap_or(&out);
+    if inner.len() > 1 && inner[1..].split('/').any(str::is_empty) {
+        return None;
+    }
+    let kept = drop_trailing_slash(&out).len();
+    out.truncate(kept);
+    Some(Cow::Owned(out))
+}
+
+/// The method routes are matched against: `HEAD` is `GET` (every common framework answers it
+/// with the GET handler). `None` for a method with a lower-case letter: methods are
+/// case-sensitive (RFC 9110 §9.1), and `get` must not fall through to a route for any method.
+pub fn canonical_method(method: &str) -> Option<&str> {
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        return None;
+    }
+    Some(if method == "HEAD" { "GET" } else { method })
 }
 
 /// Whether a path (query already stripped) is what Envoy's `normalize_path`, `merge_slashes`
@@ -206,9 +302,48 @@ mod tests {
     fn patterns_and_query() {
         assert_eq!(strip_query("/v1/search?q=a/b"), "/v1/search");
         assert_eq!(strip_query("/v1/search#frag"), "/v1/search");
-        assert!(PathPattern::Exact("/health".into()).matches("/health").is_some());
-        assert!(PathPattern::Exact("/health".into()).matches("/healthz").is_none());
-        assert!(PathPattern::Prefix("/api/".into()).matches("/api/x").is_some());
-        assert!(PathPattern::Prefix("/api/".into()).matches("/apix").is_none());
+        assert!(PathPattern::exact("/health").matches("/health").is_some());
+        assert!(PathPattern::exact("/health/").matches("/health").is_some());
+        assert!(PathPattern::exact("/health").matches("/healthz").is_none());
+        assert!(PathPattern::prefix("/api/").matches("/api/x").is_some());
+        assert!(PathPattern::prefix("/api/").matches("/api").is_some());
+        assert!(PathPattern::prefix("/api").matches("/api/x").is_some());
+        assert!(PathPattern::prefix("/api/").matches("/apix").is_none());
+        assert!(PathPattern::prefix("/api").matches("/api-admin").is_none());
+        assert!(PathPattern::prefix("/").matches("/").is_some());
+        assert!(PathPattern::prefix("/").matches("/x/y").is_some());
+    }
+
+    #[test]
+    fn canonical_paths() {
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            // (path, canonical when parameters are refused, canonical when they are removed)
+            ("/", Some("/"), Some("/")),
+            ("/a/b", Some("/a/b"), Some("/a/b")),
+            ("/a/b/", Some("/a/b"), Some("/a/b")),
+            ("/a/b;x", None, Some("/a/b")),
+            ("/a;x/b", None, Some("/a/b")),
+            ("/a;x=1;y=2/b;z/", None, Some("/a/b")),
+            ("/a;x/", None, Some("/a")),
+            ("/;x", None, Some("/")),
+            ("/a/;x/b", None, None),
+            ("/;x/a", None, None),
+            ("/a/;x", None, Some("/a")),
+        ];
+        for (path, reject, strip) in cases {
+            assert_eq!(canonical_path(path, PathParameters::Reject).as_deref(), *reject, "{path} (reject)");
+            assert_eq!(canonical_path(path, PathParameters::Strip).as_deref(), *strip, "{path} (strip)");
+        }
+    }
+
+    #[test]
+    fn canonical_methods() {
+        assert_eq!(canonical_method("GET"), Some("GET"));
+        assert_eq!(canonical_method("HEAD"), Some("GET"));
+        assert_eq!(canonical_method("POST"), Some("POST"));
+        assert_eq!(canonical_method("PROPFIND"), Some("PROPFIND"));
+        for bad in ["get", "head", "Get", "pOST"] {
+            assert_eq!(canonical_method(bad), None, "{bad}");
+        }
     }
 }

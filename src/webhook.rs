@@ -72,7 +72,15 @@ impl Webhook {
         let timestamp = match &raw.timestamp {
             Some(t) => Some(TimestampRule {
                 header: token_name(&format!("{path}.timestamp.header"), &t.header)?,
-                tolerance_s: t.tolerance_s.unwrap_or(300),
+                tolerance_s: match t.tolerance_s.unwrap_or(300) {
+                    s if s > crate::config::MAX_WEBHOOK_TOLERANCE_S => {
+                        return Err((
+                            format!("{path}.timestamp.tolerance_s"),
+                            format!("must be at most {}", crate::config::MAX_WEBHOOK_TOLERANCE_S),
+                        ))
+                    }
+                    s => s,
+                },
             }),
             None => None,
         };

@@ -14,7 +14,7 @@ use crate::jwt::{Alg, ClaimPaths, ClaimRules, KeySet};
 use crate::metadata::ProtectedResource;
 use crate::webhook::Webhook;
 use crate::principal::Field;
-use crate::routes::{is_plain_name, PathPattern, Template};
+use crate::routes::{is_plain_name, PathParameters, PathPattern};
 use raw::*;
 
 pub use raw::{KeyStatus, Unmatched};
@@ -61,6 +61,11 @@ pub struct Config {
     pub webhooks: Vec<(String, Webhook)>,
     pub protected_resource: Option<ProtectedResource>,
     pub correlation: Option<Correlation>,
+    pub path_parameters: PathParameters,
+    /// Lower-case names whose underscore twins (`x_api_key` for `x-api-key`) are removed from
+    /// every request that goes upstream: the credential headers, the forwarded identity
+    /// headers, and the organisation and workspace headers.
+    pub guarded_headers: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -85,6 +90,7 @@ pub struct RemoteJwks {
     pub authority: String,
     pub path: String,
     pub timing: crate::jwks_cache::Timing,
+    pub allow_symmetric_keys: bool,
     /// Shared-data key of this JWKS: the same URL is fetched once for every provider and
     /// every filter instance that names it.
     pub cache_key: String,
@@ -251,6 +257,20 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
 
     let forward = compile_forward(raw.forward, &key_headers)?;
 
+    let mut guarded_headers = vec!["authorization".to_string()];
+    guarded_headers.extend(key_headers.iter().cloned());
+    guarded_headers.extend(forward.headers.iter().map(|(n, _)| n.clone()));
+    guarded_headers.extend([organization_header.clone(), workspace_header.clone()]);
+    guarded_headers.sort();
+    guarded_headers.dedup();
+    if let Some(c) = &correlation {
+        // The filter sets the correlation header on the upstream request and the response:
+        // over a credential or an identity header it would replace what the upstream trusts.
+        if guarded_headers.contains(&c.header) {
+            return Err(ConfigError::new("correlation_id.header", "must not be a credential, forwarded, organisation or workspace header"));
+        }
+    }
+
     Ok(Config {
         providers,
         api_keys,
@@ -264,6 +284,11 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         webhooks,
         protected_resource,
         correlation,
+        path_parameters: match raw.path_parameters {
+            RawPathParameters::Reject => PathParameters::Reject,
+            RawPathParameters::Strip => PathParameters::Strip,
+        },
+        guarded_headers,
     })
 }
 
@@ -283,7 +308,16 @@ fn compile_provider(name: String, p: RawProvider) -> Result<Provider, ConfigErro
         algorithms.push(alg);
     }
     let keys = match (p.jwks.remote, p.jwks.inline) {
-        (Some(r), None) => KeySource::Remote(compile_remote(&format!("{path}.jwks.remote"), r)?),
+        (Some(r), None) => {
+            let remote = compile_remote(&format!("{path}.jwks.remote"), r)?;
+            if !remote.allow_symmetric_keys && algorithms.iter().all(|a| a.is_hmac()) {
+                return Err(ConfigError::new(
+                    format!("{path}.jwks.remote"),
+                    "only HMAC algorithms are allowed, and HMAC keys from a remote JWKS are ignored unless allow_symmetric_keys is set",
+                ));
+            }
+            KeySource::Remote(remote)
+        }
         (None, Some(inline)) => {
             let doc = serde_json::json!({ "keys": inline.keys });
             let set = KeySet::from_json(doc.to_string().as_bytes())
@@ -316,6 +350,7 @@ fn compile_provider(name: String, p: RawProvider) -> Result<Provider, ConfigErro
         email: paths("email", c.email, defaults.email)?,
         name: paths("name", c.name, defaults.name)?,
         organization: paths("organization", c.organization, defaults.organization)?,
+        organizations: paths("organizations", c.organizations, defaults.organizations)?,
         workspaces: paths("workspaces", c.workspaces, defaults.workspaces)?,
         roles: paths("roles", c.roles, defaults.roles)?,
         permissions: paths("permissions", c.permissions, defaults.permissions)?,
@@ -326,7 +361,7 @@ fn compile_provider(name: String, p: RawProvider) -> Result<Provider, ConfigErro
             issuer: p.issuer,
             audiences: p.audiences,
             authorized_parties: p.authorized_parties,
-            clock_skew_s: p.clock_skew_s.unwrap_or(60),
+            clock_skew_s: bounded(&format!("{path}.clock_skew_s"), p.clock_skew_s.unwrap_or(60), MAX_CLOCK_SKEW_S)?,
             require_exp: p.require_exp.unwrap_or(true),
             max_lifetime_s: p.max_lifetime_s,
             reject_pending_sessions: p.reject_pending_sessions,
@@ -339,6 +374,24 @@ fn compile_provider(name: String, p: RawProvider) -> Result<Provider, ConfigErro
     })
 }
 
+/// The largest clock skew a provider may allow: beyond a few minutes a skew is no longer a
+/// clock difference but a longer token lifetime.
+pub const MAX_CLOCK_SKEW_S: u64 = 300;
+/// The largest replay window of a timestamped webhook.
+pub const MAX_WEBHOOK_TOLERANCE_S: u64 = 3600;
+
+fn bounded(path: &str, value: u64, max: u64) -> Result<u64, ConfigError> {
+    if value > max {
+        return Err(ConfigError::new(path, format!("must be at most {max}")));
+    }
+    Ok(value)
+}
+
+/// Seconds as milliseconds; a period too long to count in milliseconds is as good as forever.
+pub fn seconds_to_ms(s: u64) -> u64 {
+    s.saturating_mul(1000)
+}
+
 fn compile_remote(path: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError> {
     if r.cluster.is_empty() {
         return Err(ConfigError::new(format!("{path}.cluster"), "must not be empty"));
@@ -349,8 +402,8 @@ fn compile_remote(path: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigErro
     })?;
     let timing = crate::jwks_cache::Timing {
         timeout: r.timeout_ms.unwrap_or(1500),
-        refresh: r.refresh_s.unwrap_or(300).saturating_mul(1000),
-        min_refetch: r.min_refetch_s.unwrap_or(30).saturating_mul(1000),
+        refresh: seconds_to_ms(r.refresh_s.unwrap_or(300)),
+        min_refetch: seconds_to_ms(r.min_refetch_s.unwrap_or(30)),
     };
     if !(1..=60_000).contains(&timing.timeout) {
         return Err(ConfigError::new(format!("{path}.timeout_ms"), "must be between 1 and 60000"));
@@ -360,7 +413,15 @@ fn compile_remote(path: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigErro
     }
     let authority = r.authority.unwrap_or_else(|| r.cluster.clone());
     let cache_key = format!("api-auth/jwks/{}/{}{}", r.cluster, authority, jwks_path);
-    Ok(RemoteJwks { cluster: r.cluster, authority, path: jwks_path, timing, cache_key })
+    Ok(RemoteJwks { cluster: r.cluster, authority, path: jwks_path, timing, allow_symmetric_keys: r.allow_symmetric_keys, cache_key })
+}
+
+impl RemoteJwks {
+    /// The keys of a fetched JWKS document: HMAC secrets only where the provider opted in.
+    pub fn parse_keys(&self, bytes: &[u8]) -> Result<KeySet, String> {
+        let set = KeySet::from_json(bytes)?;
+        Ok(if self.allow_symmetric_keys { set } else { set.without_symmetric_keys() })
+    }
 }
 
 /// Built-ins first (so index 0 is `detail`), then custom formats.
@@ -414,7 +475,7 @@ fn compile_api_keys(raw: RawApiKeys) -> Result<ApiKeys, ConfigError> {
         Some(u) => Some(service("api_keys.usage_report", (&u.cluster, &u.authority, &u.path), 2000, u.interval_s.unwrap_or(60), 0)?),
         None => None,
     };
-    if usage_report.as_ref().is_some_and(|u| u.ttl_s == 0) {
+    if usage_report.as_ref().is_some_and(|u| u.ttl_ms == 0) {
         return Err(ConfigError::new("api_keys.usage_report.interval_s", "must be at least 1"));
     }
     if raw.prefixes.is_empty() {
@@ -473,8 +534,8 @@ fn service(
         authority: authority.clone().unwrap_or_else(|| cluster.clone()),
         path: target.clone(),
         timeout_ms,
-        ttl_s,
-        negative_ttl_s,
+        ttl_ms: seconds_to_ms(ttl_s),
+        negative_ttl_ms: seconds_to_ms(negative_ttl_s),
     })
 }
 
@@ -541,19 +602,28 @@ fn compile_route(path: &str, r: RawRoute, ctx: &RouteContext<'_>) -> Result<Rout
                 }
                 out.push(method.to_ascii_uppercase());
             }
+            // HEAD is judged as GET (routes::canonical_method): a route for HEAD alone would
+            // judge every GET.
+            if let Some(i) = out.iter().position(|m| m == "HEAD") {
+                if !out.iter().any(|m| m == "GET") {
+                    return Err(ConfigError::new(format!("{path}.match.methods[{i}]"), "HEAD is judged as GET: list GET instead"));
+                }
+                out.retain(|m| m != "HEAD");
+            }
             Some(out)
         }
         None => None,
     };
     let mut variables: Vec<String> = Vec::new();
     let pattern = match (m.path, m.prefix, m.template) {
-        (Some(p), None, None) => PathPattern::Exact(route_path(&format!("{path}.match.path"), p)?),
-        (None, Some(p), None) => PathPattern::Prefix(route_path(&format!("{path}.match.prefix"), p)?),
+        (Some(p), None, None) => PathPattern::exact(&route_path(&format!("{path}.match.path"), p)?),
+        (None, Some(p), None) => PathPattern::prefix(&route_path(&format!("{path}.match.prefix"), p)?),
         (None, None, Some(t)) => {
-            let (tpl, names) =
-                Template::parse(&t).map_err(|e| ConfigError::new(format!("{path}.match.template"), e))?;
+            let tpath = format!("{path}.match.template");
+            let t = route_path(&tpath, t)?;
+            let (pattern, names) = PathPattern::template(&t).map_err(|e| ConfigError::new(tpath, e))?;
             variables = names;
-            PathPattern::Template(tpl)
+            pattern
         }
         _ => return Err(ConfigError::new(format!("{path}.match"), "exactly one of path, prefix or template is required")),
     };
@@ -586,6 +656,12 @@ fn route_path(path: &str, p: String) -> Result<String, ConfigError> {
     }
     if p.contains(['?', '#']) {
         return Err(ConfigError::new(path, "matching ignores the query string; leave it out"));
+    }
+    if p.contains(';') {
+        return Err(ConfigError::new(path, "a path with ';' parameters never matches: requests carrying them are refused, or matched without them"));
+    }
+    if !crate::routes::is_normalized(&p) {
+        return Err(ConfigError::new(path, "never matches: no empty, '.' or '..' segment, backslash or percent-encoded slash or unreserved character"));
     }
     Ok(p)
 }

@@ -32,6 +32,17 @@ pub struct RawConfig {
     pub correlation_id: Option<RawCorrelationId>,
     pub workspace_header: Option<String>,
     pub organization_header: Option<String>,
+    /// What a `;` path parameter does: refused (default) or removed before matching.
+    #[serde(default)]
+    pub path_parameters: RawPathParameters,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawPathParameters {
+    #[default]
+    Reject,
+    Strip,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -82,6 +93,10 @@ pub struct RawRemoteJwks {
     pub timeout_ms: Option<u64>,
     pub refresh_s: Option<u64>,
     pub min_refetch_s: Option<u64>,
+    /// HMAC secrets (`kty: "oct"`) in the fetched JWKS are used only when this is set: a
+    /// JWKS URL is usually public, and a key it publishes must not be able to mint tokens.
+    #[serde(default)]
+    pub allow_symmetric_keys: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +114,7 @@ pub struct RawClaims {
     pub email: Option<Vec<String>>,
     pub name: Option<Vec<String>>,
     pub organization: Option<Vec<String>>,
+    pub organizations: Option<Vec<String>>,
     pub workspaces: Option<Vec<String>>,
     pub roles: Option<Vec<String>>,
     pub permissions: Option<Vec<String>>,

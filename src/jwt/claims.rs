@@ -99,6 +99,8 @@ pub struct ClaimPaths {
     pub email: Vec<Vec<String>>,
     pub name: Vec<Vec<String>>,
     pub organization: Vec<Vec<String>>,
+    /// Organisations the principal may act in beside its own; none by default.
+    pub organizations: Vec<Vec<String>>,
     pub workspaces: Vec<Vec<String>>,
     pub roles: Vec<Vec<String>>,
     pub permissions: Vec<Vec<String>>,
@@ -118,6 +120,7 @@ impl Default for ClaimPaths {
             email: paths(&["email"]),
             name: paths(&["name"]),
             organization: paths(&["o.id", "org_id", "tenant_id"]),
+            organizations: Vec::new(),
             workspaces: paths(&["workspace_ids", "workspace_id"]),
             roles: paths(&["roles", "o.rol", "org_role"]),
             permissions: paths(&["permissions", "o.per", "org_permissions"]),

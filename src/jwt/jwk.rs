@@ -121,6 +121,14 @@ impl KeySet {
         set
     }
 
+    /// The set less its HMAC secrets (counted as skipped).
+    pub fn without_symmetric_keys(mut self) -> KeySet {
+        let before = self.keys.len();
+        self.keys.retain(|k| !matches!(k.key, PublicKey::Oct(_)));
+        self.skipped += before - self.keys.len();
+        self
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }

@@ -40,6 +40,11 @@ pub enum Alg {
 }
 
 impl Alg {
+    /// HS256/384/512: verified with a shared secret (`kty: "oct"`), not a public key.
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Alg::HS256 | Alg::HS384 | Alg::HS512)
+    }
+
     /// `none` never parses.
     pub fn parse(s: &str) -> Option<Alg> {
         Some(match s {
