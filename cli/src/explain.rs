@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use api_auth_filter::config::{AuthRequirements, Config, KeySource, Requirement};
+use api_auth_filter::config::{AuthRequirements, Config, KeySource, RemoteJwks, Requirement};
 use api_auth_filter::deny::{Denial, LocalResponse};
 use api_auth_filter::engine::{self, Decision, Env, KeySlot, LookupState, NoCache, Request, Wait};
 use api_auth_filter::jwt::KeySet;
@@ -150,7 +150,13 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
 
     let mut r = Report::default();
     r.request(&cfg, &o);
-    let matched = find_route(&cfg, &o.method, &o.path);
+    if let Ok(target) = engine::Target::of(&cfg, &req) {
+        if target.method != o.method || target.path != strip_query(&o.path) {
+            r.set("judged_as", json!({ "method": target.method, "path": target.path }));
+            r.text("judged as", &format!("{} {} (the resource the upstream serves: HEAD as GET, one trailing slash and ';' parameters ignored)", target.method, target.path));
+        }
+    }
+    let matched = engine::route_for(&cfg, &req).ok().flatten();
     r.route(&cfg, &raw, matched, &decision);
     match decision {
         Decision::Respond(resp) => {
@@ -194,7 +200,7 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
         }
     }
     if o.method.bytes().any(|b| b.is_ascii_lowercase()) {
-        r.note(&format!("methods are case-sensitive: routes list upper-case methods, this request says '{}'", o.method));
+        r.note(&format!("methods are case-sensitive: '{}' is refused, not matched as another method", o.method));
     }
     Ok(if o.json { format!("{}\n", Value::Object(r.json)) } else { r.lines })
 }
@@ -202,8 +208,8 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
 /// Inline keys as configured; remote keys from --jwks, else "not fetched yet".
 fn key_slots(cfg: &Config, specs: &[String]) -> Result<Vec<KeySlot>, Failure> {
     let any_remote = cfg.providers.iter().any(|p| matches!(p.keys, KeySource::Remote(_)));
-    let mut every: Option<Rc<KeySet>> = None;
-    let mut named: Vec<Option<Rc<KeySet>>> = vec![None; cfg.providers.len()];
+    let mut every: Option<(String, Vec<u8>)> = None;
+    let mut named: Vec<Option<(String, Vec<u8>)>> = vec![None; cfg.providers.len()];
     for spec in specs {
         let target = spec.split_once('=').and_then(|(name, file)| {
             cfg.providers.iter().position(|p| p.name == name).map(|i| (i, file))
@@ -213,18 +219,21 @@ fn key_slots(cfg: &Config, specs: &[String]) -> Result<Vec<KeySlot>, Failure> {
                 if matches!(cfg.providers[i].keys, KeySource::Inline(_)) {
                     return Err(Failure::Usage(format!("--jwks: provider '{}' has inline keys", cfg.providers[i].name)));
                 }
-                named[i] = Some(load_jwks(file)?);
+                named[i] = Some((file.to_string(), util::read_input(file)?));
             }
             None if !any_remote => {
                 return Err(Failure::Usage("--jwks: no provider of this configuration has remote JWKS".into()));
             }
-            None => every = Some(load_jwks(spec)?),
+            None => every = Some((spec.clone(), util::read_input(spec)?)),
         }
     }
     let mut slots = engine::inline_keys(cfg);
     for (i, p) in cfg.providers.iter().enumerate() {
-        if let (KeySource::Remote(_), Some(slot)) = (&p.keys, slots.get_mut(i)) {
-            let keys = named[i].clone().or_else(|| every.clone());
+        if let (KeySource::Remote(remote), Some(slot)) = (&p.keys, slots.get_mut(i)) {
+            let keys = match named[i].as_ref().or(every.as_ref()) {
+                Some((file, bytes)) => Some(parse_jwks(remote, file, bytes)?),
+                None => None,
+            };
             // Given keys are final (an unknown kid is token_invalid); no keys: Envoy would wait.
             *slot = KeySlot { keys, version: 1, can_wait: true, can_refetch: false };
         }
@@ -232,22 +241,14 @@ fn key_slots(cfg: &Config, specs: &[String]) -> Result<Vec<KeySlot>, Failure> {
     Ok(slots)
 }
 
-fn load_jwks(file: &str) -> Result<Rc<KeySet>, Failure> {
-    let bytes = util::read_input(file)?;
-    let set = KeySet::from_json(&bytes).map_err(|e| err(format!("{}: not a JWKS document: {e}", util::display_name(file))))?;
+/// A JWKS document as Envoy's fetch would take it for this provider (HMAC keys only where it
+/// opts in).
+fn parse_jwks(remote: &RemoteJwks, file: &str, bytes: &[u8]) -> Result<Rc<KeySet>, Failure> {
+    let set = remote.parse_keys(bytes).map_err(|e| err(format!("{}: not a JWKS document: {e}", util::display_name(file))))?;
     if set.is_empty() {
         return Err(err(format!("{}: no usable key in this JWKS", util::display_name(file))));
     }
     Ok(Rc::new(set))
-}
-
-/// The route `decide` picks, found the same way (first match of method and path), so that it
-/// can be shown also when the decision does not name it (wait).
-fn find_route(cfg: &Config, method: &str, path: &str) -> Option<usize> {
-    let path = strip_query(path);
-    cfg.routes.iter().position(|r| {
-        r.methods.as_ref().is_none_or(|m| m.iter().any(|x| x == method)) && r.pattern.matches(path).is_some()
-    })
 }
 
 /// Only for a generated correlation id: not secret, merely different from one run to the next.
@@ -513,7 +514,7 @@ fn principal_json(p: &Principal) -> Value {
         "kind": p.kind.as_str(), "provider": p.provider, "key_id": p.key_id, "subject": p.subject,
         "email": p.email, "name": p.name, "organization": p.organization, "workspace": p.workspace,
         "workspaces": p.workspaces, "roles": p.roles, "permissions": p.permissions, "scopes": p.scopes,
-        "full_access": p.full_access,
+        "full_access": p.full_access, "organizations": p.organizations,
     })
 }
 
@@ -537,7 +538,7 @@ fn principal_text(p: &Principal) -> Vec<String> {
         }
     }
     if p.full_access {
-        out.push("full access (passes permission and scope checks)".into());
+        out.push("full access (passes permission and scope checks, never another organisation or workspace)".into());
     }
     out
 }
