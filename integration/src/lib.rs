@@ -463,11 +463,16 @@ pub struct EnvoyOpts {
     pub normalize_path: bool,
     /// Another build of the filter than `$WASM` (the benchmark's A/B comparisons).
     pub wasm: Option<PathBuf>,
+    /// Envoy's `headers_with_underscores_action`: `REJECT_REQUEST` by default, as in the
+    /// shipped envoy/envoy.yaml (Envoy answers 400 before any filter runs). Off (`ALLOW`,
+    /// Envoy's own default), a header such as `x_api_key` reaches the filter, which must remove
+    /// the underscore twins of credential and identity headers itself.
+    pub reject_underscore_headers: bool,
 }
 
 impl EnvoyOpts {
     pub fn new(filter_config: Value, upstream_port: u16) -> EnvoyOpts {
-        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true, filters_yaml: None, direct_response: false, normalize_path: true, wasm: None }
+        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true, filters_yaml: None, direct_response: false, normalize_path: true, wasm: None, reject_underscore_headers: true }
     }
     pub fn cluster(mut self, name: &str, port: u16) -> EnvoyOpts {
         self.clusters.push((name.into(), port));
@@ -488,6 +493,12 @@ impl EnvoyOpts {
     /// Envoy without path normalisation: what the filter must refuse to judge.
     pub fn without_path_normalization(mut self) -> EnvoyOpts {
         self.normalize_path = false;
+        self
+    }
+    /// Envoy's default `headers_with_underscores_action: ALLOW` instead of the shipped
+    /// `REJECT_REQUEST`: headers with `_` in their names reach the filter.
+    pub fn allow_underscore_headers(mut self) -> EnvoyOpts {
+        self.reject_underscore_headers = false;
         self
     }
 }
@@ -527,7 +538,8 @@ fn cluster_yaml(name: &str, port: u16) -> String {
 }
 
 /// The bootstrap the tests run: one listener, the filter before the router, path normalisation
-/// on unless `normalize_path` is off (the filter must judge the path the router routes).
+/// on unless `normalize_path` is off (the filter must judge the path the router routes), and
+/// request headers with underscores refused unless `reject_underscore_headers` is off.
 pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path) -> String {
     let config = serde_json::to_string(&opts.filter_config).expect("config");
     let env: String = if opts.vm_env.is_empty() {
@@ -568,6 +580,7 @@ pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path)
         )
     };
     let (normalize, escaped_slashes) = if opts.normalize_path { ("true", "UNESCAPE_AND_REDIRECT") } else { ("false", "KEEP_UNCHANGED") };
+    let underscores = if opts.reject_underscore_headers { "REJECT_REQUEST" } else { "ALLOW" };
     let route_action = if opts.direct_response {
         r#"direct_response: { status: 200, body: { inline_string: "ok" } }"#
     } else {
@@ -593,6 +606,8 @@ static_resources:
           stat_prefix: ingress
           # HTTP/1.1 trailers reach the filters (webhook bodies ended by trailers are tested).
           http_protocol_options: {{ enable_trailers: true }}
+          # As envoy/envoy.yaml: `x_api_key` is `X-Api-Key` to CGI/WSGI upstreams.
+          common_http_protocol_options: {{ headers_with_underscores_action: {underscores} }}
           normalize_path: {normalize}
           merge_slashes: {normalize}
           path_with_escaped_slashes_action: {escaped_slashes}
