@@ -161,7 +161,9 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 /// (status, reason when denied, the organisation forwarded when allowed)
-fn tenant_decision(cfg: &Config, path: &str, headers: &[(&str, &str)]) -> (u16, Option<Reason>, Option<String>) {
+type Outcome = (u16, Option<Reason>, Option<String>);
+
+fn tenant_decision(cfg: &Config, path: &str, headers: &[(&str, &str)]) -> Outcome {
     let headers: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
     let keys = inline_keys(cfg);
     let env = Env { now: NOW, keys: &keys, random: [1; 16], key_lookup: &no_lookup, verified: &NoCache };
@@ -190,7 +192,7 @@ fn full_access_passes_scopes_but_never_crosses_a_tenant() {
     let none = with(json!({}));
     let member_of_two = with(json!({ "o": { "id": "org_own" }, "orgs": ["org_second"] }));
     let forbidden = (403, Some(Reason::OrganizationForbidden), None);
-    let rows: Vec<(&str, &Config, &str, Vec<(&str, &str)>, (u16, Option<Reason>, Option<String>))> = vec![
+    let rows: Vec<(&str, &Config, &str, Vec<(&str, &str)>, Outcome)> = vec![
         ("full access passes the scope, own organisation", &plain, "/v1/mcp", vec![("authorization", &own)], (200, None, Some("org_own".into()))),
         ("naming its own organisation", &plain, "/v1/mcp", vec![("authorization", &own), ("x-organization-id", "org_own")], (200, None, Some("org_own".into()))),
         ("the tenant hop of the issue", &plain, "/v1/mcp", vec![("authorization", &own), ("x-organization-id", "org_victim")], forbidden.clone()),
