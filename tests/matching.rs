@@ -162,6 +162,8 @@ fn sha256_hex(b: &[u8]) -> String {
 
 /// (status, reason when denied, the organisation forwarded when allowed)
 type Outcome = (u16, Option<Reason>, Option<String>);
+/// (name, configuration, path, headers, outcome)
+type TenantRow<'a> = (&'a str, &'a Config, &'a str, Vec<(&'a str, &'a str)>, Outcome);
 
 fn tenant_decision(cfg: &Config, path: &str, headers: &[(&str, &str)]) -> Outcome {
     let headers: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
@@ -192,7 +194,7 @@ fn full_access_passes_scopes_but_never_crosses_a_tenant() {
     let none = with(json!({}));
     let member_of_two = with(json!({ "o": { "id": "org_own" }, "orgs": ["org_second"] }));
     let forbidden = (403, Some(Reason::OrganizationForbidden), None);
-    let rows: Vec<(&str, &Config, &str, Vec<(&str, &str)>, Outcome)> = vec![
+    let rows: Vec<TenantRow> = vec![
         ("full access passes the scope, own organisation", &plain, "/v1/mcp", vec![("authorization", &own)], (200, None, Some("org_own".into()))),
         ("naming its own organisation", &plain, "/v1/mcp", vec![("authorization", &own), ("x-organization-id", "org_own")], (200, None, Some("org_own".into()))),
         ("the tenant hop of the issue", &plain, "/v1/mcp", vec![("authorization", &own), ("x-organization-id", "org_victim")], forbidden.clone()),
