@@ -274,3 +274,49 @@ fn usage_errors() {
     let out = run(&["explain", "/nonexistent.json", "GET", "/x"]);
     assert_eq!(out.code, 1);
 }
+
+/// The tenant rule and the judged form, as `explain` shows them: an OAuth user of a
+/// `full_access` provider (contract 003's MCP route) passes scopes, but never names another
+/// organisation; `HEAD .../` is judged as `GET ...`.
+#[test]
+fn full_access_never_crosses_a_tenant_and_the_judged_form_is_shown() {
+    let dir = TempDir::new();
+    let key = dir.path("demo-key.pem");
+    let jwks = dir.write("jwks.json", ok(&["jwks", "--key", &key]).stdout);
+    let cfg = dir.write(
+        "config.json",
+        json!({
+            "providers": { "clerk": { "issuer": "https://clerk.test", "algorithms": ["RS256"], "full_access": true,
+                                      "jwks": { "remote": { "cluster": "jwks", "path": "/jwks.json" } } } },
+            "routes": [{ "match": { "prefix": "/v1/mcp" }, "auth": { "scopes": ["tools:mcp"] }, "errors": "error" }],
+            "forward": { "headers": { "x-organization-id": "organization" } }
+        })
+        .to_string(),
+    );
+    let token = ok(&["mint-token", "--key", &key, "--iss", "https://clerk.test", "--org", "org_own"]).stdout.trim().to_string();
+    let auth = format!("authorization: Bearer {token}");
+    let run = |method: &str, path: &str, extra: &[&str]| {
+        let mut args = vec!["explain", "--json", "--jwks", &jwks, &cfg, method, path, "-H", &auth];
+        for h in extra {
+            args.extend(["-H", h]);
+        }
+        ok(&args).json()
+    };
+    let r = run("GET", "/v1/mcp", &["x-organization-id: org_victim"]);
+    denied(&r, 403, r#"{"error":"forbidden"}"#, "organization_forbidden");
+    let r = run("GET", "/v1/mcp", &["x-organization-id: org_own"]);
+    allowed(&r);
+    assert_eq!(r["principal"]["organization"], "org_own", "{r}");
+    assert_eq!(r["principal"]["full_access"], true, "{r}");
+    let r = run("HEAD", "/v1/mcp/tools/", &[]);
+    allowed(&r);
+    assert_eq!(r["judged_as"], json!({ "method": "GET", "path": "/v1/mcp/tools" }), "{r}");
+    let text = ok(&["explain", "--jwks", &jwks, &cfg, "GET", "/v1/mcp", "-H", &auth]).stdout;
+    assert!(text.contains("full access (passes permission and scope checks, never another organisation or workspace)"), "{text}");
+    assert!(!text.contains(&token));
+    // Refused before any route: in the default format, not the route's.
+    let r = run("get", "/v1/mcp", &[]);
+    denied(&r, 400, r#"{"detail":"Bad request"}"#, "method_invalid");
+    let r = run("GET", "/v1/mcp;x", &[]);
+    denied(&r, 400, r#"{"detail":"Bad request"}"#, "path_not_normalized");
+}
