@@ -105,19 +105,19 @@ pub fn refetch_allowed(t: &Timing, fetched_at: Option<u64>, now: u64) -> bool {
 /// The lease a worker writes to fetch: held for the call's timeout plus a margin, after which
 /// another worker may take over (the holder may have died mid-call).
 pub fn take(lease: &Lease, t: &Timing, now: u64) -> Lease {
-    Lease { held_until: now + t.timeout + 1000, ..*lease }
+    Lease { held_until: now.saturating_add(t.timeout).saturating_add(1000), ..*lease }
 }
 
 pub fn after_success(lease: &Lease, now: u64, t: &Timing) -> Lease {
     // refetch_wanted is kept: a want newer than this fetch still counts.
-    Lease { held_until: 0, not_before: now + t.min_refetch.min(t.refresh), failures: 0, ..*lease }
+    Lease { held_until: 0, not_before: now.saturating_add(t.min_refetch.min(t.refresh)), failures: 0, ..*lease }
 }
 
 /// Exponential backoff, 1 s doubling to at most 30 s (or the refresh period, if shorter).
 pub fn after_failure(lease: &Lease, now: u64, t: &Timing) -> Lease {
     let failures = lease.failures.saturating_add(1);
     let backoff = 1000u64.saturating_mul(1 << failures.saturating_sub(1).min(5)).min(30_000).min(t.refresh.max(1000));
-    Lease { held_until: 0, not_before: now + backoff, failures, ..*lease }
+    Lease { held_until: 0, not_before: now.saturating_add(backoff), failures, ..*lease }
 }
 
 #[cfg(test)]
@@ -167,5 +167,15 @@ mod tests {
         assert_eq!(waits, vec![1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
         let short = Timing { refresh: 5000, ..T };
         assert_eq!(after_failure(&Lease { failures: 9, ..l }, 0, &short).not_before, 5000);
+    }
+
+    #[test]
+    fn periods_too_long_for_milliseconds_saturate() {
+        let forever = Timing { timeout: 60_000, refresh: u64::MAX, min_refetch: u64::MAX };
+        let now = 1_790_000_000_000;
+        assert_eq!(after_success(&Lease::default(), now, &forever).not_before, u64::MAX);
+        assert_eq!(take(&Lease::default(), &forever, u64::MAX - 10).held_until, u64::MAX);
+        assert_eq!(after_failure(&Lease::default(), u64::MAX - 10, &forever).not_before, u64::MAX);
+        assert!(!fetch_due(&forever, Some(now), &Lease::default(), now + 86_400_000), "a day is not forever");
     }
 }
