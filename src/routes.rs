@@ -181,7 +181,14 @@ pub enum PathParameters {
 /// The path routes are matched against: a path (query string removed) that `is_normalized`
 /// accepted, with `;` parameters refused or removed, and one trailing slash dropped (`/` stays
 /// `/`). `None`: refuse the request as `path_not_normalized`.
+///
+/// Refusing also refuses an encoded `%3B`: servlet containers remove parameters before they
+/// decode (so `%3B` stays part of the segment), but an upstream that decodes first would see
+/// a parameter. Removing follows the servlet order and keeps `%3B` as text.
 pub fn canonical_path(path: &str, parameters: PathParameters) -> Option<Cow<'_, str>> {
+    if parameters == PathParameters::Reject && has_encoded_semicolon(path) {
+        return None;
+    }
     if !path.contains(';') {
         return Some(Cow::Borrowed(drop_trailing_slash(path)));
     }
@@ -203,6 +210,10 @@ pub fn canonical_path(path: &str, parameters: PathParameters) -> Option<Cow<'_, 
     let kept = drop_trailing_slash(&out).len();
     out.truncate(kept);
     Some(Cow::Owned(out))
+}
+
+fn has_encoded_semicolon(path: &str) -> bool {
+    path.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'3' && (w[2] == b'b' || w[2] == b'B'))
 }
 
 /// The method routes are matched against: `HEAD` is `GET` (every common framework answers it
@@ -329,6 +340,9 @@ mod tests {
             ("/a/;x/b", None, None),
             ("/;x/a", None, None),
             ("/a/;x", None, Some("/a")),
+            ("/a%3Bx/b", None, Some("/a%3Bx/b")),
+            ("/a%3bx/b/", None, Some("/a%3bx/b")),
+            ("/a%3/b", Some("/a%3/b"), Some("/a%3/b")),
         ];
         for (path, reject, strip) in cases {
             assert_eq!(canonical_path(path, PathParameters::Reject).as_deref(), *reject, "{path} (reject)");

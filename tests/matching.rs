@@ -53,6 +53,7 @@ fn the_forms_an_upstream_serves_alike_are_judged_by_one_route() {
         ("HEAD is GET", &["HEAD /a/b", "HEAD /a/b/"], Ok(Some(0)), Ok(Some(0))),
         ("path parameters", &["GET /a/b;x", "GET /a;x/b", "GET /a;x=1/b;y/", "GET /a/b;"], Err(Reason::PathNotNormalized), Ok(Some(0))),
         ("HEAD with parameters", &["HEAD /a;jsessionid=1/b"], Err(Reason::PathNotNormalized), Ok(Some(0))),
+        ("an encoded ';' is refused too; removing keeps it as text", &["GET /a%3Bx/b", "GET /api/admin%3bx/users"], Err(Reason::PathNotNormalized), Ok(Some(6))),
         ("a segment of only a parameter", &["GET /a/;x/b", "GET /;x/a/b"], Err(Reason::PathNotNormalized), Err(Reason::PathNotNormalized)),
         ("segment prefix", &["GET /v1/mcp", "GET /v1/mcp/", "POST /v1/mcp/x", "DELETE /v1/mcp/x/y/"], Ok(Some(2)), Ok(Some(2))),
         ("prefix parameters", &["GET /v1/mcp;x", "GET /v1/mcp;x/y"], Err(Reason::PathNotNormalized), Ok(Some(2))),
