@@ -258,7 +258,10 @@ fn serve_connection(stream: TcpStream, st: &ServerState) {
         }
         out.push_str("\r\n");
         let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&answer.body);
+        // A HEAD response has the GET response's headers and no body (RFC 9110 §9.3.2).
+        if req.method != "HEAD" {
+            bytes.extend_from_slice(&answer.body);
+        }
         if writer.write_all(&bytes).is_err() || close {
             let _ = writer.shutdown(Shutdown::Both);
             return;
@@ -805,49 +808,56 @@ pub struct Case {
     pub upstream: Upstream,
 }
 
+/// Sends one case and checks its answer and what the upstream saw: the response, and every
+/// problem found (none when the case holds).
+pub fn check_case(envoy: &Envoy, upstream: &Server, case: &Case) -> (Resp, Vec<String>) {
+    upstream.clear();
+    let resp = envoy.send(&case.req);
+    let mut problems = Vec::new();
+    if resp.status != case.status {
+        problems.push(format!("status {} want {}", resp.status, case.status));
+    }
+    if let Some(want) = &case.body {
+        if &resp.json() != want {
+            problems.push(format!("body {} want {}", resp.text(), want));
+        }
+    }
+    for (name, value) in &case.headers {
+        if resp.header(name) != Some(value.as_str()) {
+            problems.push(format!("header {name}: {:?} want {value:?}", resp.header(name)));
+        }
+    }
+    let seen = upstream.requests();
+    match &case.upstream {
+        Upstream::None => {
+            if !seen.is_empty() {
+                problems.push(format!("upstream saw {} request(s), want none", seen.len()));
+            }
+        }
+        Upstream::Saw { present, absent } => match seen.first() {
+            None => problems.push("upstream saw nothing".into()),
+            Some(r) => {
+                for (name, value) in present {
+                    if r.header(name).as_deref() != Some(value.as_str()) {
+                        problems.push(format!("upstream header {name}: {:?} want {value:?}", r.header(name)));
+                    }
+                }
+                for name in absent {
+                    if let Some(v) = r.header(name) {
+                        problems.push(format!("upstream header {name} present ({} bytes), want absent", v.len()));
+                    }
+                }
+            }
+        },
+    }
+    (resp, problems)
+}
+
 /// Runs every case, collects every failure, and panics with all of them and the Envoy log.
 pub fn run_cases(envoy: &Envoy, upstream: &Server, cases: Vec<Case>) {
     let mut failures = Vec::new();
     for case in &cases {
-        upstream.clear();
-        let resp = envoy.send(&case.req);
-        let mut problems = Vec::new();
-        if resp.status != case.status {
-            problems.push(format!("status {} want {}", resp.status, case.status));
-        }
-        if let Some(want) = &case.body {
-            if &resp.json() != want {
-                problems.push(format!("body {} want {}", resp.text(), want));
-            }
-        }
-        for (name, value) in &case.headers {
-            if resp.header(name) != Some(value.as_str()) {
-                problems.push(format!("header {name}: {:?} want {value:?}", resp.header(name)));
-            }
-        }
-        let seen = upstream.requests();
-        match &case.upstream {
-            Upstream::None => {
-                if !seen.is_empty() {
-                    problems.push(format!("upstream saw {} request(s), want none", seen.len()));
-                }
-            }
-            Upstream::Saw { present, absent } => match seen.first() {
-                None => problems.push("upstream saw nothing".into()),
-                Some(r) => {
-                    for (name, value) in present {
-                        if r.header(name).as_deref() != Some(value.as_str()) {
-                            problems.push(format!("upstream header {name}: {:?} want {value:?}", r.header(name)));
-                        }
-                    }
-                    for name in absent {
-                        if let Some(v) = r.header(name) {
-                            problems.push(format!("upstream header {name} present ({} bytes), want absent", v.len()));
-                        }
-                    }
-                }
-            },
-        }
+        let (_, problems) = check_case(envoy, upstream, case);
         if !problems.is_empty() {
             failures.push(format!("- {}: {}", case.name, problems.join("; ")));
         }
