@@ -295,7 +295,11 @@ fn hostile_requests_get_their_documented_answers_and_the_vm_lives() {
         allow("dot segments out of the admin prefix", Req::get("/api/admin/../x").bearer(&member), sub("user_1")),
         public("dot segments onto a public path", Req::get("/api/../health")),
         deny("case is not normalised: /API/ is no route", Req::get("/API/admin/x").bearer(&member), 404, json!({"detail": "Not found"}), "route_not_found"),
-        deny("a path parameter hides the prefix: no route", Req::get("/api;x/admin/x").bearer(&member), 404, json!({"detail": "Not found"}), "route_not_found"),
+        // A `;` parameter would hide the prefix from the filter (no route here), while servlet
+        // containers drop it and serve /api/admin/x: refused before any route is chosen.
+        bad_request("a path parameter hides the prefix", Req::get("/api;x/admin/x").bearer(&member)),
+        bad_request("a path parameter on the admin segment", Req::get("/api/admin;x/x").bearer(&member)),
+        bad_request("an empty path parameter on the last segment, public prefix", Req::get("/public/x;")),
         public("double-encoded dots stay encoded (one decoding, judged and routed alike)", Req::get("/public/%252e%252e/api/admin/x")),
         public("the query string is not the path", Req::get("/health?next=/../api/admin/x&b=%2F..%2F")),
         envoy_answers("a fragment in the request line (Envoy's 400)", Req::get("/health#/../api/admin/x"), 400),
@@ -378,6 +382,8 @@ fn hostile_requests_get_their_documented_answers_and_the_vm_lives() {
     ];
     // Webhook rows need no credentials; the others are independent of order.
     rows.push(public("a normal request at the end", Req::get("/health")));
+    // A normalising Envoy leaves `;` parameters in place: the filter refuses those paths.
+    let refused = rows.iter().filter(|r| r.reason == Some("path_not_normalized")).count() as u64;
     run_rows(&envoy, &upstream, "hostile", rows);
 
     // The path the router routes is the path that was judged: the upstream got the normalised
@@ -401,7 +407,11 @@ fn hostile_requests_get_their_documented_answers_and_the_vm_lives() {
     assert!(id.len() == 36 && id.is_ascii(), "generated id: {id:?}");
 
     assert_vm_alive(&envoy, &issuer, vms_at_start);
-    assert_eq!(envoy.stat("wasmcustom.api_auth.denied.path_not_normalized"), Some(0), "a normalising Envoy never hands the filter an unnormalised path");
+    assert_eq!(
+        envoy.stat("wasmcustom.api_auth.denied.path_not_normalized"),
+        Some(refused),
+        "a normalising Envoy hands the filter no other unnormalised path than those with ';' parameters"
+    );
 }
 
 trait WithToken {
@@ -540,4 +550,428 @@ fn percent_encoded_letters_are_refused_when_envoy_does_not_normalise() {
             bad_request("%41 (upper-case hex) in a segment", Req::get("/api/%41dmin/x").bearer(&member)),
         ],
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bypasses of "judge the request the upstream will serve", with the example configurations
+// of ../shared/design/examples loaded unchanged. Each reached the upstream with 200 before:
+// a `;` parameter hid the stronger route's prefix, a trailing slash or `HEAD` missed the exact
+// route and fell to a weaker prefix, underscore twins of identity headers went upstream (CGI
+// and WSGI read `x_user_id` as X-User-Id), and full-access OAuth users named any organisation.
+
+const AGENTS_KEY: &str = "cf_ak_example_agents_only";
+const LIST_KEY: &str = "cf_ak_example_list_roadmap";
+const FULL_KEY: &str = "cf_ak_example_full_access";
+const WEBHOOK_KEY_001: &str = "cflo_live_sk_EXAMPLE_01HX9VTPQR3KF8MZ";
+const DENIED: &str = "api-auth-filter: denied reason=";
+
+/// One request: its expected answer and, where the filter answers, the reason and the route
+/// (index into the example's routes, -1 for none) it logs. The examples set no correlation id,
+/// so the filter's line for a row is the one logged after it was sent.
+struct Judged {
+    case: Case,
+    denial: Option<(&'static str, i64)>,
+}
+
+fn refused(name: &'static str, req: Req, status: u16, body: Value, reason: &'static str, route: i64) -> Judged {
+    Judged { case: denied(name, req, status, body), denial: Some((reason, route)) }
+}
+
+fn not_normalized(name: &'static str, req: Req) -> Judged {
+    refused(name, req, 400, json!({"detail": "Bad request"}), "path_not_normalized", -1)
+}
+
+/// A 403 of the route's `detail` format with the RFC 6750 insufficient_scope challenge (example
+/// 003 sets protected_resource, so the challenge names the metadata URL).
+fn scope_003(name: &'static str, req: Req, scope: &str, route: i64) -> Judged {
+    let mut j = refused(name, req, 403, json!({ "detail": format!("Insufficient scope: {scope}") }), "insufficient_scope", route);
+    j.case.headers.push(("www-authenticate", format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{METADATA_003}\"")));
+    j
+}
+
+/// The same denial answering HEAD: status and headers, no body (run_judged checks it is empty).
+fn headless(mut j: Judged) -> Judged {
+    j.case.body = Some(Value::Null);
+    j
+}
+
+const METADATA_003: &str = "https://api.clickflow.com/v1/.well-known/oauth-protected-resource";
+
+/// Allowed: 200, the upstream saw `present` and none of `absent` (nor any credential header).
+fn passed(name: &'static str, req: Req, present: Vec<(&'static str, String)>, absent: &[&'static str]) -> Judged {
+    let mut gone = vec!["authorization", "x-api-key"];
+    gone.extend_from_slice(absent);
+    Judged { case: Case { name, req, status: 200, body: None, headers: vec![], upstream: Upstream::Saw { present, absent: gone } }, denial: None }
+}
+
+/// Envoy answers before the filter runs: its status, and the upstream saw nothing.
+fn codec(name: &'static str, req: Req, status: u16) -> Judged {
+    Judged { case: Case { name, req, status, body: None, headers: vec![], upstream: Upstream::None }, denial: None }
+}
+
+fn denial_lines(log: &str) -> Vec<String> {
+    log.lines().filter(|l| l.contains(DENIED)).map(str::to_string).collect()
+}
+
+/// The wasm log at debug (the filter follows within a tick), proven by a denied probe, and
+/// the log quiet again before the rows begin.
+fn debug_denials_with(envoy: &Envoy, probe: &Req) {
+    assert_eq!(send(envoy.admin_port(), &Req::post("/logging?wasm=debug")).status, 200);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            envoy.send(probe);
+            !denial_lines(&envoy.log()).is_empty()
+        }),
+        "the filter never logged a denial at debug:\n{}",
+        envoy.log()
+    );
+    settle(envoy);
+}
+
+/// Waits until no denial line was added for 400 ms (Envoy flushes its log every 100 ms).
+fn settle(envoy: &Envoy) {
+    let mut last = usize::MAX;
+    while last != denial_lines(&envoy.log()).len() {
+        last = denial_lines(&envoy.log()).len();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+}
+
+/// Runs the rows one by one: each answer and upstream check, the one denial line a filter
+/// answer logs (reason and route), and none for an Envoy answer or an allowed request. A HEAD
+/// answer has no body. Panics with every failure.
+fn run_judged(envoy: &Envoy, upstream: &Server, rows: &[Judged]) {
+    let mut failures = Vec::new();
+    for row in rows {
+        let before = denial_lines(&envoy.log()).len();
+        let (resp, mut problems) = check_case(envoy, upstream, &row.case);
+        if row.case.req.method == "HEAD" && !resp.body.is_empty() {
+            problems.push(format!("HEAD answered with a {}-byte body", resp.body.len()));
+        }
+        match row.denial {
+            Some((reason, route)) => {
+                wait_until(Duration::from_secs(5), || denial_lines(&envoy.log()).len() > before);
+                let new = denial_lines(&envoy.log()).split_off(before);
+                let want = format!("{DENIED}{reason} route={route} ");
+                match new.as_slice() {
+                    [line] if line.contains(&want) => {}
+                    [line] => problems.push(format!("want `{}`, logged `{}`", want.trim(), &line[line.find(DENIED).unwrap_or(0)..])),
+                    lines => problems.push(format!("want one denial line `{}`, logged {}", want.trim(), lines.len())),
+                }
+            }
+            None => {
+                // A denial line is flushed within 100 ms; give a wrong one the time to show.
+                std::thread::sleep(Duration::from_millis(250));
+                let new = denial_lines(&envoy.log()).split_off(before);
+                if let Some(line) = new.first() {
+                    problems.push(format!("the filter denied it: {}", &line[line.find(DENIED).unwrap_or(0)..]));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!("- {}: {}", row.case.name, problems.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} rows failed:\n{}\n--- Envoy log ---\n{}", failures.len(), rows.len(), failures.join("\n"), envoy.log());
+    eprintln!("{} rows passed", rows.len());
+}
+
+/// After the rows: the filter's counters for these reasons (flushed on its timer) match the
+/// rows, no 5xx, no VM failure.
+fn assert_counted_and_alive(envoy: &Envoy, rows: &[Judged], reasons: &[&str]) {
+    std::thread::sleep(Duration::from_millis(1200));
+    for reason in reasons {
+        let want = rows.iter().filter(|r| r.denial.is_some_and(|(r, _)| r == *reason)).count() as u64;
+        assert_eq!(envoy.stat(&format!("wasmcustom.api_auth.denied.{reason}")), Some(want), "denied.{reason}");
+    }
+    assert_eq!(envoy.stat("http.ingress.downstream_rq_5xx"), Some(0), "a request was failed with a 5xx");
+    assert_eq!(envoy.wasm_failures(), Vec::<String>::new(), "wasm failure stats or log lines");
+}
+
+/// Envoy with `headers_with_underscores_action: REJECT_REQUEST` (the shipped configuration)
+/// answers a request carrying an underscore header with 400 itself, counted by its HTTP/1
+/// codec; nothing reaches the filter or the upstream.
+fn assert_rejected_by_envoy(envoy: &Envoy, upstream: &Server, rows: &[Judged]) {
+    let rows: Vec<Judged> = rows
+        .iter()
+        .map(|r| codec(r.case.name, r.case.req.clone(), 400))
+        .collect();
+    let before = envoy.stat("http1.requests_rejected_with_underscores_in_headers").unwrap_or(0);
+    run_judged(envoy, upstream, &rows);
+    assert_eq!(
+        envoy.stat("http1.requests_rejected_with_underscores_in_headers"),
+        Some(before + rows.len() as u64),
+        "Envoy counted each request it refused for an underscore header"
+    );
+}
+
+fn clerk_000(issuer: &Issuer, extra: Value) -> String {
+    let now = unix_now();
+    let mut c = json!({ "iss": "https://clerk.cf0.example", "sub": "user_1", "iat": now, "exp": now + 600 });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    issuer.token("k1", &c)
+}
+
+/// Example 000 (session JWTs with organisation): the admin prefix behind a `;` parameter, and
+/// the underscore twins of its forwarded identity headers (x-user-id, x-org-id).
+#[test]
+fn example_000_bypasses_are_refused() {
+    let Some(ex) = example("000") else { return };
+    let issuer = Issuer::new(&["k1"]);
+    let jwks = Server::mock(Canned::json(200, &issuer.jwks(&[])));
+    let upstream = Server::echo();
+    let member = clerk_000(&issuer, json!({ "org_id": "org_1", "org_role": "org:member" }));
+    let admin = clerk_000(&issuer, json!({ "org_id": "org_1", "org_role": "org:admin" }));
+    let user = || vec![("x-user-id", "user_1".to_string()), ("x-org-id", "org_1".to_string())];
+    let role = json!({"detail": "Insufficient role"});
+    let twins = |sent: Req| sent.header("x_user_id", "root").header("x_org_id", "org_victim");
+    let twin_rows = || {
+        vec![
+            passed("x_user_id and x_org_id on the public /health", twins(Req::get("/health")), vec![], &["x_user_id", "x_org_id", "x-user-id", "x-org-id"]),
+            passed(
+                "upper-case twins beside a member token",
+                Req::get("/api/projects").bearer(&member).header("X_USER_ID", "root").header("X_Org_Id", "org_victim"),
+                user(),
+                &["x_user_id", "x_org_id"],
+            ),
+            passed("twins beside an admin token on the admin prefix", twins(Req::get("/api/admin/users").bearer(&admin)), user(), &["x_user_id", "x_org_id"]),
+        ]
+    };
+
+    // As shipped: underscores refused by Envoy.
+    let envoy = Envoy::start(EnvoyOpts::new(ex.clone(), upstream.port()).cluster("clerk_jwks", jwks.port()));
+    assert!(wait_until(Duration::from_secs(20), || envoy.send(&Req::get("/api/projects").bearer(&member)).status == 200), "{}", envoy.log());
+    debug_denials_with(&envoy, &Req::get("/api/projects"));
+    let rows = vec![
+        not_normalized("member: /api/admin;x/users", Req::get("/api/admin;x/users").bearer(&member)),
+        not_normalized("member: /api;x/admin/users", Req::get("/api;x/admin/users").bearer(&member)),
+        not_normalized("member: /api/admin;/users", Req::get("/api/admin;/users").bearer(&member)),
+        not_normalized("admin too: parameters are refused, not judged", Req::get("/api/admin;x/users").bearer(&admin)),
+        not_normalized("without credentials: before the 401", Req::get("/api/admin;x/users")),
+        not_normalized("on the public path", Req::get("/health;x")),
+        refused("member: /api/admin/users/ (trailing slash) keeps the admin rules", Req::get("/api/admin/users/").bearer(&member), 403, role.clone(), "role_required", 2),
+        refused("member: /api/admin (no slash) is the admin prefix", Req::get("/api/admin").bearer(&member), 403, role.clone(), "role_required", 2),
+        refused("member: HEAD on the admin prefix", Req::new("HEAD", "/api/admin/users").bearer(&member), 403, Value::Null, "role_required", 2),
+        passed("admin on the admin prefix", Req::get("/api/admin/users").bearer(&admin), user(), &[]),
+        passed("member outside it", Req::get("/api/projects").bearer(&member), user(), &[]),
+    ];
+    run_judged(&envoy, &upstream, &rows);
+    assert_counted_and_alive(&envoy, &rows, &["path_not_normalized"]);
+    assert_rejected_by_envoy(&envoy, &upstream, &twin_rows());
+    drop(envoy);
+
+    // Envoy's default (ALLOW): the filter removes the twins itself.
+    let envoy = Envoy::start(EnvoyOpts::new(ex.clone(), upstream.port()).cluster("clerk_jwks", jwks.port()).allow_underscore_headers());
+    assert!(wait_until(Duration::from_secs(20), || envoy.send(&Req::get("/api/projects").bearer(&member)).status == 200), "{}", envoy.log());
+    debug_denials_with(&envoy, &Req::get("/api/projects"));
+    let mut rows = twin_rows();
+    rows.push(Judged {
+        case: Case {
+            name: "twins on a denied request: the filter's 401, nothing upstream",
+            req: twins(Req::get("/api/projects")),
+            status: 401,
+            body: Some(json!({"detail": CREDS})),
+            headers: vec![("www-authenticate", "Bearer".into())],
+            upstream: Upstream::None,
+        },
+        denial: Some(("credentials_missing", 3)),
+    });
+    run_judged(&envoy, &upstream, &rows);
+    assert_counted_and_alive(&envoy, &rows, &["path_not_normalized"]);
+    drop(envoy);
+
+    // `"path_parameters": "strip"` (the example plus that one field): parameters are removed
+    // before matching, so /api/admin;x/users is judged by the admin route.
+    let mut strip = ex;
+    strip["path_parameters"] = json!("strip");
+    let envoy = Envoy::start(EnvoyOpts::new(strip, upstream.port()).cluster("clerk_jwks", jwks.port()));
+    assert!(wait_until(Duration::from_secs(20), || envoy.send(&Req::get("/api/projects").bearer(&member)).status == 200), "{}", envoy.log());
+    debug_denials_with(&envoy, &Req::get("/api/projects"));
+    let rows = vec![
+        refused("strip: member on /api/admin;x/users gets the admin rules", Req::get("/api/admin;x/users").bearer(&member), 403, role.clone(), "role_required", 2),
+        refused("strip: member on /api;x/admin;y/users/", Req::get("/api;x/admin;y/users/").bearer(&member), 403, role, "role_required", 2),
+        passed("strip: admin on /api/admin;x/users", Req::get("/api/admin;x/users").bearer(&admin), user(), &[]),
+        not_normalized("strip: a segment that is only a parameter is still refused", Req::get("/api/;x/admin/users").bearer(&member)),
+    ];
+    run_judged(&envoy, &upstream, &rows);
+    assert_counted_and_alive(&envoy, &rows, &["path_not_normalized"]);
+}
+
+/// Example 001 (tenant JWTs, X-API-Key, signed webhooks): the admin prefix behind an empty `;`
+/// parameter and at its own bare path, and the twins of its credential and identity headers
+/// on the public (signed) webhook route.
+#[test]
+fn example_001_bypasses_are_refused() {
+    let Some(ex) = example("001") else { return };
+    const HOOK_SECRET: &str = "whsec_example_001";
+    let issuer = Issuer::new(&["k1"]);
+    let jwks = Server::mock(Canned::json(200, &issuer.jwks(&[])));
+    let upstream = Server::echo();
+    let now = unix_now();
+    let token = |roles: Value| {
+        issuer.token(
+            "k1",
+            &json!({ "iss": "https://causeflow.clerk.accounts.dev", "aud": "https://api.causeflow.ai", "sub": "usr_1",
+                     "tenant_id": "ten_EXAMPLE_01HX9VTPQR3KF8MZ", "roles": roles, "iat": now, "exp": now + 600 }),
+        )
+    };
+    let member = token(json!(["member"]));
+    let admin = token(json!(["admin"]));
+    let tenant = |roles: &str| vec![("x-tenant-id", "ten_EXAMPLE_01HX9VTPQR3KF8MZ".to_string()), ("x-user-id", "usr_1".to_string()), ("x-user-roles", roles.to_string())];
+    let role = json!({"detail": "Insufficient role"});
+    let body = br#"{"event":"incident.created"}"#;
+    let signed = || {
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
+        mac.update(body);
+        let sig = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>();
+        Req::post("/hooks/causeflow").header("x-webhook-signature", format!("sha256={sig}")).body(body)
+    };
+    let twin_rows = || {
+        vec![
+            passed(
+                "x_api_key, x_user_id and x_tenant_id on the public webhook route",
+                signed().header("x_api_key", WEBHOOK_KEY_001).header("x_user_id", "root").header("x_tenant_id", "ten_victim").header("x_user_roles", "admin"),
+                vec![],
+                &["x_api_key", "x_user_id", "x_tenant_id", "x_user_roles", "x-user-id", "x-tenant-id"],
+            ),
+            passed(
+                "x_tenant_id beside a member token",
+                Req::get("/v1/incidents").bearer(&member).header("x_tenant_id", "ten_victim").header("x_user_roles", "admin"),
+                tenant("member"),
+                &["x_tenant_id", "x_user_roles"],
+            ),
+            passed(
+                "x_api_key beside a valid x-api-key",
+                Req::post("/v1/webhooks/subscriptions").header("x-api-key", WEBHOOK_KEY_001).header("x_api_key", "cflo_forged"),
+                vec![("x-tenant-id", "ten_EXAMPLE_01HX9VTPQR3KF8MZ".to_string())],
+                &["x_api_key"],
+            ),
+        ]
+    };
+    let start = |opts: EnvoyOpts| {
+        let envoy = Envoy::start(opts.cluster("clerk_jwks", jwks.port()).env("CAUSEFLOW_WEBHOOK_SECRET", HOOK_SECRET));
+        assert!(wait_until(Duration::from_secs(20), || envoy.send(&Req::get("/v1/incidents").bearer(&member)).status == 200), "{}", envoy.log());
+        debug_denials_with(&envoy, &Req::get("/v1/incidents"));
+        envoy
+    };
+
+    let envoy = start(EnvoyOpts::new(ex.clone(), upstream.port()));
+    let rows = vec![
+        not_normalized("member: /v1/admin;/settings", Req::get("/v1/admin;/settings").bearer(&member)),
+        not_normalized("member: /v1/admin;x/settings", Req::get("/v1/admin;x/settings").bearer(&member)),
+        not_normalized("admin too", Req::get("/v1/admin;/settings").bearer(&admin)),
+        not_normalized("the webhook prefix behind a parameter", Req::post("/hooks;x/causeflow").body(body)),
+        refused("member: /v1/admin/settings/ keeps the admin rules", Req::get("/v1/admin/settings/").bearer(&member), 403, role.clone(), "role_required", 2),
+        refused("member: /v1/admin (no slash) is the admin prefix", Req::get("/v1/admin").bearer(&member), 403, role.clone(), "role_required", 2),
+        refused("member: HEAD /v1/admin/settings", Req::new("HEAD", "/v1/admin/settings").bearer(&member), 403, Value::Null, "role_required", 2),
+        passed("admin on /v1/admin/settings", Req::get("/v1/admin/settings").bearer(&admin), tenant("admin"), &[]),
+        passed("a signed webhook", signed(), vec![], &[]),
+    ];
+    run_judged(&envoy, &upstream, &rows);
+    assert_counted_and_alive(&envoy, &rows, &["path_not_normalized"]);
+    assert_rejected_by_envoy(&envoy, &upstream, &twin_rows());
+    drop(envoy);
+
+    let envoy = start(EnvoyOpts::new(ex, upstream.port()).allow_underscore_headers());
+    let rows = twin_rows();
+    run_judged(&envoy, &upstream, &rows);
+    assert_counted_and_alive(&envoy, &rows, &["path_not_normalized"]);
+}
+
+/// Example 003 (scoped keys, MCP OAuth, RFC 9728): exact tool routes behind a parameter, a
+/// trailing slash or HEAD; a lower-case method; the MCP prefix on segment boundaries; the
+/// organisation header and its twin for full-access OAuth users.
+#[test]
+fn example_003_bypasses_are_refused() {
+    let Some(ex) = example("003") else { return };
+    let clerk = Issuer::new(&["c1"]);
+    let jwks = Server::mock(Canned::json(200, &clerk.jwks(&[])));
+    let upstream = Server::echo();
+    let now = unix_now();
+    let oauth = |extra: Value| {
+        let mut c = json!({ "iss": "https://your-app.clerk.accounts.dev", "sub": "user_h", "iat": now, "exp": now + 600 });
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        clerk.token("c1", &c)
+    };
+    let v2 = oauth(json!({ "o": { "id": "org_abc123", "rol": "admin" } }));
+    let v1 = oauth(json!({ "org_id": "org_abc123" }));
+    let no_org = oauth(json!({}));
+    let org = |o: &str| vec![("x-organization-id", o.to_string())];
+    let keyed = |id: &str| vec![("x-organization-id", "org_abc123".to_string()), ("x-auth-key-id", id.to_string())];
+    let forbidden = json!({"error": "forbidden"});
+    let twin_rows = || {
+        vec![
+            passed(
+                "x_organization_id and x_api_key beside an OAuth token on /v1/mcp",
+                Req::get("/v1/mcp").bearer(&v1).header("x_organization_id", "org_victim").header("x_api_key", FULL_KEY).header("x_auth_key_id", "key_full"),
+                org("org_abc123"),
+                &["x_organization_id", "x_api_key", "x_auth_key_id", "x-auth-key-id"],
+            ),
+            passed(
+                "x_organization_id beside a key on a tool route",
+                Req::post("/v1/tools/agents/run").bearer(AGENTS_KEY).header("x_organization_id", "org_victim"),
+                keyed("key_agents"),
+                &["x_organization_id"],
+            ),
+        ]
+    };
+    let start = |opts: EnvoyOpts| {
+        let envoy = Envoy::start(opts.cluster("clerk_jwks", jwks.port()));
+        assert!(wait_until(Duration::from_secs(20), || envoy.send(&Req::get("/v1/mcp").bearer(&v1)).status == 200), "{}", envoy.log());
+        debug_denials_with(&envoy, &Req::get("/v1/projects"));
+        envoy
+    };
+
+    let envoy = start(EnvoyOpts::new(ex.clone(), upstream.port()));
+    let mut not_accepted = refused("JWT on /v1/mcp-admin: the /v1/ route takes keys only", Req::get("/v1/mcp-admin").bearer(&v1), 401, json!({"detail": CREDS}), "credential_not_accepted", 5);
+    not_accepted.case.headers.push(("www-authenticate", format!("Bearer error=\"invalid_token\", resource_metadata=\"{METADATA_003}\"")));
+    let mut rows = vec![
+        // `;` parameters.
+        not_normalized("agents key: GET /v1/tools/platform/roadmap-items;a", Req::get("/v1/tools/platform/roadmap-items;a").bearer(AGENTS_KEY)),
+        not_normalized("agents key: POST /v1/tools/platform;x/roadmap-items", Req::post("/v1/tools/platform;x/roadmap-items").bearer(AGENTS_KEY)),
+        not_normalized("list key: POST /v1/tools/agents/deploy;x", Req::post("/v1/tools/agents/deploy;x").bearer(LIST_KEY)),
+        not_normalized("OAuth: /v1/mcp;x", Req::get("/v1/mcp;x").bearer(&v1)),
+        // One trailing slash: the exact route still judges.
+        scope_003("agents key: GET /v1/tools/platform/roadmap-items/", Req::get("/v1/tools/platform/roadmap-items/").bearer(AGENTS_KEY), "tools:platform.list_roadmap_items", 2),
+        scope_003("list key: POST /v1/tools/platform/roadmap-items/", Req::post("/v1/tools/platform/roadmap-items/").bearer(LIST_KEY), "tools:platform.create_roadmap_item", 3),
+        scope_003("list key: POST /v1/tools/agents/deploy/", Req::post("/v1/tools/agents/deploy/").bearer(LIST_KEY), "tools:agents.deploy", 4),
+        passed("list key: GET /v1/tools/platform/roadmap-items/ (its own scope)", Req::get("/v1/tools/platform/roadmap-items/").bearer(LIST_KEY), keyed("key_list"), &[]),
+        passed("agents key: POST /v1/tools/agents/deploy/ (its own scope)", Req::post("/v1/tools/agents/deploy/").bearer(AGENTS_KEY), keyed("key_agents"), &[]),
+        // HEAD is GET.
+        headless(scope_003("agents key: HEAD /v1/tools/platform/roadmap-items", Req::new("HEAD", "/v1/tools/platform/roadmap-items").bearer(AGENTS_KEY), "tools:platform.list_roadmap_items", 2)),
+        headless(scope_003("agents key: HEAD /v1/tools/platform/roadmap-items/", Req::new("HEAD", "/v1/tools/platform/roadmap-items/").bearer(AGENTS_KEY), "tools:platform.list_roadmap_items", 2)),
+        passed("list key: HEAD /v1/tools/platform/roadmap-items (its own scope)", Req::new("HEAD", "/v1/tools/platform/roadmap-items").bearer(LIST_KEY), keyed("key_list"), &[]),
+        // The MCP prefix covers /v1/mcp, /v1/mcp/ and /v1/mcp/x, never /v1/mcp-admin.
+        passed("OAuth: GET /v1/mcp", Req::get("/v1/mcp").bearer(&v1), org("org_abc123"), &[]),
+        passed("OAuth: GET /v1/mcp/", Req::get("/v1/mcp/").bearer(&v1), org("org_abc123"), &[]),
+        passed("OAuth: POST /v1/mcp/x", Req::post("/v1/mcp/x").bearer(&v2), org("org_abc123"), &[]),
+        not_accepted,
+        passed("a key on /v1/mcp-admin (the /v1/ route)", Req::get("/v1/mcp-admin").bearer(LIST_KEY), keyed("key_list"), &[]),
+        // The organisation header never crosses a tenant, full_access or not.
+        refused("OAuth (o.id org_abc123) naming org_victim", Req::get("/v1/mcp").bearer(&v2).header("x-organization-id", "org_victim"), 403, forbidden.clone(), "organization_forbidden", 1),
+        refused("OAuth (org_id org_abc123) naming org_victim", Req::get("/v1/mcp").bearer(&v1).header("X-Organization-Id", "org_victim"), 403, forbidden.clone(), "organization_forbidden", 1),
+        refused("OAuth without an organisation naming org_victim", Req::get("/v1/mcp").bearer(&no_org).header("x-organization-id", "org_victim"), 403, forbidden.clone(), "organization_forbidden", 1),
+        refused("OAuth without an organisation naming org_abc123", Req::post("/v1/mcp/x").bearer(&no_org).header("x-organization-id", "org_abc123"), 403, forbidden.clone(), "organization_forbidden", 1),
+        refused("full-access key naming org_victim", Req::get("/v1/mcp").bearer(FULL_KEY).header("x-organization-id", "org_victim"), 403, forbidden, "organization_forbidden", 1),
+        passed("OAuth (o.id) naming its own organisation", Req::get("/v1/mcp").bearer(&v2).header("x-organization-id", "org_abc123"), org("org_abc123"), &[]),
+        passed("OAuth (org_id) naming its own organisation", Req::get("/v1/mcp").bearer(&v1).header("X-Organization-Id", "org_abc123"), org("org_abc123"), &[]),
+        passed("OAuth without an organisation, no header", Req::get("/v1/mcp").bearer(&no_org), vec![], &["x-organization-id"]),
+    ];
+    // A method with a lower-case letter would fall from the GET-only route to /v1/, which
+    // takes any key. The filter refuses it (method_invalid, its unit tests), but Envoy's HTTP/1
+    // codec already answers `get` with its own 400 (1.36.4 and 1.40.0): nothing upstream.
+    rows.push(codec("agents key: lower-case get (Envoy's 400)", Req::new("get", "/v1/tools/platform/roadmap-items").bearer(AGENTS_KEY), 400));
+    run_judged(&envoy, &upstream, &rows);
+    assert_counted_and_alive(&envoy, &rows, &["path_not_normalized", "organization_forbidden", "insufficient_scope"]);
+    assert_rejected_by_envoy(&envoy, &upstream, &twin_rows());
+    drop(envoy);
+
+    let envoy = start(EnvoyOpts::new(ex, upstream.port()).allow_underscore_headers());
+    let rows = twin_rows();
+    run_judged(&envoy, &upstream, &rows);
+    assert_counted_and_alive(&envoy, &rows, &["path_not_normalized"]);
 }
