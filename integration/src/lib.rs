@@ -644,6 +644,9 @@ impl Envoy {
             let cfg_path = dir.0.join("envoy.yaml");
             std::fs::write(&cfg_path, yaml).expect("write bootstrap");
             let log_path = dir.0.join("envoy.log");
+            // Envoy appends: a failed attempt's lines (its critical "cannot bind") must not
+            // read as this Envoy's failures.
+            let _ = std::fs::remove_file(&log_path);
             let child = Command::new(&bin)
                 .arg("-c")
                 .arg(&cfg_path)
