@@ -153,8 +153,8 @@ fn contract_004_session_tokens_and_003_oauth_organisation() {
     run_cases(&envoy, &upstream, cases);
     drop(envoy);
 
-    // Contract 003: OAuth (Clerk JWT, full access) on MCP may act in any organisation it
-    // names and bypasses scopes; keys stay bound to theirs.
+    // Contract 003: OAuth (Clerk JWT, full access) on MCP bypasses scopes, but acts only in its
+    // own organisation, as keys do (full access never crosses a tenant).
     let mut c3 = c3;
     c3["routes"].as_array_mut().unwrap().insert(0, json!({ "match": { "prefix": "/v1/mcp/tools/" }, "auth": { "scopes": ["tools:platform.create_roadmap_item"] } }));
     let clerk = Issuer::new(&["c1"]);
@@ -164,7 +164,8 @@ fn contract_004_session_tokens_and_003_oauth_organisation() {
     let org = |o: &str| vec![("x-organization-id", o.to_string())];
     let cases = vec![
         allowed("OAuth on MCP, own organisation", Req::post("/v1/mcp").bearer(&human), org("org_abc123")),
-        allowed("OAuth override to another organisation", Req::post("/v1/mcp").bearer(&human).header("x-organization-id", "org_other"), org("org_other")),
+        allowed("OAuth naming its own organisation", Req::post("/v1/mcp").bearer(&human).header("x-organization-id", "org_abc123"), org("org_abc123")),
+        denied("OAuth naming another organisation", Req::post("/v1/mcp").bearer(&human).header("x-organization-id", "org_other"), 403, json!({"error": "forbidden"})),
         allowed("OAuth bypasses scope checks", Req::post("/v1/mcp/tools/create").bearer(&human), org("org_abc123")),
         denied(
             "key with a narrow scope on the same route",
