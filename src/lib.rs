@@ -1,8 +1,9 @@
 //! api-auth-filter: inline API authentication for Envoy, as a proxy-wasm filter.
 //!
-//! Everything but `filter` is a pure core that never touches the host: configuration,
-//! credentials, routes, API keys, grants and error responses. `filter` turns a request into
-//! plain data, asks `engine::decide` and acts on the answer.
+//! Everything but `glue` is a pure core that never touches the host: configuration,
+//! credentials, routes, API keys, grants and error responses. `glue` turns a request into
+//! plain data, asks `engine::decide` and acts on the answer, through one `Host` trait (the
+//! proxy-wasm ABI in Envoy, a mock in tests).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -12,6 +13,7 @@ pub mod correlation;
 pub mod credentials;
 pub mod deny;
 pub mod engine;
+pub mod glue;
 pub mod grants;
 pub mod jwks_cache;
 pub mod jwt;
@@ -25,9 +27,6 @@ pub mod token_cache;
 pub mod webhook;
 
 #[cfg(target_arch = "wasm32")]
-mod filter;
-
-#[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
-    filter::install();
+    glue::install();
 }}

@@ -1,0 +1,225 @@
+//! The key service (`api_keys.lookup`): a digest not in the static table is looked up once,
+//! whatever the number of requests waiting for it, and the answer is cached for every worker
+//! in shared data (bounded slots) and, parsed, in each worker (so that a cached key costs no
+//! JSON parse per request).
+//!
+//! A call belongs to the context that dispatched it, and Envoy cancels it when that request
+//! ends. When the dispatching request ends (a client reset) while others still wait for the
+//! same digest, the lookup is handed on: the root context dispatches it again on its next tick,
+//! and the waiters get its answer.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::apikeys::{self, ApiKeys, Lookup};
+use crate::stats::Counter;
+
+use super::stream::Stream;
+use super::{Action, Body, Call, Host, Worker};
+
+/// Key-service answers are cached for every worker in shared data, in a fixed number of slots
+/// (bounded memory): slot = digest prefix. Record: digest, expiry (ms), found (1/0), then the
+/// service's JSON entry. A slot stores the full digest: a collision costs a lookup, never a
+/// wrong answer.
+pub const KEY_CACHE_SLOTS: u32 = 4096;
+/// Parsed answers kept per worker.
+pub const PARSED_ENTRIES: usize = 1024;
+/// A key-service answer larger than this is garbage.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+#[derive(Default)]
+pub struct Lookups {
+    /// Calls in flight: token to digest.
+    by_token: HashMap<u32, [u8; 32]>,
+    /// Digest to its call: the token and the request that dispatched it (`None`: the root).
+    in_flight: HashMap<[u8; 32], (u32, Option<u32>)>,
+    /// Lookups whose dispatching request ended while others wait.
+    orphans: Vec<[u8; 32]>,
+    /// Answers this worker parsed: digest to (expiry in ms, answer).
+    parsed: HashMap<[u8; 32], (u64, Lookup)>,
+}
+
+fn slot_key(d: &[u8; 32]) -> String {
+    format!("api-auth/keys/{}", (u32::from(d[0]) << 8 | u32::from(d[1])) % KEY_CACHE_SLOTS)
+}
+
+impl<H: Host> Worker<H> {
+    /// The key service's answer for a digest, if cached and fresh: this worker's parsed copy,
+    /// else the shared record (then parsed once and kept).
+    pub(crate) fn cached_lookup(&self, d: &[u8; 32], now: u64) -> Option<Lookup> {
+        if let Some((expires, answer)) = self.st.borrow().lookups.parsed.get(d) {
+            if now < *expires {
+                return Some(answer.clone());
+            }
+        }
+        let (expires, answer) = self.read_shared_answer(d, now)?;
+        self.keep_parsed(d, expires, answer.clone());
+        Some(answer)
+    }
+
+    fn keep_parsed(&self, d: &[u8; 32], expires: u64, answer: Lookup) {
+        let mut st = self.st.borrow_mut();
+        let parsed = &mut st.lookups.parsed;
+        if parsed.len() >= PARSED_ENTRIES && !parsed.contains_key(d) {
+            if let Some(old) = parsed.keys().next().copied() {
+                parsed.remove(&old);
+            }
+        }
+        parsed.insert(*d, (expires, answer));
+    }
+
+    fn read_shared_answer(&self, d: &[u8; 32], now: u64) -> Option<(u64, Lookup)> {
+        let (Some(v), _) = self.host.shared_get(&slot_key(d)).ok()? else { return None };
+        let expires = u64::from_be_bytes(v.get(32..40)?.try_into().ok()?);
+        if v.get(..32)? != d || now >= expires {
+            return None;
+        }
+        let answer = match v.get(40)? {
+            1 => Lookup::Found(ApiKeys::parse_lookup(v.get(41..)?, d)?),
+            _ => Lookup::NotFound,
+        };
+        Some((expires, answer))
+    }
+
+    fn write_shared_answer(&self, d: &[u8; 32], expires: u64, found: Option<&[u8]>) {
+        let mut v = Vec::with_capacity(41 + found.map_or(0, <[u8]>::len));
+        v.extend_from_slice(d);
+        v.extend_from_slice(&expires.to_be_bytes());
+        match found {
+            Some(body) => {
+                v.push(1);
+                v.extend_from_slice(body);
+            }
+            None => v.push(0),
+        }
+        let _ = self.host.shared_set(&slot_key(d), &v, None);
+    }
+
+    /// A request needs the key service's answer: it waits, and the digest is looked up unless
+    /// a lookup for it is in flight already.
+    pub(crate) fn wait_for_lookup(&self, ctx: u32, digest: [u8; 32], now: u64, ended: bool) -> Action {
+        let config = self.config();
+        let Some(service) = config.api_keys.as_ref().and_then(|k| k.lookup.as_ref()) else { return self.fail_closed(None, None) };
+        let in_flight = self.st.borrow().lookups.in_flight.contains_key(&digest);
+        if !in_flight && !self.dispatch_lookup(&digest, Some(ctx)) {
+            // The answer can only be keys_unavailable now; decided at once, not after a wait.
+            return self.decide_without_waiting(ctx, ended);
+        }
+        let deadline = now.saturating_add(service.timeout_ms).saturating_add(500);
+        self.st.borrow_mut().streams.insert(ctx, Stream::WaitingForLookup { digest, deadline, body_done: ended });
+        Action::Pause
+    }
+
+    /// Starts a lookup on behalf of `owner` (`None`: the root context). False when it could
+    /// not start.
+    fn dispatch_lookup(&self, digest: &[u8; 32], owner: Option<u32>) -> bool {
+        let config = self.config();
+        let Some(service) = config.api_keys.as_ref().and_then(|k| k.lookup.as_ref()) else { return false };
+        let body = format!("{{\"sha256\":\"{}\"}}", apikeys::hex(digest));
+        let call = Call {
+            cluster: &service.cluster,
+            method: "POST",
+            path: &service.path,
+            authority: &service.authority,
+            content_type: Some("application/json"),
+            body: Some(body.as_bytes()),
+            timeout: Duration::from_millis(service.timeout_ms),
+        };
+        match self.host.dispatch(&call) {
+            Ok(token) => {
+                self.count(Counter::KeyLookup);
+                let mut st = self.st.borrow_mut();
+                st.lookups.by_token.insert(token, *digest);
+                st.lookups.in_flight.insert(*digest, (token, owner));
+                true
+            }
+            Err(e) => {
+                self.count(Counter::KeyLookupFailed);
+                log::warn!("api-auth-filter: key lookup on cluster {} could not start: {e:?}", service.cluster);
+                false
+            }
+        }
+    }
+
+    /// The request `ctx` ended: the lookups it dispatched die with it (Envoy cancels them);
+    /// those others still wait for are handed to the root context.
+    pub(crate) fn orphan_lookups_of(&self, ctx: u32) {
+        let owned: Vec<([u8; 32], u32)> = {
+            let st = self.st.borrow();
+            st.lookups.in_flight.iter().filter(|(_, (_, owner))| *owner == Some(ctx)).map(|(d, (t, _))| (*d, *t)).collect()
+        };
+        for (digest, token) in owned {
+            let waited = !self.lookup_waiters(&digest).is_empty();
+            let mut st = self.st.borrow_mut();
+            st.lookups.in_flight.remove(&digest);
+            st.lookups.by_token.remove(&token);
+            if waited {
+                st.lookups.orphans.push(digest);
+            }
+        }
+    }
+
+    /// The root context's tick: dispatches the orphaned lookups someone still waits for.
+    pub(crate) fn redispatch_orphans(&self) {
+        let orphans = std::mem::take(&mut self.st.borrow_mut().lookups.orphans);
+        for digest in orphans {
+            let in_flight = self.st.borrow().lookups.in_flight.contains_key(&digest);
+            let waiters = self.lookup_waiters(&digest);
+            if in_flight || waiters.is_empty() {
+                continue;
+            }
+            if !self.dispatch_lookup(&digest, None) {
+                // Nothing will answer: the waiters are decided now (keys_unavailable).
+                for id in waiters {
+                    self.resume(id);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn on_lookup_response(&self, token: u32, body_size: usize) {
+        let Some(digest) = self.st.borrow_mut().lookups.by_token.remove(&token) else { return };
+        self.st.borrow_mut().lookups.in_flight.remove(&digest);
+        let config = self.config();
+        let Some(service) = config.api_keys.as_ref().and_then(|k| k.lookup.as_ref()) else { return };
+        let now = self.host.now_ms();
+        let status = self.host.call_response_header(":status").ok().flatten();
+        match status.as_deref() {
+            Some(b"200") => {
+                let body = if body_size > 0 && body_size <= MAX_ANSWER_BYTES {
+                    self.host.body(Body::CallResponse, body_size).ok().flatten()
+                } else {
+                    None
+                };
+                match body.and_then(|b| ApiKeys::parse_lookup(&b, &digest).map(|entry| (b, entry))) {
+                    Some((b, entry)) => {
+                        let expires = now.saturating_add(service.ttl_ms);
+                        self.write_shared_answer(&digest, expires, Some(&b));
+                        self.keep_parsed(&digest, expires, Lookup::Found(entry));
+                    }
+                    None => {
+                        self.count(Counter::KeyLookupFailed);
+                        log::warn!("api-auth-filter: key service on cluster {} answered garbage", service.cluster);
+                    }
+                }
+            }
+            Some(b"404") => {
+                let expires = now.saturating_add(service.negative_ttl_ms);
+                self.write_shared_answer(&digest, expires, None);
+                self.keep_parsed(&digest, expires, Lookup::NotFound);
+            }
+            other => {
+                self.count(Counter::KeyLookupFailed);
+                log::warn!(
+                    "api-auth-filter: key service on cluster {} failed (status {})",
+                    service.cluster,
+                    other.map_or("none".into(), String::from_utf8_lossy)
+                );
+            }
+        }
+        // Waiters decide again: with an answer cached they get it, without one keys_unavailable.
+        for id in self.lookup_waiters(&digest) {
+            self.resume(id);
+        }
+    }
+}

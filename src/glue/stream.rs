@@ -1,0 +1,363 @@
+//! One request's life in the worker: its state (`Stream`) and the named entry points of its
+//! callbacks. A request is decided when its headers arrive; it may wait (for keys, for a key
+//! lookup), be decided again when the root context wakes it, and, when its route checks a
+//! webhook signature, be held until its whole body is verified.
+
+use crate::deny::{Denial, LocalResponse, Reason};
+use crate::engine::{self, Decision, Env, KeySlot, LookupState, Request, Wait};
+use crate::jwks_cache as cache;
+use crate::stats::Counter;
+
+use super::{Body, Host, Worker, KEY_WAIT_MS};
+
+/// What a callback tells the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}
+
+/// What the worker holds for a request between callbacks. A request it holds nothing for
+/// (decided and forwarded without a correlation id, or answered) has no entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stream {
+    /// Paused until a provider's keys reach `version` (first keys, or a refetch for an
+    /// unknown `kid`), or until `deadline` (ms).
+    WaitingForKeys { provider: usize, version: u64, deadline: u64, body_done: bool },
+    /// Paused until the key service answers for `digest`, or until `deadline`.
+    WaitingForLookup { digest: [u8; 32], deadline: u64, body_done: bool },
+    /// Allowed, headers held: the webhook signature over the whole body must verify first.
+    AwaitingBody { webhook: usize, route: Option<usize>, headers: Vec<(String, Vec<u8>)>, correlation: Option<String> },
+    /// Gone upstream; the correlation id goes back on the response.
+    Forwarded { correlation: String },
+}
+
+impl Stream {
+    fn waiting(&self) -> bool {
+        matches!(self, Stream::WaitingForKeys { .. } | Stream::WaitingForLookup { .. })
+    }
+
+    fn body_done(&self) -> bool {
+        matches!(self, Stream::WaitingForKeys { body_done: true, .. } | Stream::WaitingForLookup { body_done: true, .. })
+    }
+
+    fn mark_body_done(&mut self) {
+        if let Stream::WaitingForKeys { body_done, .. } | Stream::WaitingForLookup { body_done, .. } = self {
+            *body_done = true;
+        }
+    }
+}
+
+/// Who runs a decision: the request's own callback (the answer is the callback's return
+/// value), the same callback once more when a wait could not start, or the root context on a
+/// waiter's behalf (it must resume the request itself). Only the first may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Callback,
+    Retry,
+    Resumed,
+}
+
+impl<H: Host> Worker<H> {
+    /// `on_http_request_headers`. `end_of_stream`: the request has no body.
+    pub fn on_request_headers(&self, ctx: u32, end_of_stream: bool) -> Action {
+        self.decide(ctx, Turn::Callback, end_of_stream)
+    }
+
+    /// `on_http_request_body`: the body buffered so far is `size` bytes.
+    pub fn on_request_body(&self, ctx: u32, size: usize, end_of_stream: bool) -> Action {
+        let (limit, waiting) = {
+            let st = self.st.borrow();
+            match st.streams.get(&ctx) {
+                Some(Stream::AwaitingBody { webhook, .. }) => {
+                    (st.config.webhooks.get(*webhook).map(|(_, w)| w.max_body_bytes), false)
+                }
+                Some(s) => (None, s.waiting()),
+                None => (None, false),
+            }
+        };
+        if let Some(limit) = limit {
+            // Stop buffering as soon as the body is known to be too large.
+            if size as u64 > limit {
+                return self.finish_webhook(ctx, None, Turn::Callback);
+            }
+        }
+        if !end_of_stream {
+            return if limit.is_some() || waiting { Action::Pause } else { Action::Continue };
+        }
+        self.body_complete(ctx, size)
+    }
+
+    /// `on_http_request_trailers`: trailers end the stream, the body buffered is the whole body.
+    pub fn on_request_trailers(&self, ctx: u32) -> Action {
+        let size = self.buffered_body_len();
+        self.body_complete(ctx, size)
+    }
+
+    /// `on_http_response_headers`: the correlation id goes back to the client.
+    pub fn on_response_headers(&self, ctx: u32) -> Action {
+        let (header, id) = {
+            let st = self.st.borrow();
+            if st.streams.is_empty() {
+                return Action::Continue;
+            }
+            match (st.streams.get(&ctx), &st.config.correlation) {
+                (Some(Stream::Forwarded { correlation }), Some(c)) => (c.header.clone(), correlation.clone()),
+                _ => return Action::Continue,
+            }
+        };
+        let _ = self.host.set_response_header(&header, Some(id.as_bytes()));
+        Action::Continue
+    }
+
+    /// `on_done`: the request is over (answered, forwarded, or reset by the client).
+    pub fn on_done(&self, ctx: u32) {
+        let removed = {
+            let mut st = self.st.borrow_mut();
+            // Most requests left nothing behind: an empty map costs no hashing.
+            if st.streams.is_empty() {
+                return;
+            }
+            st.streams.remove(&ctx)
+        };
+        if matches!(removed, Some(Stream::WaitingForLookup { .. })) {
+            self.orphan_lookups_of(ctx);
+        }
+    }
+
+    /// Re-decides a paused request on the root context's turn (its keys or its lookup answer
+    /// came, or its time is up).
+    pub(crate) fn resume(&self, ctx: u32) {
+        let body_done = self.st.borrow_mut().streams.remove(&ctx).is_some_and(|s| s.body_done());
+        if self.host.set_effective_context(ctx).is_ok() {
+            self.decide(ctx, Turn::Resumed, body_done);
+        }
+    }
+
+    fn body_complete(&self, ctx: u32, size: usize) -> Action {
+        let state = {
+            let mut st = self.st.borrow_mut();
+            match st.streams.get_mut(&ctx) {
+                Some(s @ (Stream::WaitingForKeys { .. } | Stream::WaitingForLookup { .. })) => {
+                    // The root context decides once the keys come; it must know the body is here.
+                    s.mark_body_done();
+                    return Action::Pause;
+                }
+                Some(Stream::AwaitingBody { .. }) => true,
+                _ => false,
+            }
+        };
+        if state {
+            return self.finish_webhook(ctx, Some(size), Turn::Callback);
+        }
+        Action::Continue
+    }
+
+    /// Decides again in the same callback, without waiting (a lookup could not start).
+    pub(crate) fn decide_without_waiting(&self, ctx: u32, ended: bool) -> Action {
+        self.decide(ctx, Turn::Retry, ended)
+    }
+
+    fn buffered_body_len(&self) -> usize {
+        self.host.body(Body::Request, usize::MAX).ok().flatten().map_or(0, |b| b.len())
+    }
+
+    /// Decides the request of the effective context and acts on it. `ended`: the whole body
+    /// (if any) has arrived.
+    fn decide(&self, ctx: u32, turn: Turn, ended: bool) -> Action {
+        // Bytes, never text: one non-UTF-8 byte must not kill the VM.
+        let mut headers = match self.host.request_headers() {
+            Ok(h) => h,
+            Err(_) => return self.fail_closed(None, None),
+        };
+        for (name, _) in headers.iter_mut() {
+            name.make_ascii_lowercase();
+        }
+        let pseudo = |n: &str| headers.iter().find(|(k, _)| k == n).and_then(|(_, v)| std::str::from_utf8(v).ok());
+        let method = pseudo(":method").unwrap_or("");
+        let path = pseudo(":path").unwrap_or("");
+        let now = self.host.now_ms();
+        let first = turn == Turn::Callback;
+
+        let (config, slots, random, verified) = {
+            let mut st = self.st.borrow_mut();
+            let random = st.random16();
+            let slots: Vec<KeySlot> = st
+                .slots
+                .iter()
+                .map(|s| KeySlot {
+                    keys: s.keys.clone(),
+                    version: s.version,
+                    can_wait: first && s.remote.is_some(),
+                    can_refetch: first && s.remote.as_ref().is_some_and(|r| cache::refetch_allowed(&r.timing, s.fetched_at, now)),
+                })
+                .collect();
+            (st.config.clone(), slots, random, st.verified.clone())
+        };
+        let lookup = |d: &[u8; 32]| {
+            let cached = self.cached_lookup(d, now);
+            if first {
+                self.count(if cached.is_some() { Counter::KeyCacheHit } else { Counter::KeyCacheMiss });
+            }
+            match cached {
+                Some(answer) => LookupState::Cached(answer),
+                None => LookupState::Missing { can_wait: first },
+            }
+        };
+        let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup, verified: &*verified };
+        let decision = engine::decide(&config, &Request { method, path, headers: &headers }, &env);
+        match decision {
+            Decision::Allow(allow) => {
+                for name in &allow.remove {
+                    let _ = self.host.set_request_header(name, None);
+                }
+                for (name, value) in &allow.set {
+                    let _ = self.host.set_request_header(name, Some(value.as_bytes()));
+                }
+                if let Some(id) = allow.principal.as_ref().and_then(|p| p.key_id.as_deref()) {
+                    self.record_use(id, now / 1000);
+                }
+                if let Some(webhook) = allow.webhook {
+                    // Nothing reaches the upstream before the signature over the whole body is
+                    // checked: the headers are held (allow_on_headers_stop_iteration) meanwhile.
+                    let held = Stream::AwaitingBody { webhook, route: allow.route, headers, correlation: allow.correlation };
+                    self.st.borrow_mut().streams.insert(ctx, held);
+                    if !ended {
+                        return Action::Pause;
+                    }
+                    let size = self.buffered_body_len();
+                    return self.finish_webhook(ctx, Some(size), turn);
+                }
+                if let Some(correlation) = allow.correlation {
+                    self.st.borrow_mut().streams.insert(ctx, Stream::Forwarded { correlation });
+                }
+                self.count(Counter::Allowed);
+                self.go_on(turn)
+            }
+            Decision::Respond(response) => {
+                self.count(Counter::MetadataServed);
+                self.send(&response);
+                Action::Pause
+            }
+            Decision::Deny(deny) => {
+                self.count(Counter::Denied(deny.denial.reason));
+                self.log_denial(deny.denial.reason, deny.route, deny.correlation.as_deref());
+                self.send(&deny.response);
+                // Pause: with Continue the request could still reach the upstream.
+                Action::Pause
+            }
+            Decision::Wait(Wait::Jwks { provider, refetch }) => {
+                let remote = {
+                    let mut st = self.st.borrow_mut();
+                    let current = st.slots.get(provider).map_or(0, |s| s.version);
+                    let version = if refetch { current + 1 } else { current.max(1) };
+                    let deadline = now.saturating_add(KEY_WAIT_MS);
+                    st.streams.insert(ctx, Stream::WaitingForKeys { provider, version, deadline, body_done: ended });
+                    st.slots.get(provider).and_then(|s| s.remote.clone()).filter(|_| refetch)
+                };
+                if let Some(r) = remote {
+                    self.want_refetch(&r, now);
+                }
+                Action::Pause
+            }
+            Decision::Wait(Wait::KeyLookup { digest }) => self.wait_for_lookup(ctx, digest, now, ended),
+        }
+    }
+
+    /// An allowed request goes on: from its own callback by returning Continue, from the root
+    /// context's turn by resuming it.
+    fn go_on(&self, turn: Turn) -> Action {
+        if turn == Turn::Resumed {
+            let _ = self.host.resume_request();
+        }
+        Action::Continue
+    }
+
+    /// Verifies a held webhook over the complete body (`None`: too large) and lets the
+    /// request go or answers it.
+    fn finish_webhook(&self, ctx: u32, body_size: Option<usize>, turn: Turn) -> Action {
+        let held = self.st.borrow_mut().streams.remove(&ctx);
+        let Some(Stream::AwaitingBody { webhook, route, headers, correlation }) = held else { return Action::Continue };
+        let config = self.config();
+        let Some((_, hook)) = config.webhooks.get(webhook) else { return self.fail_closed(route, correlation.as_deref()) };
+        let result = match body_size {
+            None => Err(Reason::BodyTooLarge),
+            Some(0) => hook.verify(&headers, &[], (self.host.now_ms() / 1000) as i64),
+            Some(size) => match self.host.body(Body::Request, size) {
+                Ok(body) => hook.verify(&headers, &body.unwrap_or_default(), (self.host.now_ms() / 1000) as i64),
+                Err(_) => return self.fail_closed(route, correlation.as_deref()),
+            },
+        };
+        match result {
+            Ok(()) => {
+                if let Some(correlation) = correlation {
+                    self.st.borrow_mut().streams.insert(ctx, Stream::Forwarded { correlation });
+                }
+                self.count(Counter::Allowed);
+                self.go_on(turn)
+            }
+            Err(reason) => {
+                self.count(Counter::Denied(reason));
+                self.log_denial(reason, route, correlation.as_deref());
+                self.send(&engine::deny_response(&config, route, &Denial::new(reason), correlation.as_deref()));
+                Action::Pause
+            }
+        }
+    }
+
+    pub(crate) fn send(&self, response: &LocalResponse) {
+        let headers: Vec<(&str, &str)> = response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        if self.host.send_response(response.status, &headers, &response.body).is_err() {
+            let _ = self.host.reset_request();
+        }
+    }
+
+    /// What the host would not tell (headers, a body) is never guessed: 503, in the route's
+    /// format when the route is known, with the correlation id.
+    pub(crate) fn fail_closed(&self, route: Option<usize>, correlation: Option<&str>) -> Action {
+        self.count(Counter::HostError);
+        let config = self.config();
+        self.send(&engine::deny_response(&config, route, &Denial::new(Reason::KeysUnavailable), correlation));
+        Action::Pause
+    }
+
+    /// Wakes every waiter whose keys arrived or whose time is up.
+    pub(crate) fn wake_waiters(&self) {
+        let now = self.host.now_ms();
+        let ready: Vec<u32> = {
+            let st = self.st.borrow();
+            st.streams
+                .iter()
+                .filter(|(_, s)| match s {
+                    Stream::WaitingForKeys { provider, version, deadline, .. } => {
+                        now >= *deadline || st.slots.get(*provider).is_some_and(|k| k.version >= *version && k.keys.is_some())
+                    }
+                    Stream::WaitingForLookup { deadline, .. } => now >= *deadline,
+                    _ => false,
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in ready {
+            self.resume(id);
+        }
+    }
+
+    /// The context ids waiting for one digest.
+    pub(crate) fn lookup_waiters(&self, digest: &[u8; 32]) -> Vec<u32> {
+        self.st
+            .borrow()
+            .streams
+            .iter()
+            .filter(|(_, s)| matches!(s, Stream::WaitingForLookup { digest: d, .. } if d == digest))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// A request reaching a filter without a configuration (the host created contexts though
+/// `on_configure` refused) is refused, never passed.
+pub fn refuse_unconfigured<H: Host>(host: &H) -> Action {
+    let _ = host.send_response(503, &[("content-type", "application/json")], b"{\"detail\":\"Service unavailable\"}");
+    Action::Pause
+}

@@ -1,0 +1,84 @@
+//! Key usage reports (`api_keys.usage_report`): each worker notes the last use of each key;
+//! on its tick it merges them into shared data, and the worker that wins the period's lease
+//! posts the batch `{key_id: last_used_unix}`. Nothing here delays a request.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::jwks_cache as cache;
+
+use super::{Call, Host, Worker};
+
+const DATA: &str = "api-auth/usage/data";
+const NEXT: &str = "api-auth/usage/next";
+
+#[derive(Default)]
+pub struct Usage {
+    /// Last use of each key since the last merge (Unix seconds).
+    last_used: HashMap<String, u64>,
+}
+
+impl<H: Host> Worker<H> {
+    pub(crate) fn record_use(&self, key_id: &str, at: u64) {
+        let mut st = self.st.borrow_mut();
+        if st.config.api_keys.as_ref().is_some_and(|k| k.usage_report.is_some()) {
+            st.usage.last_used.insert(key_id.to_string(), at);
+        }
+    }
+
+    pub(crate) fn report_usage(&self, now: u64) {
+        let config = self.config();
+        let Some(service) = config.api_keys.as_ref().and_then(|k| k.usage_report.as_ref()) else { return };
+        let local: Vec<(String, u64)> = self.st.borrow_mut().usage.last_used.drain().collect();
+        if !local.is_empty() {
+            self.merge(&local);
+        }
+        let (next, cas) = self.host.shared_get(NEXT).unwrap_or((None, None));
+        let next_at = cache::decode_version(next.as_deref());
+        if now < next_at {
+            return;
+        }
+        let period_end = now.saturating_add(service.ttl_ms).to_be_bytes();
+        if next_at == 0 {
+            // The first period starts now.
+            let _ = self.host.shared_set(NEXT, &period_end, cas);
+            return;
+        }
+        if self.host.shared_set(NEXT, &period_end, cas).is_err() {
+            return; // another worker sends this period's batch
+        }
+        let Ok((Some(batch), data_cas)) = self.host.shared_get(DATA) else { return };
+        if batch.is_empty() || batch.as_slice() == b"{}" || self.host.shared_set(DATA, b"{}", data_cas).is_err() {
+            return;
+        }
+        let call = Call {
+            cluster: &service.cluster,
+            method: "POST",
+            path: &service.path,
+            authority: &service.authority,
+            content_type: Some("application/json"),
+            body: Some(&batch),
+            timeout: Duration::from_millis(service.timeout_ms),
+        };
+        if let Err(e) = self.host.dispatch(&call) {
+            log::warn!("api-auth-filter: usage report to cluster {} could not start: {e:?}", service.cluster);
+        }
+    }
+
+    /// Merges this worker's uses into the shared batch (compare-and-swap, a few tries).
+    fn merge(&self, local: &[(String, u64)]) {
+        for _ in 0..4 {
+            let (bytes, cas) = self.host.shared_get(DATA).unwrap_or((None, None));
+            let mut map: serde_json::Map<String, serde_json::Value> = bytes.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+            for (id, at) in local {
+                if map.get(id).and_then(serde_json::Value::as_u64).is_none_or(|old| old < *at) {
+                    map.insert(id.clone(), (*at).into());
+                }
+            }
+            let doc = serde_json::Value::Object(map).to_string();
+            if self.host.shared_set(DATA, doc.as_bytes(), cas).is_ok() {
+                return;
+            }
+        }
+    }
+}

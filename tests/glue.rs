@@ -1,0 +1,307 @@
+//! The host glue against the mock host: waiting for keys and resuming, timeouts, failed
+//! dispatches, one fetch for two workers, one lookup for many waiters (also when the request
+//! that dispatched it ends), webhook bodies, correlation ids and counters.
+
+use api_auth_filter::glue::mock::MockHost;
+use api_auth_filter::glue::{Action, Stream, Worker, KEY_WAIT_MS};
+use base64::Engine;
+use hmac::Mac;
+use serde_json::{json, Value};
+
+const NOW_MS: u64 = 1_790_000_000_000;
+const SECRET: &[u8] = b"glue-test-hmac-secret-0123456789abcdef";
+const ISS: &str = "https://idp.glue.example";
+const KEY: &str = "gk_live_key";
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn token(sub: &str) -> String {
+    let claims = json!({ "iss": ISS, "sub": sub, "iat": NOW_MS / 1000 - 10, "exp": NOW_MS / 1000 + 600 });
+    let input = format!("{}.{}", b64(br#"{"alg":"HS256","kid":"k1"}"#), b64(claims.to_string().as_bytes()));
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(SECRET).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+fn jwks() -> String {
+    json!({ "keys": [{ "kty": "oct", "kid": "k1", "alg": "HS256", "k": b64(SECRET) }] }).to_string()
+}
+
+fn config() -> Value {
+    json!({
+        "providers": { "idp": { "issuer": ISS, "algorithms": ["HS256"],
+            "jwks": { "remote": { "cluster": "jwks", "path": "/jwks.json", "timeout_ms": 1000, "min_refetch_s": 1, "allow_symmetric_keys": true } } } },
+        "api_keys": { "prefixes": ["gk_"], "lookup": { "cluster": "keys", "path": "/lookup", "timeout_ms": 500, "cache_ttl_s": 30 } },
+        "webhooks": { "hook": { "secrets": [{ "value": "whsec_glue" }], "max_body_bytes": 64 } },
+        "routes": [
+            { "match": { "prefix": "/hooks" }, "auth": "none", "webhook": "hook" },
+            { "match": { "prefix": "/api" }, "auth": {}, "errors": "openai" }
+        ],
+        "forward": { "headers": { "x-auth-subject": "subject", "x-auth-key-id": "key_id" } },
+        "correlation_id": { "header": "x-correlation-id", "generate": true }
+    })
+}
+
+fn worker(host: MockHost) -> Worker<MockHost> {
+    Worker::configure(host, &serde_json::to_vec(&config()).unwrap()).expect("configuration loads")
+}
+
+fn bearer(t: &str) -> Vec<u8> {
+    format!("Bearer {t}").into_bytes()
+}
+
+fn answer_status(w: &Worker<MockHost>, ctx: u32) -> Option<u16> {
+    w.host.request(ctx).answered.map(|(s, _, _)| s)
+}
+
+/// The JWKS fetch the tick made, answered.
+fn serve_jwks(w: &Worker<MockHost>) {
+    let fetch = w.host.calls.borrow().iter().rev().find(|c| c.cluster == "jwks").cloned().expect("a JWKS fetch");
+    let size = w.host.answer(200, jwks().as_bytes());
+    w.on_call_response(fetch.token, size);
+}
+
+#[test]
+fn a_request_waits_for_the_first_keys_and_is_resumed_with_them() {
+    let w = worker(MockHost::new(NOW_MS));
+    // Configuring fetched at once, from the root context.
+    let calls = w.host.calls.borrow().clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!((calls[0].cluster.as_str(), calls[0].method.as_str(), calls[0].path.as_str(), calls[0].context), ("jwks", "GET", "/jwks.json", 0));
+
+    w.host.start(7, "GET", "/api/x", &[("authorization", &bearer(&token("user_1")))]);
+    assert_eq!(w.on_request_headers(7, true), Action::Pause);
+    assert!(matches!(w.stream(7), Some(Stream::WaitingForKeys { provider: 0, .. })));
+    assert_eq!(w.host.request(7).resumed, 0);
+
+    serve_jwks(&w);
+    let r = w.host.request(7);
+    assert_eq!((r.resumed, r.answered), (1, None), "resumed, not answered");
+    assert_eq!(w.host.header(7, "x-auth-subject").as_deref(), Some(&b"user_1"[..]));
+    assert_eq!(w.host.header(7, "authorization"), None, "credentials stripped");
+    // Later requests are decided at once, in their own callback.
+    w.host.start(8, "GET", "/api/y", &[("authorization", &bearer(&token("user_2")))]);
+    assert_eq!(w.on_request_headers(8, true), Action::Continue);
+    assert_eq!(w.host.request(8).resumed, 0);
+}
+
+#[test]
+fn a_wait_that_outlasts_its_deadline_gets_503_in_the_route_format() {
+    let w = worker(MockHost::new(NOW_MS));
+    w.host.start(7, "GET", "/api/x", &[("authorization", &bearer(&token("user_1"))), ("x-correlation-id", b"cid-7")]);
+    assert_eq!(w.on_request_headers(7, true), Action::Pause);
+    w.host.advance(KEY_WAIT_MS - 1);
+    w.on_tick();
+    assert_eq!(answer_status(&w, 7), None, "still waiting");
+    w.host.advance(1);
+    w.on_tick();
+    let (status, headers, body) = w.host.request(7).answered.expect("answered");
+    assert_eq!(status, 503);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body, json!({ "error": { "message": "Service unavailable", "type": "keys_unavailable", "code": "keys_unavailable" } }));
+    assert!(headers.contains(&("x-correlation-id".to_string(), "cid-7".to_string())), "{headers:?}");
+    assert_eq!(w.host.request(7).resumed, 0, "a denial is never resumed");
+    assert_eq!(w.stream(7), None);
+}
+
+#[test]
+fn a_lookup_that_cannot_start_is_refused_at_once() {
+    let host = MockHost::new(NOW_MS);
+    host.dispatch_fails.set(true);
+    let w = worker(host);
+    w.host.start(3, "GET", "/api/x", &[("x-api-key", KEY.as_bytes())]);
+    assert_eq!(w.on_request_headers(3, true), Action::Pause);
+    assert_eq!(answer_status(&w, 3), Some(503), "keys_unavailable without a wait");
+    assert_eq!(w.stream(3), None);
+    assert_eq!(w.pending_count(api_auth_filter::stats::Counter::KeyLookupFailed), 1);
+}
+
+#[test]
+fn two_workers_share_one_fetch_and_adopt_its_keys() {
+    let first = MockHost::new(NOW_MS);
+    let second = first.sibling();
+    let a = worker(first);
+    let b = worker(second);
+    assert_eq!(a.host.calls.borrow().len(), 1, "the first worker took the lease and fetched");
+    assert!(b.host.calls.borrow().iter().all(|c| c.cluster != "jwks"), "the second did not fetch");
+    serve_jwks(&a);
+    b.host.start(5, "GET", "/api/x", &[("authorization", &bearer(&token("user_b")))]);
+    assert_eq!(b.on_request_headers(5, true), Action::Pause, "no keys yet in the second worker");
+    b.on_tick();
+    assert_eq!(b.host.request(5).resumed, 1, "adopted from shared data on its tick");
+    assert_eq!(b.host.header(5, "x-auth-subject").as_deref(), Some(&b"user_b"[..]));
+    assert!(b.host.calls.borrow().iter().all(|c| c.cluster != "jwks"), "still no fetch of its own");
+}
+
+fn lookup_answer() -> Vec<u8> {
+    json!({ "id": "key_remote", "sha256": sha256_hex(KEY.as_bytes()), "status": "active" }).to_string().into_bytes()
+}
+
+#[test]
+fn many_waiters_share_one_lookup() {
+    let w = worker(MockHost::new(NOW_MS));
+    for ctx in 10..14 {
+        w.host.start(ctx, "GET", "/api/x", &[("x-api-key", KEY.as_bytes())]);
+        assert_eq!(w.on_request_headers(ctx, true), Action::Pause);
+    }
+    let lookups: Vec<_> = w.host.calls.borrow().iter().filter(|c| c.cluster == "keys").cloned().collect();
+    assert_eq!(lookups.len(), 1, "one lookup for four requests");
+    assert_eq!(lookups[0].body, format!("{{\"sha256\":\"{}\"}}", sha256_hex(KEY.as_bytes())).into_bytes(), "the digest, never the key");
+    let size = w.host.answer(200, &lookup_answer());
+    w.on_call_response(lookups[0].token, size);
+    for ctx in 10..14 {
+        let r = w.host.request(ctx);
+        assert_eq!((r.resumed, r.answered), (1, None), "request {ctx}");
+        assert_eq!(w.host.header(ctx, "x-auth-key-id").as_deref(), Some(&b"key_remote"[..]));
+    }
+    // The answer is cached: the next request is decided at once, without a call.
+    w.host.start(20, "GET", "/api/x", &[("x-api-key", KEY.as_bytes())]);
+    assert_eq!(w.on_request_headers(20, true), Action::Continue);
+    assert_eq!(w.host.calls.borrow().iter().filter(|c| c.cluster == "keys").count(), 1);
+}
+
+#[test]
+fn when_the_request_that_dispatched_a_lookup_ends_the_others_still_get_the_answer() {
+    let w = worker(MockHost::new(NOW_MS));
+    for ctx in [10, 11, 12] {
+        w.host.start(ctx, "GET", "/api/x", &[("x-api-key", KEY.as_bytes())]);
+        assert_eq!(w.on_request_headers(ctx, true), Action::Pause);
+    }
+    let first = w.host.calls.borrow().iter().find(|c| c.cluster == "keys").cloned().unwrap();
+    assert_eq!(first.context, 10, "dispatched by the first request");
+    // The client of request 10 resets: Envoy cancels its call.
+    w.on_done(10);
+    w.host.effective.set(0);
+    w.on_tick();
+    let again: Vec<_> = w.host.calls.borrow().iter().filter(|c| c.cluster == "keys").cloned().collect();
+    assert_eq!(again.len(), 2, "handed on: looked up again");
+    assert_eq!(again[1].context, 0, "from the root context, which no request can take down");
+    // An answer to the cancelled call (should one come) is ignored; the new one answers.
+    let size = w.host.answer(200, &lookup_answer());
+    w.on_call_response(first.token, size);
+    assert_eq!(w.host.request(11).resumed, 0);
+    w.on_call_response(again[1].token, size);
+    for ctx in [11, 12] {
+        let r = w.host.request(ctx);
+        assert_eq!((r.resumed, r.answered), (1, None), "request {ctx}");
+    }
+}
+
+#[test]
+fn a_lookup_nobody_waits_for_any_more_is_dropped() {
+    let w = worker(MockHost::new(NOW_MS));
+    w.host.start(10, "GET", "/api/x", &[("x-api-key", KEY.as_bytes())]);
+    assert_eq!(w.on_request_headers(10, true), Action::Pause);
+    w.on_done(10);
+    w.on_tick();
+    assert_eq!(w.host.calls.borrow().iter().filter(|c| c.cluster == "keys").count(), 1, "not looked up again");
+}
+
+fn signed(body: &[u8]) -> Vec<u8> {
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(b"whsec_glue").unwrap();
+    mac.update(body);
+    format!("sha256={}", mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()).into_bytes()
+}
+
+#[test]
+fn webhook_bodies_in_chunks_with_trailers_and_over_the_limit() {
+    let w = worker(MockHost::new(NOW_MS));
+    let body = br#"{"event":"ping","n":1}"#;
+    // In chunks: held until the end, then verified.
+    w.host.start(1, "POST", "/hooks/a", &[("x-webhook-signature", &signed(body))]);
+    assert_eq!(w.on_request_headers(1, false), Action::Pause);
+    assert!(matches!(w.stream(1), Some(Stream::AwaitingBody { .. })));
+    let n = w.host.push_body(1, &body[..5]);
+    assert_eq!(w.on_request_body(1, n, false), Action::Pause);
+    let n = w.host.push_body(1, &body[5..]);
+    assert_eq!(w.on_request_body(1, n, true), Action::Continue);
+    assert_eq!(answer_status(&w, 1), None);
+    // Trailers end the body.
+    w.host.start(2, "POST", "/hooks/a", &[("x-webhook-signature", &signed(body))]);
+    assert_eq!(w.on_request_headers(2, false), Action::Pause);
+    let n = w.host.push_body(2, body);
+    assert_eq!(w.on_request_body(2, n, false), Action::Pause);
+    assert_eq!(w.on_request_trailers(2), Action::Continue);
+    // A signature for another body.
+    w.host.start(3, "POST", "/hooks/a", &[("x-webhook-signature", &signed(b"other"))]);
+    assert_eq!(w.on_request_headers(3, false), Action::Pause);
+    let n = w.host.push_body(3, body);
+    assert_eq!(w.on_request_body(3, n, true), Action::Pause);
+    assert_eq!(answer_status(&w, 3), Some(401));
+    // Over the limit: refused as soon as it is known, not at the end.
+    w.host.start(4, "POST", "/hooks/a", &[("x-webhook-signature", &signed(&[b'x'; 65]))]);
+    assert_eq!(w.on_request_headers(4, false), Action::Pause);
+    let n = w.host.push_body(4, &[b'x'; 65]);
+    assert_eq!(w.on_request_body(4, n, false), Action::Pause);
+    assert_eq!(answer_status(&w, 4), Some(413));
+    // Headers only, no body at all: verified at once over the empty body.
+    w.host.start(5, "POST", "/hooks/a", &[("x-webhook-signature", &signed(b""))]);
+    assert_eq!(w.on_request_headers(5, true), Action::Continue);
+}
+
+#[test]
+fn the_correlation_id_goes_back_on_the_response_and_counters_flush_on_the_tick() {
+    let w = worker(MockHost::new(NOW_MS));
+    serve_jwks(&w);
+    w.host.start(1, "GET", "/api/x", &[("authorization", &bearer(&token("u"))), ("x-correlation-id", b"abc-1")]);
+    assert_eq!(w.on_request_headers(1, true), Action::Continue);
+    assert_eq!(w.host.header(1, "x-correlation-id").as_deref(), Some(&b"abc-1"[..]), "upstream gets it");
+    assert_eq!(w.on_response_headers(1), Action::Continue);
+    assert_eq!(w.host.request(1).response_headers, vec![("x-correlation-id".to_string(), b"abc-1".to_vec())]);
+    w.on_done(1);
+    assert_eq!(w.stream(1), None, "nothing kept after the request");
+    // A generated one when the client sends none.
+    w.host.start(2, "GET", "/api/x", &[("authorization", &bearer(&token("u")))]);
+    assert_eq!(w.on_request_headers(2, true), Action::Continue);
+    let id = w.host.header(2, "x-correlation-id").expect("generated");
+    assert_eq!(id.len(), 36);
+    // A denial.
+    w.host.start(3, "GET", "/api/x", &[]);
+    assert_eq!(w.on_request_headers(3, true), Action::Pause);
+    assert_eq!(w.host.counter("api_auth.allowed"), 0, "nothing flushed before the tick");
+    w.on_tick();
+    assert_eq!(w.host.counter("api_auth.allowed"), 2);
+    assert_eq!(w.host.counter("api_auth.denied.credentials_missing"), 1);
+    assert_eq!(w.host.counter("api_auth.jwks_fetch_ok"), 1);
+    assert_eq!(w.host.counter("api_auth.token_cache_miss"), 1);
+    assert_eq!(w.host.counter("api_auth.token_cache_hit"), 1);
+    w.on_tick();
+    assert_eq!(w.host.counter("api_auth.allowed"), 2, "flushed once");
+}
+
+#[test]
+fn headers_the_host_will_not_give_are_refused_never_passed() {
+    let w = worker(MockHost::new(NOW_MS));
+    w.host.start(1, "GET", "/api/x", &[]);
+    w.host.headers_fail.set(true);
+    assert_eq!(w.on_request_headers(1, true), Action::Pause);
+    assert_eq!(answer_status(&w, 1), Some(503));
+    assert_eq!(w.pending_count(api_auth_filter::stats::Counter::HostError), 1);
+}
+
+#[test]
+fn an_unknown_kid_waits_for_one_refetch() {
+    let w = worker(MockHost::new(NOW_MS));
+    serve_jwks(&w);
+    let other = {
+        let claims = json!({ "iss": ISS, "sub": "rotated", "iat": NOW_MS / 1000, "exp": NOW_MS / 1000 + 600 });
+        let input = format!("{}.{}", b64(br#"{"alg":"HS256","kid":"k2"}"#), b64(claims.to_string().as_bytes()));
+        format!("{input}.{}", b64(&[0u8; 32]))
+    };
+    w.host.advance(1500);
+    w.host.start(4, "GET", "/api/x", &[("authorization", &bearer(&other))]);
+    assert_eq!(w.on_request_headers(4, true), Action::Pause, "waits for a refetch");
+    w.on_tick();
+    let fetches = w.host.calls.borrow().iter().filter(|c| c.cluster == "jwks").count();
+    assert_eq!(fetches, 2, "refetched once");
+    serve_jwks(&w);
+    let (status, _, _) = w.host.request(4).answered.expect("decided after the refetch");
+    assert_eq!(status, 401, "still an unknown kid: token_invalid");
+}
