@@ -17,6 +17,11 @@ pub struct SharedData {
     next_cas: u32,
 }
 
+/// A local response: status, headers, body.
+pub type Answered = (u16, Vec<(String, String)>, Vec<u8>);
+/// A call's answer: its headers and body.
+type CallAnswer = (Vec<(String, Vec<u8>)>, Vec<u8>);
+
 /// One request as the mock host holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MockRequest {
@@ -24,7 +29,7 @@ pub struct MockRequest {
     pub body: Vec<u8>,
     pub response_headers: Vec<(String, Vec<u8>)>,
     /// The local response sent, if any.
-    pub answered: Option<(u16, Vec<(String, String)>, Vec<u8>)>,
+    pub answered: Option<Answered>,
     /// How often `resume_request` was called.
     pub resumed: u32,
     pub reset: bool,
@@ -51,7 +56,7 @@ pub struct MockHost {
     pub calls: RefCell<Vec<MadeCall>>,
     next_token: Cell<u32>,
     /// The answer being delivered: its headers and body.
-    answer: RefCell<(Vec<(String, Vec<u8>)>, Vec<u8>)>,
+    answer: RefCell<CallAnswer>,
     pub clock_ms: Cell<u64>,
     pub counters: RefCell<Vec<(String, u64)>>,
     pub level: Cell<Option<Level>>,

@@ -11,6 +11,7 @@
 //!   and the shared cache of their answers, with a parsed copy per worker;
 //! - `usage`: batched last-use reports;
 //! - `telemetry`: counters, the log level, denial lines.
+//!
 //! `contexts` (wasm32 only) maps the SDK's root and HTTP contexts onto `Worker`, one line per
 //! callback.
 
