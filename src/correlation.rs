@@ -1,7 +1,5 @@
 //! Correlation ids: the client's when it is sane, otherwise a generated UUID v4.
 
-use crate::config::raw::RawCorrelationId;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Correlation {
     pub header: String,
@@ -9,20 +7,11 @@ pub struct Correlation {
 }
 
 impl Correlation {
-    pub fn compile(raw: &RawCorrelationId) -> Result<Self, (String, String)> {
-        let header = raw.header.as_deref().unwrap_or("x-correlation-id");
-        if !crate::config::is_header_token(header) {
-            return Err(("correlation_id.header".into(), "not a valid header name".into()));
-        }
-        Ok(Correlation { header: header.to_ascii_lowercase(), generate: raw.generate.unwrap_or(true) })
-    }
-
     /// The id of a request: the one value the client sent when sane, else a generated one
     /// (when `generate`), else none.
     pub fn resolve(&self, headers: &[(String, Vec<u8>)], random: [u8; 16]) -> Option<String> {
-        let mut sent = headers.iter().filter(|(n, _)| *n == self.header).map(|(_, v)| v.as_slice());
-        match (sent.next(), sent.next()) {
-            (Some(v), None) if is_sane(v) => String::from_utf8(v.to_vec()).ok(),
+        match crate::text::single_value(headers, &self.header) {
+            Ok(Some(v)) if is_sane(v) => String::from_utf8(v.to_vec()).ok(),
             _ if self.generate => Some(uuid_v4(random)),
             _ => None,
         }
@@ -37,7 +26,7 @@ pub fn is_sane(v: &[u8]) -> bool {
 pub fn uuid_v4(mut b: [u8; 16]) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = crate::text::hex(&b);
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
@@ -47,7 +36,7 @@ mod tests {
 
     #[test]
     fn keeps_sane_ids_and_generates_otherwise() {
-        let c = Correlation::compile(&RawCorrelationId { header: Some("X-Correlation-Id".into()), generate: None }).unwrap();
+        let c = Correlation { header: "x-correlation-id".into(), generate: true };
         let h = |v: &[u8]| vec![("x-correlation-id".to_string(), v.to_vec())];
         let r = [0xffu8; 16];
         assert_eq!(c.resolve(&h(b"req-123:abc.def_9"), r).as_deref(), Some("req-123:abc.def_9"));
@@ -62,6 +51,5 @@ mod tests {
         assert_eq!(c.resolve(&[], r).as_deref(), Some("ffffffff-ffff-4fff-bfff-ffffffffffff"));
         let keep_only = Correlation { generate: false, ..c };
         assert_eq!(keep_only.resolve(&[], r), None);
-        assert!(Correlation::compile(&RawCorrelationId { header: Some("bad header".into()), generate: None }).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Where credentials are found: `Authorization: Bearer` and the configured key headers.
 
 use crate::deny::Reason;
+use crate::text::trim_ows as trim;
 
 /// Upper bound on credentials in one request: each costs a hash or a signature check, and no
 /// honest client sends more than a couple.
@@ -64,11 +65,6 @@ fn bearer_token(value: &[u8]) -> Result<&[u8], Reason> {
     Ok(token)
 }
 
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(v.len());
-    let end = v.iter().rposition(|b| *b != b' ' && *b != b'\t').map_or(start, |i| i + 1);
-    &v[start..end]
-}
 
 #[cfg(test)]
 mod tests {

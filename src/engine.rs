@@ -226,6 +226,36 @@ pub fn route_for(cfg: &Config, req: &Request<'_>) -> Result<Option<usize>, Reaso
     Ok(find_route(cfg, target.method, &target.path).map(|(i, _, _)| i))
 }
 
+/// The last check of an allowed webhook request, once its whole body is known: the signature
+/// over it (`body`: `None` when it grew beyond the webhook's `max_body_bytes`). A denial is
+/// rendered in the route's format, with the correlation id.
+pub fn check_webhook(
+    cfg: &Config,
+    allow: &WebhookCheck<'_>,
+    headers: &Headers,
+    body: Option<&[u8]>,
+    now: i64,
+) -> Result<(), Box<Deny>> {
+    let result = match (cfg.webhooks.get(allow.webhook), body) {
+        (None, _) => Err(Reason::SignatureInvalid),
+        (Some(_), None) => Err(Reason::BodyTooLarge),
+        (Some((_, hook)), Some(body)) => hook.verify(headers, body, now),
+    };
+    result.map_err(|reason| {
+        let denial = Denial::new(reason);
+        let response = deny_response(cfg, allow.route, &denial, allow.correlation);
+        Box::new(Deny { denial, response, route: allow.route, correlation: allow.correlation.map(str::to_string) })
+    })
+}
+
+/// What an allow that still needs its webhook signature leaves to check.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookCheck<'a> {
+    pub webhook: usize,
+    pub route: Option<usize>,
+    pub correlation: Option<&'a str>,
+}
+
 fn add_correlation(cfg: &Config, headers: &mut Vec<(String, String)>, cid: Option<&str>) {
     if let (Some(c), Some(id)) = (&cfg.correlation, cid) {
         headers.push((c.header.clone(), id.to_string()));
@@ -435,12 +465,11 @@ fn authorize(
 /// The single value of a context header, if sent. Several values, or bytes that are not
 /// visible ASCII, name no organisation or workspace the principal may use: `invalid`.
 fn header_text<'h>(headers: &'h Headers, name: &str, invalid: Reason) -> Result<Option<&'h str>, Denial> {
-    let mut values = headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_slice());
-    let Some(first) = values.next() else { return Ok(None) };
-    if values.next().is_some() || !first.iter().all(u8::is_ascii_graphic) {
+    let Some(value) = crate::text::single_value(headers, name).map_err(|()| Denial::new(invalid))? else { return Ok(None) };
+    if !value.iter().all(u8::is_ascii_graphic) {
         return Err(invalid.into());
     }
-    let text = std::str::from_utf8(first).map_err(|_| Denial::new(invalid))?;
+    let text = std::str::from_utf8(value).map_err(|_| Denial::new(invalid))?;
     Ok((!text.is_empty()).then_some(text))
 }
 

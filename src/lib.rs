@@ -22,6 +22,7 @@ pub mod principal;
 pub mod routes;
 pub mod secret;
 pub mod stats;
+pub mod text;
 pub mod time;
 pub mod token_cache;
 pub mod webhook;

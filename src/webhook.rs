@@ -6,9 +6,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::raw::RawWebhook;
 use crate::deny::Reason;
 use crate::secret::Secret;
+use crate::text::{decode_hex, single_value, trim_ows};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -32,72 +32,14 @@ pub struct Webhook {
     pub max_body_bytes: u64,
 }
 
-/// (field path, message): the config module turns it into its error type.
-pub type CompileError = (String, String);
-
-fn token_name(path: &str, name: &str) -> Result<String, CompileError> {
-    if crate::config::is_header_token(name) {
-        Ok(name.to_ascii_lowercase())
-    } else {
-        Err((path.to_string(), "not a valid header name".into()))
-    }
-}
-
 impl Webhook {
-    /// `env` reads the wasm VM's environment (`vm_config.environment_variables`).
-    pub fn compile(path: &str, raw: &RawWebhook, env: &dyn Fn(&str) -> Option<String>) -> Result<Webhook, CompileError> {
-        let header = token_name(&format!("{path}.header"), raw.header.as_deref().unwrap_or("x-webhook-signature"))?;
-        let encoding = match raw.encoding.as_deref().unwrap_or("hex") {
-            "hex" => Encoding::Hex,
-            "base64" => Encoding::Base64,
-            _ => return Err((format!("{path}.encoding"), "must be \"hex\" or \"base64\"".into())),
-        };
-        if raw.secrets.is_empty() {
-            return Err((format!("{path}.secrets"), "at least one secret is required".into()));
-        }
-        let mut secrets = Vec::with_capacity(raw.secrets.len());
-        for (i, s) in raw.secrets.iter().enumerate() {
-            let spath = format!("{path}.secrets[{i}]");
-            let secret = match (&s.env, &s.value) {
-                (Some(var), None) => match env(var) {
-                    Some(v) if !v.is_empty() => Secret::new(v),
-                    _ => return Err((format!("{spath}.env"), format!("environment variable {var} is not set in the wasm VM"))),
-                },
-                (None, Some(v)) if !v.is_empty() => v.clone(),
-                (None, Some(_)) => return Err((format!("{spath}.value"), "must not be empty".into())),
-                _ => return Err((spath, "exactly one of env or value is required".into())),
-            };
-            secrets.push(secret);
-        }
-        let timestamp = match &raw.timestamp {
-            Some(t) => Some(TimestampRule {
-                header: token_name(&format!("{path}.timestamp.header"), &t.header)?,
-                tolerance_s: match t.tolerance_s.unwrap_or(300) {
-                    s if s > crate::config::MAX_WEBHOOK_TOLERANCE_S => {
-                        return Err((
-                            format!("{path}.timestamp.tolerance_s"),
-                            format!("must be at most {}", crate::config::MAX_WEBHOOK_TOLERANCE_S),
-                        ))
-                    }
-                    s => s,
-                },
-            }),
-            None => None,
-        };
-        let max_body_bytes = raw.max_body_bytes.unwrap_or(1 << 20);
-        if max_body_bytes == 0 {
-            return Err((format!("{path}.max_body_bytes"), "must be positive".into()));
-        }
-        Ok(Webhook { header, prefix: raw.prefix.clone().unwrap_or_else(|| "sha256=".into()), encoding, secrets, timestamp, max_body_bytes })
-    }
-
     /// Checks the signature of a complete request body.
     pub fn verify(&self, headers: &[(String, Vec<u8>)], body: &[u8], now: i64) -> Result<(), Reason> {
         if body.len() as u64 > self.max_body_bytes {
             return Err(Reason::BodyTooLarge);
         }
-        let raw_sig = single(headers, &self.header).ok_or(Reason::SignatureInvalid)?;
-        let sig_text = trim(raw_sig);
+        let raw_sig = single_value(headers, &self.header).ok().flatten().ok_or(Reason::SignatureInvalid)?;
+        let sig_text = trim_ows(raw_sig);
         let prefix = self.prefix.as_bytes();
         if sig_text.len() < prefix.len() || !sig_text[..prefix.len()].eq_ignore_ascii_case(prefix) {
             return Err(Reason::SignatureInvalid);
@@ -112,7 +54,7 @@ impl Webhook {
 
         let mut signed_prefix: Vec<u8> = Vec::new();
         if let Some(rule) = &self.timestamp {
-            let ts = trim(single(headers, &rule.header).ok_or(Reason::SignatureInvalid)?);
+            let ts = trim_ows(single_value(headers, &rule.header).ok().flatten().ok_or(Reason::SignatureInvalid)?);
             if ts.is_empty() || ts.len() > 12 || !ts.iter().all(u8::is_ascii_digit) {
                 return Err(Reason::SignatureInvalid);
             }
@@ -133,30 +75,6 @@ impl Webhook {
     }
 }
 
-fn single<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
-    let mut it = headers.iter().filter(|(n, _)| n == name);
-    let first = it.next()?;
-    if it.next().is_some() {
-        return None;
-    }
-    Some(&first.1)
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
-    &v[start..end]
-}
-
-fn decode_hex(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    s.chunks_exact(2)
-        .map(|p| Some(((p[0] as char).to_digit(16)? * 16 + (p[1] as char).to_digit(16)?) as u8))
-        .collect()
-}
-
 /// HMAC-SHA256 over `prefix || body`, compared to `tag` in constant time.
 pub fn mac_matches(secret: &[u8], prefix: &[u8], body: &[u8], tag: &[u8]) -> bool {
     let Ok(mut mac) = <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(secret) else { return false };
@@ -169,13 +87,13 @@ pub fn mac_matches(secret: &[u8], prefix: &[u8], body: &[u8], tag: &[u8]) -> boo
 pub fn sign_hex(secret: &[u8], message: &[u8]) -> String {
     let Ok(mut mac) = <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(secret) else { return String::new() };
     mac.update(message);
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    crate::text::hex(&mac.finalize().into_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::raw::RawWebhook;
+    use crate::config::{Config, ConfigError};
 
     const BODY: &[u8] = br#"{"event":"incident.created","incidentId":"inc_01HX9VT"}"#;
     // printf %s "$BODY" | openssl dgst -sha256 -hmac whsec_your_webhook_secret (contract 001)
@@ -183,9 +101,11 @@ mod tests {
     // the same over "1700000000.$BODY"
     const KNOWN_TS: &str = "a2289031d0180cbb4b637d8eb25a7305fcacc6a71f6043e6e16e5564e7945999";
 
-    fn hook(doc: serde_json::Value) -> Result<Webhook, CompileError> {
-        let raw: RawWebhook = serde_json::from_value(doc).unwrap();
-        Webhook::compile("webhooks.w", &raw, &|name| (name == "HOOK_SECRET").then(|| "whsec_your_webhook_secret".to_string()))
+    fn hook(doc: serde_json::Value) -> Result<Webhook, ConfigError> {
+        let doc = serde_json::json!({ "webhooks": { "w": doc } });
+        let env = |name: &str| (name == "HOOK_SECRET").then(|| "whsec_your_webhook_secret".to_string());
+        let cfg = Config::from_json_with_env(doc.to_string().as_bytes(), &env)?;
+        Ok(cfg.webhooks.into_iter().next().expect("one webhook").1)
     }
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
@@ -242,11 +162,11 @@ mod tests {
     #[test]
     fn compile_errors_name_the_field_never_the_secret() {
         let e = hook(serde_json::json!({ "secrets": [{ "env": "MISSING" }] })).unwrap_err();
-        assert_eq!(e, ("webhooks.w.secrets[0].env".to_string(), "environment variable MISSING is not set in the wasm VM".to_string()));
+        assert_eq!(e.to_string(), "webhooks.w.secrets[0].env: environment variable MISSING is not set in the wasm VM");
         let e = hook(serde_json::json!({ "secrets": [{ "env": "HOOK_SECRET", "value": "x" }] })).unwrap_err();
-        assert_eq!(e.0, "webhooks.w.secrets[0]");
-        assert_eq!(hook(serde_json::json!({ "secrets": [] })).unwrap_err().0, "webhooks.w.secrets");
-        assert_eq!(hook(serde_json::json!({ "secrets": [{ "value": "s" }], "encoding": "b32" })).unwrap_err().0, "webhooks.w.encoding");
+        assert_eq!(e.path, "webhooks.w.secrets[0]");
+        assert_eq!(hook(serde_json::json!({ "secrets": [] })).unwrap_err().path, "webhooks.w.secrets");
+        assert_eq!(hook(serde_json::json!({ "secrets": [{ "value": "s" }], "encoding": "b32" })).unwrap_err().path, "webhooks.w.encoding");
         let w = hook(serde_json::json!({ "secrets": [{ "value": "whsec_do_not_print" }] })).unwrap();
         assert!(!format!("{w:?}").contains("whsec_do_not_print"));
     }

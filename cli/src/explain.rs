@@ -126,7 +126,7 @@ fn request_path(target: &str) -> Result<String, Failure> {
 fn parse_header(text: &str) -> Result<(String, Vec<u8>), Failure> {
     let (name, value) = text.split_once(':').ok_or_else(|| Failure::Usage("a header is 'name: value'".into()))?;
     let name = name.trim();
-    if !api_auth_filter::config::is_header_token(name) {
+    if !api_auth_filter::text::is_header_token(name) {
         return Err(Failure::Usage(format!("'{name}' is not a header name")));
     }
     let value = value.trim_matches([' ', '\t']);
@@ -167,22 +167,23 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
         Decision::Deny(d) => r.deny(&d.denial, &d.response),
         Decision::Wait(w) => r.wait(&cfg, w),
         Decision::Allow(a) => {
-            let webhook = a.webhook.and_then(|i| cfg.webhooks.get(i));
+            let webhook = a.webhook.and_then(|i| cfg.webhooks.get(i).map(|w| (i, w)));
             match (webhook, &body) {
-                (Some((name, hook)), Some(body)) => match hook.verify(&o.headers, body, now) {
-                    Ok(()) => {
-                        r.allow(&a);
-                        r.set("webhook", json!({ "name": name, "signature": "valid" }));
-                        r.text("webhook", &format!("{name}: the body signature verifies"));
+                (Some((index, (name, _))), Some(body)) => {
+                    let check = engine::WebhookCheck { webhook: index, route: a.route, correlation: a.correlation.as_deref() };
+                    match engine::check_webhook(&cfg, &check, &o.headers, Some(body), now) {
+                        Ok(()) => {
+                            r.allow(&a);
+                            r.set("webhook", json!({ "name": name, "signature": "valid" }));
+                            r.text("webhook", &format!("{name}: the body signature verifies"));
+                        }
+                        Err(deny) => {
+                            r.set("webhook", json!({ "name": name, "signature": "invalid" }));
+                            r.deny(&deny.denial, &deny.response);
+                        }
                     }
-                    Err(reason) => {
-                        r.set("webhook", json!({ "name": name, "signature": "invalid" }));
-                        let denial = Denial::new(reason);
-                        let resp = engine::deny_response(&cfg, a.route, &denial, a.correlation.as_deref());
-                        r.deny(&denial, &resp);
-                    }
-                },
-                (Some((name, _)), None) => {
+                }
+                (Some((_, (name, _))), None) => {
                     r.allow(&a);
                     r.set("webhook", json!({ "name": name, "signature": "not checked" }));
                     r.text(

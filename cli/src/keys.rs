@@ -91,7 +91,7 @@ pub fn hash_key(argv: Vec<String>) -> Result<String, Failure> {
     if bytes.is_empty() {
         return Err(err("the key is empty"));
     }
-    Ok(format!("{}\n", api_auth_filter::apikeys::hex(&api_auth_filter::apikeys::digest(&bytes))))
+    Ok(format!("{}\n", api_auth_filter::text::hex(&api_auth_filter::apikeys::digest(&bytes))))
 }
 
 /// The demo key and its `kid`.

@@ -94,7 +94,7 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
     mac.update(&signed);
     let tag = mac.finalize().into_bytes();
     let encoded = match encoding {
-        Encoding::Hex => util::hex(&tag),
+        Encoding::Hex => api_auth_filter::text::hex(&tag),
         Encoding::Base64 => STANDARD.encode(tag),
     };
     Ok(format!("{prefix}{encoded}\n"))

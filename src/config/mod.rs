@@ -3,6 +3,9 @@
 //! Error messages never quote a secret, a key digest or the document itself.
 
 pub mod raw;
+mod sections;
+
+pub use sections::key_service_answer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -17,7 +20,8 @@ use crate::principal::Field;
 use crate::routes::{is_plain_name, PathParameters, PathPattern};
 use raw::*;
 
-pub use raw::{KeyStatus, Unmatched};
+pub use crate::apikeys::KeyStatus;
+pub use raw::Unmatched;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -26,7 +30,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError { path: path.into(), message: message.into() }
     }
 }
@@ -213,14 +217,13 @@ fn scrub_serde_message(msg: &str) -> String {
 }
 
 fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let pair = |(path, message): (String, String)| ConfigError { path, message };
     let mut webhooks = Vec::with_capacity(raw.webhooks.len());
     for (name, w) in &raw.webhooks {
-        webhooks.push((name.clone(), Webhook::compile(&format!("webhooks.{name}"), w, env).map_err(pair)?));
+        webhooks.push((name.clone(), sections::webhook(&format!("webhooks.{name}"), w, env)?));
     }
     let webhook_names: Vec<&str> = webhooks.iter().map(|(n, _)| n.as_str()).collect();
-    let protected_resource = raw.protected_resource.as_ref().map(ProtectedResource::compile).transpose().map_err(pair)?;
-    let correlation = raw.correlation_id.as_ref().map(Correlation::compile).transpose().map_err(pair)?;
+    let protected_resource = raw.protected_resource.as_ref().map(sections::protected_resource).transpose()?;
+    let correlation = raw.correlation_id.as_ref().map(sections::correlation).transpose()?;
 
     let (formats, format_index) = compile_formats(&raw.error_formats)?;
     let default_format = match &raw.errors {
@@ -544,7 +547,7 @@ pub fn compile_key(path: &str, k: RawKey) -> Result<KeyEntry, ConfigError> {
     if k.id.is_empty() {
         return Err(ConfigError::new(format!("{path}.id"), "must not be empty"));
     }
-    let digest = decode_sha256_hex(&k.sha256)
+    let digest = crate::text::decode_hex32(&k.sha256)
         .ok_or_else(|| ConfigError::new(format!("{path}.sha256"), "must be 64 hex digits (SHA-256 of the key)"))?;
     let expires_at = match &k.expires_at {
         Some(t) => Some(
@@ -564,20 +567,6 @@ pub fn compile_key(path: &str, k: RawKey) -> Result<KeyEntry, ConfigError> {
         workspaces: k.workspaces,
         name: k.name,
     })
-}
-
-fn decode_sha256_hex(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
 }
 
 struct RouteContext<'a> {
@@ -777,14 +766,9 @@ fn compile_forward(raw: Option<RawForward>, key_headers: &[String]) -> Result<Fo
     Ok(Forward { strip_credentials: raw.strip_credentials.unwrap_or(true), headers, forwards_claims })
 }
 
-/// Whether `name` is an HTTP token (RFC 9110 §5.6.2), as header names must be.
-pub fn is_header_token(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 /// A header name as Envoy presents it: lower-case token characters.
 fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
-    if !is_header_token(name) {
+    if !crate::text::is_header_token(name) {
         return Err(ConfigError::new(path, "not a valid header name"));
     }
     Ok(name.to_ascii_lowercase())

@@ -10,6 +10,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::apikeys::KeyStatus;
 use crate::secret::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -154,14 +155,6 @@ pub struct RawKey {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyStatus {
-    #[default]
-    Active,
-    Revoked,
-    Expired,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -146,6 +146,7 @@ impl<H: Host> Worker<H> {
         let (lease, cas) = self.read_lease(&remote);
         match (parsed, body) {
             (Some(set), Some(b)) => {
+                let (kept, skipped) = (set.len(), set.skipped);
                 let ver_key = format!("{}/ver", remote.cache_key);
                 let shared = self.host.shared_get(&ver_key).ok().and_then(|(v, _)| v);
                 let version = cache::decode_version(shared.as_deref()) + 1;
@@ -154,7 +155,9 @@ impl<H: Host> Worker<H> {
                 self.write_lease(&remote, &cache::after_success(&lease, now, &remote.timing), cas);
                 self.count(Counter::JwksFetchOk);
                 self.adopt(i, set, if stored { version } else { local_version + 1 }, now);
-                log::info!("api-auth-filter: JWKS from cluster {} updated (version {version})", remote.cluster);
+                // Skipped entries are ones this filter cannot verify with (encryption keys, other
+                // types, HMAC secrets beside public keys or without the provider's opt-in).
+                log::info!("api-auth-filter: JWKS from cluster {} updated (version {version}: {kept} keys, {skipped} entries skipped)", remote.cluster);
             }
             _ => {
                 // Keep the keys in hand: a failed fetch never changes what is accepted.

@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::apikeys::{self, ApiKeys, Lookup};
+use crate::apikeys::Lookup;
+use crate::config::key_service_answer;
 use crate::stats::Counter;
 
 use super::stream::Stream;
@@ -75,7 +76,7 @@ impl<H: Host> Worker<H> {
             return None;
         }
         let answer = match v.get(40)? {
-            1 => Lookup::Found(ApiKeys::parse_lookup(v.get(41..)?, d)?),
+            1 => Lookup::Found(key_service_answer(v.get(41..)?, d)?),
             _ => Lookup::NotFound,
         };
         Some((expires, answer))
@@ -115,7 +116,7 @@ impl<H: Host> Worker<H> {
     fn dispatch_lookup(&self, digest: &[u8; 32], owner: Option<u32>) -> bool {
         let config = self.config();
         let Some(service) = config.api_keys.as_ref().and_then(|k| k.lookup.as_ref()) else { return false };
-        let body = format!("{{\"sha256\":\"{}\"}}", apikeys::hex(digest));
+        let body = format!("{{\"sha256\":\"{}\"}}", crate::text::hex(digest));
         let call = Call {
             cluster: &service.cluster,
             method: "POST",
@@ -191,7 +192,7 @@ impl<H: Host> Worker<H> {
                 } else {
                     None
                 };
-                match body.and_then(|b| ApiKeys::parse_lookup(&b, &digest).map(|entry| (b, entry))) {
+                match body.and_then(|b| key_service_answer(&b, &digest).map(|entry| (b, entry))) {
                     Some((b, entry)) => {
                         let expires = now.saturating_add(service.ttl_ms);
                         self.write_shared_answer(&digest, expires, Some(&b));

@@ -278,17 +278,17 @@ impl<H: Host> Worker<H> {
     fn finish_webhook(&self, ctx: u32, body_size: Option<usize>, turn: Turn) -> Action {
         let held = self.st.borrow_mut().streams.remove(&ctx);
         let Some(Stream::AwaitingBody { webhook, route, headers, correlation }) = held else { return Action::Continue };
-        let config = self.config();
-        let Some((_, hook)) = config.webhooks.get(webhook) else { return self.fail_closed(route, correlation.as_deref()) };
-        let result = match body_size {
-            None => Err(Reason::BodyTooLarge),
-            Some(0) => hook.verify(&headers, &[], (self.host.now_ms() / 1000) as i64),
+        let body = match body_size {
+            None => None,
+            Some(0) => Some(Vec::new()),
             Some(size) => match self.host.body(Body::Request, size) {
-                Ok(body) => hook.verify(&headers, &body.unwrap_or_default(), (self.host.now_ms() / 1000) as i64),
+                Ok(body) => Some(body.unwrap_or_default()),
                 Err(_) => return self.fail_closed(route, correlation.as_deref()),
             },
         };
-        match result {
+        let check = engine::WebhookCheck { webhook, route, correlation: correlation.as_deref() };
+        let now = (self.host.now_ms() / 1000) as i64;
+        match engine::check_webhook(&self.config(), &check, &headers, body.as_deref(), now) {
             Ok(()) => {
                 if let Some(correlation) = correlation {
                     self.st.borrow_mut().streams.insert(ctx, Stream::Forwarded { correlation });
@@ -296,10 +296,10 @@ impl<H: Host> Worker<H> {
                 self.count(Counter::Allowed);
                 self.go_on(turn)
             }
-            Err(reason) => {
-                self.count(Counter::Denied(reason));
-                self.log_denial(reason, route, correlation.as_deref());
-                self.send(&engine::deny_response(&config, route, &Denial::new(reason), correlation.as_deref()));
+            Err(deny) => {
+                self.count(Counter::Denied(deny.denial.reason));
+                self.log_denial(deny.denial.reason, route, correlation.as_deref());
+                self.send(&deny.response);
                 Action::Pause
             }
         }
