@@ -178,3 +178,39 @@ fn contract_004_session_tokens_and_003_oauth_organisation() {
     ];
     run_cases(&envoy, &upstream, cases);
 }
+
+/// A lookup belongs to the request that dispatched it, and Envoy cancels it when that request
+/// ends. When its client resets while others wait for the same key, the lookup is handed to
+/// the root context: every other waiter still gets its answer (before: 503 for each of them,
+/// after their wait ran out).
+#[test]
+fn a_lookup_survives_the_reset_of_the_request_that_dispatched_it() {
+    use std::io::Write;
+    let key = "cf_ak_live_reset_while_waiting";
+    let mut slow = Canned::json(200, &key_entry(key, "active"));
+    slow.delay = Duration::from_millis(700);
+    let keys = Server::mock(slow);
+    let upstream = Server::echo();
+    let mut cfg = config(30);
+    cfg["api_keys"]["lookup"]["timeout_ms"] = json!(3000);
+    cfg["api_keys"].as_object_mut().unwrap().remove("usage_report");
+    let envoy = Envoy::start(EnvoyOpts::new(cfg, upstream.port()).cluster("keys", keys.port()).concurrency(1));
+
+    // The first request dispatches the lookup, then its client goes away.
+    let mut first = std::net::TcpStream::connect(("127.0.0.1", envoy.port())).unwrap();
+    first.write_all(format!("GET /v1/items HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {key}\r\n\r\n").as_bytes()).unwrap();
+    assert!(keys.wait_for(1, Duration::from_secs(5)), "the lookup started");
+    // Three more wait for the same digest.
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let port = envoy.port();
+            std::thread::spawn(move || send(port, &Req::get("/v1/items").bearer("cf_ak_live_reset_while_waiting")).status)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    drop(first);
+    let statuses: Vec<u16> = waiters.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(statuses, vec![200, 200, 200], "{}", envoy.log());
+    assert_eq!(keys.count(), 2, "looked up again once, for all three");
+    assert_eq!(envoy.wasm_failures(), Vec::<String>::new());
+}
