@@ -18,7 +18,7 @@
 
 use std::sync::OnceLock;
 
-use api_auth_filter::config::raw::RawWebhook;
+use api_auth_filter::config::Config;
 use api_auth_filter::credentials::{extract, Credential, MAX_CREDENTIALS};
 use api_auth_filter::deny::Reason;
 use api_auth_filter::webhook::Webhook;
@@ -44,8 +44,10 @@ fn hooks() -> &'static Hooks {
     static H: OnceLock<Hooks> = OnceLock::new();
     H.get_or_init(|| {
         let compile = |v: serde_json::Value| {
-            let raw: RawWebhook = serde_json::from_value(v).expect("raw webhook");
-            Webhook::compile("webhooks.w", &raw, &|name| (name == "HOOK").then(|| "whsec_FUZZ_SECRET".to_string())).expect("compiles")
+            let doc = json!({ "webhooks": { "w": v } }).to_string();
+            let env = |name: &str| (name == "HOOK").then(|| "whsec_FUZZ_SECRET".to_string());
+            let cfg = Config::from_json_with_env(doc.as_bytes(), &env).expect("compiles");
+            cfg.webhooks.into_iter().next().expect("one webhook").1
         };
         Hooks {
             hex: compile(json!({ "secrets": [{ "value": "whsec_FUZZ_SECRET" }, { "value": "old_secret" }] })),
