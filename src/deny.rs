@@ -250,6 +250,24 @@ pub struct LocalResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Envoy's response-code details (`%RESPONSE_CODE_DETAILS%`): `api_auth.<reason>`.
+    pub details: String,
+    /// For a gRPC request: the grpc-status; the body is then the plain message, which Envoy
+    /// sends as grpc-message in a trailers-only response.
+    pub grpc_status: Option<u32>,
+}
+
+/// The gRPC status of a denial, from its HTTP status (as gRPC's HTTP mapping reads them).
+pub fn grpc_status(http: u16) -> u32 {
+    match http {
+        400 => 3,  // INVALID_ARGUMENT
+        401 => 16, // UNAUTHENTICATED
+        403 => 7,  // PERMISSION_DENIED
+        404 => 12, // UNIMPLEMENTED: no such method
+        413 | 429 => 8, // RESOURCE_EXHAUSTED
+        503 => 14, // UNAVAILABLE
+        _ => 2,    // UNKNOWN
+    }
 }
 
 /// What a challenge needs to know beyond the denial itself.
@@ -261,6 +279,12 @@ pub struct ChallengeInfo<'a> {
 /// Renders a denial in a format: status, `content-type`, `WWW-Authenticate` on every 401 and on
 /// insufficient scope, and the JSON body.
 pub fn render(denial: &Denial, format: &ErrorFormat, challenge: ChallengeInfo<'_>) -> LocalResponse {
+    render_for(denial, format, challenge, false)
+}
+
+/// `render`, or for a gRPC request (`grpc`) the same denial as a grpc-status with its plain
+/// message: a gRPC client reads no JSON body.
+pub fn render_for(denial: &Denial, format: &ErrorFormat, challenge: ChallengeInfo<'_>, grpc: bool) -> LocalResponse {
     let reason = denial.reason;
     let over = format.overrides.get(&reason);
     let status = over.and_then(|o| o.status).unwrap_or_else(|| reason.status());
@@ -271,11 +295,15 @@ pub fn render(denial: &Denial, format: &ErrorFormat, challenge: ChallengeInfo<'_
         None => format.base.body(reason, status, &message),
     };
 
-    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-    if let Some(value) = challenge_header(denial, status, challenge) {
-        headers.push(("www-authenticate".to_string(), value));
+    let details = format!("api_auth.{}", reason.as_str());
+    let challenge = challenge_header(denial, status, challenge).map(|v| ("www-authenticate".to_string(), v));
+    if grpc {
+        let headers = challenge.into_iter().collect();
+        return LocalResponse { status, headers, body: message.into_bytes(), details, grpc_status: Some(grpc_status(status)) };
     }
-    LocalResponse { status, headers, body: body.into_bytes() }
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    headers.extend(challenge);
+    LocalResponse { status, headers, body: body.into_bytes(), details, grpc_status: None }
 }
 
 fn challenge_header(denial: &Denial, status: u16, challenge: ChallengeInfo<'_>) -> Option<String> {

@@ -150,6 +150,8 @@ pub struct Allow {
     pub remove: Vec<String>,
     /// Headers set on the request (after removal).
     pub set: Vec<(String, String)>,
+    /// Filter state to write: (name, value), shown by Envoy as `wasm.<name>`.
+    pub state: Vec<(String, String)>,
     pub principal: Option<Box<Principal>>,
     pub route: Option<usize>,
     /// A webhook whose signature over the complete body must still verify.
@@ -168,19 +170,21 @@ pub struct Deny {
 pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
     let cid = cfg.correlation.as_ref().and_then(|c| c.resolve(req.headers, env.random));
     let present = |name: &str| req.headers.iter().any(|(n, _)| n == name);
+    let grpc = is_grpc(req.headers);
     let target = match Target::of(cfg, req) {
         Ok(t) => t,
-        Err(reason) => return deny(cfg, None, reason.into(), cid),
+        Err(reason) => return deny(cfg, None, reason.into(), cid, grpc),
     };
     if let Some(pr) = cfg.protected_resource.as_ref().filter(|pr| pr.serves(target.method, &target.path)) {
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         add_correlation(cfg, &mut headers, cid.as_deref());
-        return Decision::Respond(LocalResponse { status: 200, headers, body: pr.document.clone() });
+        let details = "api_auth.protected_resource_metadata".to_string();
+        return Decision::Respond(LocalResponse { status: 200, headers, body: pr.document.clone(), details, grpc_status: None });
     }
     let Some((index, route, captures)) = find_route(cfg, target.method, &target.path) else {
         return match cfg.unmatched {
             Unmatched::Allow => Decision::Allow(forward(cfg, None, None, cid, req.headers, &present)),
-            Unmatched::Deny => deny(cfg, None, Reason::RouteNotFound.into(), cid),
+            Unmatched::Deny => deny(cfg, None, Reason::RouteNotFound.into(), cid, grpc),
         };
     };
     let Some(auth) = &route.auth else {
@@ -188,11 +192,11 @@ pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
     };
     let mut principal = match authenticate(cfg, auth, req, env) {
         Ok(p) => p,
-        Err(Fail::Deny(reason)) => return deny(cfg, Some(index), reason.into(), cid),
+        Err(Fail::Deny(reason)) => return deny(cfg, Some(index), reason.into(), cid, grpc),
         Err(Fail::Wait(w)) => return Decision::Wait(w),
     };
     if let Err(denial) = authorize(cfg, auth, &captures, req.headers, &mut principal) {
-        return deny(cfg, Some(index), denial, cid);
+        return deny(cfg, Some(index), denial, cid, grpc);
     }
     Decision::Allow(forward(cfg, Some(principal), Some(index), cid, req.headers, &present))
 }
@@ -264,11 +268,20 @@ fn add_correlation(cfg: &Config, headers: &mut Vec<(String, String)>, cid: Optio
 
 /// The response for a denial on a route (its error format, challenge and correlation id).
 pub fn deny_response(cfg: &Config, route: Option<usize>, denial: &Denial, cid: Option<&str>) -> LocalResponse {
+    respond(cfg, route, denial, cid, false)
+}
+
+/// Whether a request is gRPC (its denials carry a grpc-status, not a JSON body).
+pub fn is_grpc(headers: &Headers) -> bool {
+    headers.iter().any(|(n, v)| n == "content-type" && v.starts_with(b"application/grpc"))
+}
+
+fn respond(cfg: &Config, route: Option<usize>, denial: &Denial, cid: Option<&str>, grpc: bool) -> LocalResponse {
     let format_index = route.and_then(|i| cfg.routes.get(i)).map_or(cfg.default_format, |r| r.format);
     let fallback = deny::ErrorFormat::builtin(deny::Builtin::Detail);
     let format = cfg.formats.get(format_index).unwrap_or(&fallback);
     let challenge = ChallengeInfo { resource_metadata: cfg.protected_resource.as_ref().map(|p| p.metadata_url.as_str()) };
-    let mut response = deny::render(denial, format, challenge);
+    let mut response = deny::render_for(denial, format, challenge, grpc);
     add_correlation(cfg, &mut response.headers, cid);
     response
 }
@@ -502,10 +515,16 @@ fn forward(
         }
     }
     let mut set = Vec::new();
+    let mut state = Vec::new();
     if let Some(p) = &principal {
         for (name, field) in &fwd.headers {
             if let Some(value) = p.field_value(field).filter(|v| header_value_safe(v)) {
                 set.push((name.clone(), value));
+            }
+        }
+        for (name, field) in &cfg.filter_state {
+            if let Some(value) = p.field_value(field).filter(|v| header_value_safe(v)) {
+                state.push((name.clone(), value));
             }
         }
     }
@@ -513,7 +532,7 @@ fn forward(
         set.push((c.header.clone(), id.clone()));
     }
     let webhook = route.and_then(|i| cfg.routes.get(i)).and_then(|r| r.webhook);
-    Allow { remove, set, principal: principal.map(Box::new), route, webhook, correlation }
+    Allow { remove, set, state, principal: principal.map(Box::new), route, webhook, correlation }
 }
 
 /// Whether `name` reads as `guarded` (lower-case) once `_` is read as `-`, in any case.
@@ -530,7 +549,7 @@ fn header_value_safe(v: &str) -> bool {
     v.len() <= 8192 && v.chars().all(|c| c == '\t' || !c.is_control())
 }
 
-fn deny(cfg: &Config, route: Option<usize>, denial: Denial, correlation: Option<String>) -> Decision {
-    let response = deny_response(cfg, route, &denial, correlation.as_deref());
+fn deny(cfg: &Config, route: Option<usize>, denial: Denial, correlation: Option<String>, grpc: bool) -> Decision {
+    let response = respond(cfg, route, &denial, correlation.as_deref(), grpc);
     Decision::Deny(Deny { denial, response, route, correlation })
 }

@@ -39,9 +39,8 @@ mod tests {
         let doc: Value = serde_json::from_slice(&pr.document).unwrap();
         assert_eq!(doc, json!({
             "resource": "https://api.clickflow.com/v1/mcp",
-            "authorization_servers": ["https://your-app.clerk.accounts.dev"],
-            "bearer_methods_supported": ["header"]
-        }));
+            "authorization_servers": ["https://your-app.clerk.accounts.dev"]
+        }), "exactly as configured (contract 003)");
         assert!(pr.serves("GET", "/.well-known/oauth-protected-resource/v1/mcp"));
         assert!(!pr.serves("HEAD", "/v1/.well-known/oauth-protected-resource"), "the engine reads HEAD as GET before asking");
         assert!(!pr.serves("POST", "/v1/.well-known/oauth-protected-resource"));

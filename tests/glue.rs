@@ -305,3 +305,54 @@ fn an_unknown_kid_waits_for_one_refetch() {
     let (status, _, _) = w.host.request(4).answered.expect("decided after the refetch");
     assert_eq!(status, 401, "still an unknown kid: token_invalid");
 }
+
+#[test]
+fn an_allow_hands_the_principal_to_envoy_and_a_denial_names_its_reason() {
+    let w = worker(MockHost::new(NOW_MS));
+    let size = w.host.answer(200, &lookup_answer());
+    w.host.start(1, "GET", "/api/x", &[("x-api-key", KEY.as_bytes())]);
+    assert_eq!(w.on_request_headers(1, true), Action::Pause);
+    let call = w.host.calls.borrow().iter().find(|c| c.cluster == "keys").cloned().unwrap();
+    w.on_call_response(call.token, size);
+    let state = w.host.request(1).filter_state;
+    let names: Vec<(&str, &[u8])> = state.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    assert_eq!(names, vec![("api_auth.kind", &b"api_key"[..]), ("api_auth.key_id", &b"key_remote"[..])], "present fields only");
+    // A denial: its reason as the response-code details, no filter state.
+    w.host.start(2, "GET", "/api/x", &[]);
+    assert_eq!(w.on_request_headers(2, true), Action::Pause);
+    let r = w.host.request(2);
+    assert_eq!(r.details, Some(("api_auth.credentials_missing".to_string(), None)));
+    assert!(r.filter_state.is_empty());
+}
+
+#[test]
+fn filter_state_fields_are_configurable_and_can_be_off() {
+    for (fields, want) in [(json!(["subject"]), vec!["api_auth.subject"]), (json!([]), vec![])] {
+        let mut cfg = config();
+        cfg["filter_state"] = fields;
+        let w = Worker::configure(MockHost::new(NOW_MS), &serde_json::to_vec(&cfg).unwrap()).unwrap();
+        serve_jwks(&w);
+        w.host.start(1, "GET", "/api/x", &[("authorization", &bearer(&token("user_fs")))]);
+        assert_eq!(w.on_request_headers(1, true), Action::Continue);
+        let got: Vec<String> = w.host.request(1).filter_state.into_iter().map(|(n, _)| n).collect();
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn a_grpc_denial_is_a_grpc_status_with_the_plain_message() {
+    let w = worker(MockHost::new(NOW_MS));
+    w.host.start(1, "POST", "/api/pkg.Service/Method", &[("content-type", b"application/grpc")]);
+    assert_eq!(w.on_request_headers(1, false), Action::Pause);
+    let r = w.host.request(1);
+    let (_, headers, body) = r.answered.expect("answered");
+    assert_eq!(r.details, Some(("api_auth.credentials_missing".to_string(), Some(16))), "UNAUTHENTICATED");
+    assert_eq!(body, b"Could not validate credentials", "grpc-message, not the JSON body");
+    assert!(!headers.iter().any(|(n, _)| n == "content-type"), "{headers:?}");
+    assert!(headers.iter().any(|(n, v)| n == "www-authenticate" && v == "Bearer"), "{headers:?}");
+    // The same request without the gRPC content type gets the JSON body.
+    w.host.start(2, "POST", "/api/pkg.Service/Method", &[("content-type", b"application/json")]);
+    w.on_request_headers(2, false);
+    let (_, _, body) = w.host.request(2).answered.unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["error"]["code"], "credentials_missing");
+}

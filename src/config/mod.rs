@@ -66,6 +66,9 @@ pub struct Config {
     pub protected_resource: Option<ProtectedResource>,
     pub correlation: Option<Correlation>,
     pub path_parameters: PathParameters,
+    /// Filter state written after an allow: (name, principal field); Envoy shows each as
+    /// `wasm.<name>`.
+    pub filter_state: Vec<(String, Field)>,
     /// Lower-case names whose underscore twins (`x_api_key` for `x-api-key`) are removed from
     /// every request that goes upstream: the credential headers, the forwarded identity
     /// headers, and the organisation and workspace headers.
@@ -287,6 +290,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         webhooks,
         protected_resource,
         correlation,
+        filter_state: compile_filter_state(raw.filter_state.as_deref())?,
         path_parameters: match raw.path_parameters {
             RawPathParameters::Reject => PathParameters::Reject,
             RawPathParameters::Strip => PathParameters::Strip,
@@ -764,6 +768,28 @@ fn compile_forward(raw: Option<RawForward>, key_headers: &[String]) -> Result<Fo
     }
     let forwards_claims = headers.iter().any(|(_, f)| matches!(f, Field::Claim(_)));
     Ok(Forward { strip_credentials: raw.strip_credentials.unwrap_or(true), headers, forwards_claims })
+}
+
+/// The principal fields handed to the rest of Envoy when none are configured.
+pub const DEFAULT_FILTER_STATE: [&str; 7] = ["kind", "subject", "key_id", "provider", "organization", "workspace", "scopes"];
+
+fn compile_filter_state(given: Option<&[String]>) -> Result<Vec<(String, Field)>, ConfigError> {
+    let defaults: Vec<String> = DEFAULT_FILTER_STATE.iter().map(|s| s.to_string()).collect();
+    let names = given.unwrap_or(&defaults);
+    let mut out: Vec<(String, Field)> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let path = format!("filter_state[{i}]");
+        let field = Field::parse(name).ok_or_else(|| ConfigError::new(&path, format!("unknown principal field '{name}'")))?;
+        if matches!(field, Field::Claim(_)) {
+            return Err(ConfigError::new(path, "claims are not written to filter state; forward them as a header"));
+        }
+        let key = format!("api_auth.{name}");
+        if out.iter().any(|(k, _)| *k == key) {
+            return Err(ConfigError::new(path, "listed twice"));
+        }
+        out.push((key, field));
+    }
+    Ok(out)
 }
 
 /// A header name as Envoy presents it: lower-case token characters.

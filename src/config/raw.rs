@@ -36,6 +36,8 @@ pub struct RawConfig {
     /// What a `;` path parameter does: refused (default) or removed before matching.
     #[serde(default)]
     pub path_parameters: RawPathParameters,
+    /// Principal fields written to Envoy filter state (`wasm.api_auth.<field>`) after an allow.
+    pub filter_state: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -96,8 +96,10 @@ pub fn protected_resource(raw: &RawProtectedResource) -> Result<ProtectedResourc
     if let Some(s) = &raw.scopes_supported {
         doc.insert("scopes_supported".into(), s.clone().into());
     }
-    let methods = raw.bearer_methods_supported.clone().unwrap_or_else(|| vec!["header".into()]);
-    doc.insert("bearer_methods_supported".into(), methods.into());
+    // Only what is configured: contract 003's document has no bearer_methods_supported.
+    if let Some(methods) = &raw.bearer_methods_supported {
+        doc.insert("bearer_methods_supported".into(), methods.clone().into());
+    }
     if let Some(n) = &raw.resource_name {
         doc.insert("resource_name".into(), n.clone().into());
     }

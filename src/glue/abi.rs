@@ -53,6 +53,8 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
+    fn proxy_get_property(path_data: *const u8, path_size: usize, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
@@ -164,13 +166,35 @@ impl Host for AbiHost {
         Self::buffer(code, max)
     }
 
-    fn send_response(&self, status_code: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
+    fn send_response(&self, status_code: u16, headers: &[(&str, &str)], body: &[u8], details: &str, grpc_status: Option<u32>) -> HostResult<()> {
         let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
         let map = encode_pairs(&pairs);
-        // SAFETY: pointers to live buffers with their lengths; -1: not a gRPC answer.
+        // -1: not a gRPC answer. A gRPC answer is an HTTP 200 whose status is in grpc-status.
+        let (code, grpc) = match grpc_status {
+            Some(g) => (200, i32::try_from(g).unwrap_or(2)),
+            None => (u32::from(status_code), -1),
+        };
+        // SAFETY: pointers to live buffers with their lengths.
         status(unsafe {
-            proxy_send_local_response(u32::from(status_code), null(), 0, body.as_ptr(), body.len(), map.as_ptr(), map.len(), -1)
+            proxy_send_local_response(code, details.as_ptr(), details.len(), body.as_ptr(), body.len(), map.as_ptr(), map.len(), grpc)
         })
+    }
+
+    fn set_property(&self, name: &str, value: &[u8]) -> HostResult<()> {
+        // SAFETY: pointers to live slices with their lengths. One path segment: the name.
+        status(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+    }
+
+    fn get_property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
+        // The ABI's path: the segments joined by NUL.
+        let joined = path.join("\0");
+        let (mut data, mut size) = (null_mut(), 0usize);
+        // SAFETY: as in `buffer`.
+        match unsafe { proxy_get_property(joined.as_ptr(), joined.len(), &mut data, &mut size) } {
+            OK => Ok(Some(unsafe { take(data, size) })),
+            NOT_FOUND => Ok(None),
+            code => status(code).map(|()| None),
+        }
     }
 
     fn resume_request(&self) -> HostResult<()> {

@@ -59,8 +59,15 @@ pub trait Host {
     fn set_response_header(&self, name: &str, value: Option<&[u8]>) -> HostResult<()>;
     /// Up to `max` bytes of a buffer, from its start. `Ok(None)`: there is no such buffer.
     fn body(&self, which: Body, max: usize) -> HostResult<Option<Vec<u8>>>;
-    /// Answers the effective context's request locally.
-    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()>;
+    /// Answers the effective context's request locally. `details` become Envoy's
+    /// response-code details; with `grpc_status`, the answer is a gRPC one (`body` is then
+    /// the grpc-message).
+    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8], details: &str, grpc_status: Option<u32>) -> HostResult<()>;
+    /// Writes filter state `wasm.<name>` of the effective context's stream (RBAC, CEL and
+    /// access logs read it).
+    fn set_property(&self, name: &str, value: &[u8]) -> HostResult<()>;
+    /// A property of the effective context's stream, by path (`["xds", "route_name"]`).
+    fn get_property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>>;
     /// Lets a paused request of the effective context go on.
     fn resume_request(&self) -> HostResult<()>;
     fn reset_request(&self) -> HostResult<()>;

@@ -30,6 +30,12 @@ pub struct MockRequest {
     pub response_headers: Vec<(String, Vec<u8>)>,
     /// The local response sent, if any.
     pub answered: Option<Answered>,
+    /// Its response-code details and gRPC status.
+    pub details: Option<(String, Option<u32>)>,
+    /// Filter state written (`set_property`), in order.
+    pub filter_state: Vec<(String, Vec<u8>)>,
+    /// Properties the host answers (`get_property`), by path joined with `.`.
+    pub properties: Vec<(String, Vec<u8>)>,
     /// How often `resume_request` was called.
     pub resumed: u32,
     pub reset: bool,
@@ -162,9 +168,21 @@ impl Host for MockHost {
         Ok(Some(bytes[..bytes.len().min(max)].to_vec()))
     }
 
-    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
+    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8], details: &str, grpc_status: Option<u32>) -> HostResult<()> {
         let headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-        self.with_request(|r| r.answered = Some((status, headers, body.to_vec())))
+        self.with_request(|r| {
+            r.answered = Some((status, headers, body.to_vec()));
+            r.details = Some((details.to_string(), grpc_status));
+        })
+    }
+
+    fn set_property(&self, name: &str, value: &[u8]) -> HostResult<()> {
+        self.with_request(|r| r.filter_state.push((name.to_string(), value.to_vec())))
+    }
+
+    fn get_property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
+        let key = path.join(".");
+        self.with_request(|r| r.properties.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))
     }
 
     fn resume_request(&self) -> HostResult<()> {

@@ -214,6 +214,11 @@ impl<H: Host> Worker<H> {
                 for (name, value) in &allow.set {
                     let _ = self.host.set_request_header(name, Some(value.as_bytes()));
                 }
+                // The verdict for RBAC, CEL and access logs. Written before a webhook's body
+                // is checked: a request that then fails is answered locally, never routed.
+                for (name, value) in &allow.state {
+                    let _ = self.host.set_property(name, value.as_bytes());
+                }
                 if let Some(id) = allow.principal.as_ref().and_then(|p| p.key_id.as_deref()) {
                     self.record_use(id, now / 1000);
                 }
@@ -307,7 +312,7 @@ impl<H: Host> Worker<H> {
 
     pub(crate) fn send(&self, response: &LocalResponse) {
         let headers: Vec<(&str, &str)> = response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        if self.host.send_response(response.status, &headers, &response.body).is_err() {
+        if self.host.send_response(response.status, &headers, &response.body, &response.details, response.grpc_status).is_err() {
             let _ = self.host.reset_request();
         }
     }
@@ -358,6 +363,6 @@ impl<H: Host> Worker<H> {
 /// A request reaching a filter without a configuration (the host created contexts though
 /// `on_configure` refused) is refused, never passed.
 pub fn refuse_unconfigured<H: Host>(host: &H) -> Action {
-    let _ = host.send_response(503, &[("content-type", "application/json")], b"{\"detail\":\"Service unavailable\"}");
+    let _ = host.send_response(503, &[("content-type", "application/json")], b"{\"detail\":\"Service unavailable\"}", "api_auth.unconfigured", None);
     Action::Pause
 }
