@@ -1,5 +1,5 @@
 //! Decisions on the contracts' API-key rows, in-process (the same rows run end to end in
-//! `integration/`). Configurations come from `../shared/design/examples`, less the sections a
+//! `integration/`). Configurations come from the repository's `examples/`, less the sections a
 //! row does not need; inline configurations cover what the examples do not.
 
 mod common;
@@ -55,7 +55,7 @@ const CREDS: &str = "Could not validate credentials";
 
 #[test]
 fn contract_002_inference_keys() {
-    let Some(ex) = common::example("002") else { return };
+    let ex = common::example("002");
     let cfg = config(&without(ex, &["providers"]));
     let all = bearer("cm_example_all_services");
     let llm = bearer("cm_example_llm_only");
@@ -102,7 +102,7 @@ fn contract_002_inference_keys() {
 
 #[test]
 fn contract_003_scoped_keys() {
-    let Some(ex) = common::example("003") else { return };
+    let ex = common::example("003");
     let cfg = config(&without(ex, &["providers", "protected_resource"]));
     let full = bearer("cf_ak_example_full_access");
     let agents = bearer("cf_ak_example_agents_only");

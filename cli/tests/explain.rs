@@ -45,7 +45,7 @@ fn allowed(report: &Value) {
 
 #[test]
 fn contract_002_rows() {
-    let Some((cfg, _)) = common::example("002") else { return };
+    let (cfg, _) = common::example("002");
     // Exact bytes: the documented APIs' field order, not serde_json's.
     let openai = |msg: &str, code: &str| format!(r#"{{"error":{{"message":"{msg}","type":"{code}","code":"{code}"}}}}"#);
     let llm = "Authorization: Bearer cm_example_llm_only";
@@ -101,7 +101,7 @@ fn contract_002_rows() {
 
 #[test]
 fn contract_003_rows() {
-    let Some((cfg, _)) = common::example("003") else { return };
+    let (cfg, _) = common::example("003");
     let meta = "resource_metadata=\"https://api.clickflow.com/v1/.well-known/oauth-protected-resource\"";
     let list = "Authorization: Bearer cf_ak_example_list_roadmap";
     let agents = "Authorization: Bearer cf_ak_example_agents_only";
@@ -152,7 +152,7 @@ fn contract_003_rows() {
 
 #[test]
 fn text_output_redacts_credentials_and_shows_the_exact_answer() {
-    let Some((cfg, _)) = common::example("002") else { return };
+    let (cfg, _) = common::example("002");
     let out = ok(&[
         "explain", &cfg, "POST", "/api/v1/bots", "-H", "Authorization: Bearer cm_example_bots_reader", "-H", "x-api-key: cm_example_bots_reader",
         "-H", "cookie: session=abc123", "-H", "accept: application/json",
@@ -187,7 +187,7 @@ body      {}
 
 #[test]
 fn remote_keys_and_key_services_show_as_waits() {
-    let Some((cfg, _)) = common::example("000") else { return };
+    let (cfg, _) = common::example("000");
     // A well-formed, unexpired token of the configured issuer: only its keys are missing.
     let claims = json!({"iss": "https://clerk.cf0.example", "sub": "u", "exp": common::unix_now() + 600});
     let b64 = |v: &Value| {
@@ -222,7 +222,7 @@ fn remote_keys_and_key_services_show_as_waits() {
 
 #[test]
 fn webhook_routes_verify_the_body_when_given() {
-    let Some((cfg, _)) = common::example("001") else { return };
+    let (cfg, _) = common::example("001");
     let dir = TempDir::new();
     let body = dir.write("body.json", r#"{"event":"incident.created","incidentId":"inc_01HX9VT"}"#);
     let env = "CAUSEFLOW_WEBHOOK_SECRET=whsec_your_webhook_secret";
@@ -254,7 +254,7 @@ fn webhook_routes_verify_the_body_when_given() {
 
 #[test]
 fn usage_errors() {
-    let Some((cfg, _)) = common::example("002") else { return };
+    let (cfg, _) = common::example("002");
     let cases: Vec<Vec<&str>> = vec![
         vec!["explain", &cfg, "GET"],
         vec!["explain", &cfg, "GET", "/x", "extra"],

@@ -19,26 +19,17 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `../shared` beside the repository (or `$SHARED`); `None`, with a message, when absent.
-pub fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SHARED").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} not found", dir.display());
-        None
-    }
-}
-
-/// An example configuration of `../shared/design/examples` by number prefix ("002").
-pub fn example(prefix: &str) -> Option<Value> {
-    let dir = shared_dir()?.join("design/examples");
-    let entry = std::fs::read_dir(&dir)
-        .ok()?
+/// An example configuration of the repository's `examples/` by file-name prefix ("002");
+/// panics when there is none (the examples ship with the repository).
+pub fn example(prefix: &str) -> Value {
+    let dir = repo_root().join("examples");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let entry = entries
         .filter_map(Result::ok)
-        .find(|e| e.file_name().to_string_lossy().starts_with(prefix))?;
-    let text = std::fs::read_to_string(entry.path()).expect("read example");
-    Some(serde_json::from_str(&text).expect("example is JSON"))
+        .find(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no example {prefix}*.json in {}", dir.display()));
+    let text = std::fs::read_to_string(entry.path()).unwrap_or_else(|e| panic!("{}: {e}", entry.path().display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", entry.path().display()))
 }
 
 fn envoy_bin() -> PathBuf {

@@ -62,39 +62,37 @@ pub fn ok(args: &[&str]) -> Out {
     out
 }
 
-/// `../shared` beside the repository (or `$SHARED`); `None`, with a message, when absent.
-pub fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} not found", dir.display());
-        None
-    }
+/// The repository's `examples/`: the contract configurations and the demo's.
+pub fn examples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
 
-/// The example configurations, as (path, document), in name order.
-pub fn examples() -> Option<Vec<(PathBuf, Value)>> {
-    let dir = shared_dir()?.join("design/examples");
+/// The example configurations, as (path, document), in name order. A missing directory is a
+/// test failure: the examples ship with the repository.
+pub fn examples() -> Vec<(PathBuf, Value)> {
+    let dir = examples_dir();
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e} (the examples ship in the repository)", dir.display()));
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("examples dir") {
+    for entry in entries {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "json") {
-            let value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
             out.push((path, value));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Some(out)
+    out
 }
 
-pub fn example(prefix: &str) -> Option<(String, Value)> {
-    examples()?
+/// The example whose file name starts with `prefix` ("002"), as (path, document); panics when
+/// there is none.
+pub fn example(prefix: &str) -> (String, Value) {
+    examples()
         .into_iter()
         .find(|(p, _)| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
         .map(|(p, v)| (p.to_string_lossy().into_owned(), v))
+        .unwrap_or_else(|| panic!("no example {prefix}*.json in {}", examples_dir().display()))
 }
 
 /// A fresh directory, removed on drop.

@@ -208,7 +208,7 @@ fn main() {
         })
         .collect();
 
-    let mut cfg: Value = example("000").expect("../shared/design/examples/000-session-jwt-org.json");
+    let mut cfg: Value = example("000");
     cfg["api_keys"] = json!({ "prefixes": ["cm_"], "keys": [{ "id": "bench", "sha256": sha256_hex(API_KEY.as_bytes()), "permissions": ["*"] }] });
     cfg["routes"].as_array_mut().unwrap().insert(0, json!({ "match": { "prefix": "/keys/" }, "auth": { "credentials": ["api_key"] } }));
 
