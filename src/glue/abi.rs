@@ -9,7 +9,7 @@
 //! Memory the host returns was allocated through the SDK's `proxy_on_memory_allocate` (a boxed
 //! slice of exactly that size), so it is taken back as a `Vec` of that size and capacity.
 
-use std::ptr::{null, null_mut};
+use std::ptr::null_mut;
 use std::time::Duration;
 
 use super::host::{decode_pairs, encode_pairs, Body, Call, Host, HostError, HostResult, Level};
