@@ -13,6 +13,11 @@ pub const PREFIX: &str = "api_auth";
 pub enum Counter {
     /// Requests let through to the upstream (webhooks: once their signature verified).
     Allowed,
+    /// The same, by the kind of credential that defined the principal; `public`: none (a
+    /// public route, or `unmatched: allow`). Envoy's tag extraction makes `kind` a label.
+    AllowedJwt,
+    AllowedApiKey,
+    AllowedPublic,
     /// Requests answered with a denial, by reason.
     Denied(Reason),
     /// RFC 9728 metadata documents served by the filter.
@@ -33,8 +38,11 @@ pub enum Counter {
     TokenCacheMiss,
 }
 
-const FIXED: [Counter; 11] = [
+const FIXED: [Counter; 14] = [
     Counter::Allowed,
+    Counter::AllowedJwt,
+    Counter::AllowedApiKey,
+    Counter::AllowedPublic,
     Counter::MetadataServed,
     Counter::HostError,
     Counter::JwksFetchOk,
@@ -67,6 +75,9 @@ impl Counter {
     pub fn name(self) -> String {
         let leaf = match self {
             Counter::Allowed => "allowed",
+            Counter::AllowedJwt => "allowed_by.jwt",
+            Counter::AllowedApiKey => "allowed_by.api_key",
+            Counter::AllowedPublic => "allowed_by.public",
             Counter::Denied(r) => return format!("{PREFIX}.denied.{}", r.as_str()),
             Counter::MetadataServed => "metadata_served",
             Counter::HostError => "host_error",

@@ -268,6 +268,8 @@ fn the_correlation_id_goes_back_on_the_response_and_counters_flush_on_the_tick()
     assert_eq!(w.host.counter("api_auth.allowed"), 0, "nothing flushed before the tick");
     w.on_tick();
     assert_eq!(w.host.counter("api_auth.allowed"), 2);
+    assert_eq!(w.host.counter("api_auth.allowed_by.jwt"), 2);
+    assert_eq!(w.host.counter("api_auth.allowed_by.api_key"), 0);
     assert_eq!(w.host.counter("api_auth.denied.credentials_missing"), 1);
     assert_eq!(w.host.counter("api_auth.jwks_fetch_ok"), 1);
     assert_eq!(w.host.counter("api_auth.token_cache_miss"), 1);

@@ -6,6 +6,7 @@
 use crate::deny::{Denial, LocalResponse, Reason};
 use crate::engine::{self, Decision, Env, KeySlot, LookupState, Request, Wait};
 use crate::jwks_cache as cache;
+use crate::principal::Kind;
 use crate::stats::Counter;
 
 use super::{Body, Host, Worker, KEY_WAIT_MS};
@@ -27,7 +28,7 @@ pub enum Stream {
     /// Paused until the key service answers for `digest`, or until `deadline`.
     WaitingForLookup { digest: [u8; 32], deadline: u64, body_done: bool },
     /// Allowed, headers held: the webhook signature over the whole body must verify first.
-    AwaitingBody { webhook: usize, route: Option<usize>, headers: Vec<(String, Vec<u8>)>, correlation: Option<String> },
+    AwaitingBody { webhook: usize, route: Option<usize>, headers: Vec<(String, Vec<u8>)>, correlation: Option<String>, kind: Option<Kind> },
     /// Gone upstream; the correlation id goes back on the response.
     Forwarded { correlation: String },
 }
@@ -225,7 +226,8 @@ impl<H: Host> Worker<H> {
                 if let Some(webhook) = allow.webhook {
                     // Nothing reaches the upstream before the signature over the whole body is
                     // checked: the headers are held (allow_on_headers_stop_iteration) meanwhile.
-                    let held = Stream::AwaitingBody { webhook, route: allow.route, headers, correlation: allow.correlation };
+                    let kind = allow.principal.as_ref().map(|p| p.kind);
+                let held = Stream::AwaitingBody { webhook, route: allow.route, headers, correlation: allow.correlation, kind };
                     self.st.borrow_mut().streams.insert(ctx, held);
                     if !ended {
                         return Action::Pause;
@@ -236,7 +238,7 @@ impl<H: Host> Worker<H> {
                 if let Some(correlation) = allow.correlation {
                     self.st.borrow_mut().streams.insert(ctx, Stream::Forwarded { correlation });
                 }
-                self.count(Counter::Allowed);
+                self.count_allowed(allow.principal.as_ref().map(|p| p.kind));
                 self.go_on(turn)
             }
             Decision::Respond(response) => {
@@ -282,7 +284,7 @@ impl<H: Host> Worker<H> {
     /// request go or answers it.
     fn finish_webhook(&self, ctx: u32, body_size: Option<usize>, turn: Turn) -> Action {
         let held = self.st.borrow_mut().streams.remove(&ctx);
-        let Some(Stream::AwaitingBody { webhook, route, headers, correlation }) = held else { return Action::Continue };
+        let Some(Stream::AwaitingBody { webhook, route, headers, correlation, kind }) = held else { return Action::Continue };
         let body = match body_size {
             None => None,
             Some(0) => Some(Vec::new()),
@@ -298,7 +300,7 @@ impl<H: Host> Worker<H> {
                 if let Some(correlation) = correlation {
                     self.st.borrow_mut().streams.insert(ctx, Stream::Forwarded { correlation });
                 }
-                self.count(Counter::Allowed);
+                self.count_allowed(kind);
                 self.go_on(turn)
             }
             Err(deny) => {
