@@ -50,6 +50,53 @@ pub fn extract<'a>(
     Ok(found)
 }
 
+/// The token of the first of `names` among the request's cookies (`Cookie: a=1; __session=...`):
+/// (cookie name, token). The same cookie twice with different values is malformed: which one
+/// the browser meant cannot be told.
+pub fn cookie_token<'h>(headers: &'h Headers, names: &'h [String]) -> Result<Option<(&'h str, &'h str)>, Reason> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut found: Option<(&str, &[u8])> = None;
+    for (_, value) in headers.iter().filter(|(n, _)| n == "cookie") {
+        for pair in value.split(|b| *b == b';') {
+            let pair = trim(pair);
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else { continue };
+            let (name, token) = (&pair[..eq], &pair[eq + 1..]);
+            let Some(name) = names.iter().find(|n| n.as_bytes() == name) else { continue };
+            match found {
+                Some((n, t)) if n != name.as_str() || t != token => return Err(Reason::CredentialsMalformed),
+                Some(_) => {}
+                None => found = Some((name.as_str(), token)),
+            }
+        }
+    }
+    let Some((name, token)) = found else { return Ok(None) };
+    if token.is_empty() || !token.iter().all(u8::is_ascii_graphic) {
+        return Err(Reason::CredentialsMalformed);
+    }
+    let token = std::str::from_utf8(token).map_err(|_| Reason::CredentialsMalformed)?;
+    Ok(Some((name, token)))
+}
+
+/// The request's cookies less those in `names`, as one `Cookie` value; `None` when none of
+/// them is there (nothing to change).
+pub fn without_cookies(headers: &Headers, names: &[String]) -> Option<String> {
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let mut dropped = false;
+    for (_, value) in headers.iter().filter(|(n, _)| n == "cookie") {
+        for pair in value.split(|b| *b == b';').map(trim).filter(|p| !p.is_empty()) {
+            let name = pair.iter().position(|b| *b == b'=').map_or(pair, |eq| &pair[..eq]);
+            if names.iter().any(|n| n.as_bytes() == name) {
+                dropped = true;
+            } else {
+                kept.push(pair);
+            }
+        }
+    }
+    dropped.then(|| kept.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>().join("; "))
+}
+
 /// `Bearer <token>` with the scheme in any case (RFC 7235 §2.1) and one token of visible ASCII.
 fn bearer_token(value: &[u8]) -> Result<&[u8], Reason> {
     let value = trim(value);

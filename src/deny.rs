@@ -37,10 +37,13 @@ pub enum Reason {
     PathNotNormalized,
     /// A method with a lower-case letter: methods are case-sensitive, and `get` is not `GET`.
     MethodInvalid,
+    /// A token from a cookie on an unsafe method without an allowed `Origin`: a browser sends
+    /// cookies without its user's intent (cross-site request forgery).
+    OriginForbidden,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::CredentialsMissing,
         Reason::CredentialsMalformed,
         Reason::CredentialNotAccepted,
@@ -67,6 +70,7 @@ impl Reason {
         Reason::KeysUnavailable,
         Reason::PathNotNormalized,
         Reason::MethodInvalid,
+        Reason::OriginForbidden,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +101,7 @@ impl Reason {
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::PathNotNormalized => "path_not_normalized",
             Reason::MethodInvalid => "method_invalid",
+            Reason::OriginForbidden => "origin_forbidden",
         }
     }
 
@@ -111,7 +116,8 @@ impl Reason {
             | Reason::RoleRequired
             | Reason::OrganizationRequired
             | Reason::OrganizationForbidden
-            | Reason::WorkspaceForbidden => 403,
+            | Reason::WorkspaceForbidden
+            | Reason::OriginForbidden => 403,
             Reason::WorkspaceRequired | Reason::PathNotNormalized | Reason::MethodInvalid => 400,
             Reason::BodyTooLarge => 413,
             Reason::RouteNotFound => 404,
@@ -126,7 +132,7 @@ impl Reason {
             Reason::InsufficientScope => "Insufficient scope: {scope}",
             Reason::RoleRequired => "Insufficient role",
             Reason::OrganizationRequired => "Organization required",
-            Reason::OrganizationForbidden | Reason::WorkspaceForbidden => "Forbidden",
+            Reason::OrganizationForbidden | Reason::WorkspaceForbidden | Reason::OriginForbidden => "Forbidden",
             Reason::WorkspaceRequired => "Workspace required",
             Reason::SignatureInvalid => "Invalid signature",
             Reason::BodyTooLarge => "Payload too large",

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::rc::Rc;
 
 use crate::apikeys::{self, ApiKeys, Lookup};
-use crate::config::{AuthRequirements, Config, KeySource, Route, Unmatched};
+use crate::config::{AuthRequirements, Binding, Config, KeySource, Route, Unmatched};
 use crate::credentials::{self, Credential, Headers};
 use crate::deny::{self, ChallengeInfo, Denial, LocalResponse, Reason};
 use crate::grants;
@@ -23,6 +23,26 @@ pub struct Request<'a> {
     /// The `:path`, query string included.
     pub path: &'a str,
     pub headers: &'a Headers,
+}
+
+/// `filter_metadata.<filter>.<key>` of the selected route, as a string.
+pub type RouteMetadata<'a> = &'a dyn Fn(&str, &str) -> Option<String>;
+
+/// The route Envoy's router selected for the request, for routes bound to it
+/// (`match.route_name`, `match.route_metadata`).
+#[derive(Clone, Copy, Default)]
+pub struct Router<'a> {
+    pub route_name: Option<&'a str>,
+    pub metadata: Option<RouteMetadata<'a>>,
+}
+
+impl Router<'_> {
+    fn selects(&self, binding: &Binding) -> bool {
+        match binding {
+            Binding::Name(name) => self.route_name == Some(name.as_str()),
+            Binding::Metadata { filter, key, value } => self.metadata.and_then(|m| m(filter, key)).as_deref() == Some(value.as_str()),
+        }
+    }
 }
 
 /// What the host knows that a request does not carry.
@@ -168,6 +188,11 @@ pub struct Deny {
 }
 
 pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
+    decide_routed(cfg, req, env, &Router::default())
+}
+
+/// `decide`, for a configuration with routes bound to the router's choice (`binds_routes`).
+pub fn decide_routed(cfg: &Config, req: &Request<'_>, env: &Env<'_>, router: &Router<'_>) -> Decision {
     let cid = cfg.correlation.as_ref().and_then(|c| c.resolve(req.headers, env.random));
     let present = |name: &str| req.headers.iter().any(|(n, _)| n == name);
     let grpc = is_grpc(req.headers);
@@ -181,7 +206,7 @@ pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
         let details = "api_auth.protected_resource_metadata".to_string();
         return Decision::Respond(LocalResponse { status: 200, headers, body: pr.document.clone(), details, grpc_status: None });
     }
-    let Some((index, route, captures)) = find_route(cfg, target.method, &target.path) else {
+    let Some((index, route, captures)) = find_route(cfg, target.method, &target.path, router) else {
         return match cfg.unmatched {
             Unmatched::Allow => Decision::Allow(forward(cfg, None, None, cid, req.headers, &present)),
             Unmatched::Deny => deny(cfg, None, Reason::RouteNotFound.into(), cid, grpc),
@@ -190,7 +215,7 @@ pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
     let Some(auth) = &route.auth else {
         return Decision::Allow(forward(cfg, None, Some(index), cid, req.headers, &present));
     };
-    let mut principal = match authenticate(cfg, auth, req, env) {
+    let mut principal = match authenticate(cfg, auth, req, target.method, env) {
         Ok(p) => p,
         Err(Fail::Deny(reason)) => return deny(cfg, Some(index), reason.into(), cid, grpc),
         Err(Fail::Wait(w)) => return Decision::Wait(w),
@@ -226,8 +251,13 @@ impl<'a> Target<'a> {
 
 /// The route that judges a request: `Ok(None)` when none matches (then `unmatched` applies).
 pub fn route_for(cfg: &Config, req: &Request<'_>) -> Result<Option<usize>, Reason> {
+    route_for_routed(cfg, req, &Router::default())
+}
+
+/// `route_for` with the router's choice, for routes bound to it.
+pub fn route_for_routed(cfg: &Config, req: &Request<'_>, router: &Router<'_>) -> Result<Option<usize>, Reason> {
     let target = Target::of(cfg, req)?;
-    Ok(find_route(cfg, target.method, &target.path).map(|(i, _, _)| i))
+    Ok(find_route(cfg, target.method, &target.path, router).map(|(i, _, _)| i))
 }
 
 /// The last check of an allowed webhook request, once its whole body is known: the signature
@@ -286,24 +316,30 @@ fn respond(cfg: &Config, route: Option<usize>, denial: &Denial, cid: Option<&str
     response
 }
 
-fn find_route<'c, 'p>(cfg: &'c Config, method: &str, path: &'p str) -> Option<(usize, &'c Route, Vec<&'p str>)> {
+fn find_route<'c, 'p>(cfg: &'c Config, method: &str, path: &'p str, router: &Router<'_>) -> Option<(usize, &'c Route, Vec<&'p str>)> {
     cfg.routes.iter().enumerate().find_map(|(i, r)| {
         if let Some(methods) = &r.methods {
             if !methods.iter().any(|m| m == method) {
                 return None;
             }
         }
+        if r.binding.as_ref().is_some_and(|b| !router.selects(b)) {
+            return None;
+        }
         r.pattern.matches(path).map(|c| (i, r, c))
     })
 }
 
 /// Every presented credential must be accepted here and valid; the first defines the principal.
-fn authenticate(cfg: &Config, auth: &AuthRequirements, req: &Request<'_>, env: &Env<'_>) -> Result<Principal, Fail> {
+fn authenticate(cfg: &Config, auth: &AuthRequirements, req: &Request<'_>, method: &str, env: &Env<'_>) -> Result<Principal, Fail> {
     let keys = cfg.api_keys.as_ref();
     let key_headers: &[String] = keys.map(|k| k.headers.as_slice()).unwrap_or(&[]);
     let found = credentials::extract(req.headers, key_headers, |t| keys.is_some_and(|k| k.is_key(t)))?;
     if found.is_empty() {
-        return Err(Reason::CredentialsMissing.into());
+        return match credentials::cookie_token(req.headers, &cfg.cookie_names)? {
+            Some((cookie, token)) => verify_cookie_jwt(cfg, auth, req.headers, method, cookie, token, env),
+            None => Err(Reason::CredentialsMissing.into()),
+        };
     }
     // Kinds first: a credential this route does not take is refused before any work on it.
     for c in &found {
@@ -324,6 +360,36 @@ fn authenticate(cfg: &Config, auth: &AuthRequirements, req: &Request<'_>, env: &
         first.get_or_insert(p);
     }
     Ok(first.ok_or(Reason::CredentialsMissing)?)
+}
+
+/// A token from a cookie, read only when no header carries a credential: it counts for the
+/// providers that name the cookie, and on an unsafe method only with an `Origin` among the
+/// provider's `authorized_parties` (browsers send cookies whoever made the page).
+fn verify_cookie_jwt(
+    cfg: &Config,
+    auth: &AuthRequirements,
+    headers: &Headers,
+    method: &str,
+    cookie: &str,
+    token: &str,
+    env: &Env<'_>,
+) -> Result<Principal, Fail> {
+    if !auth.accept_jwt {
+        return Err(Reason::CredentialNotAccepted.into());
+    }
+    let p = verify_jwt(cfg, auth, token, env)?;
+    let provider = cfg.providers.iter().find(|pr| p.provider.as_deref() == Some(pr.name.as_str())).ok_or(Reason::CredentialNotAccepted)?;
+    if !provider.from_cookies.iter().any(|c| c == cookie) {
+        return Err(Reason::CredentialNotAccepted.into());
+    }
+    if !matches!(method, "GET" | "OPTIONS") {
+        let origin = crate::text::single_value(headers, "origin").ok().flatten();
+        let allowed = origin.is_some_and(|o| provider.rules.authorized_parties.iter().any(|a| a.as_bytes() == o));
+        if !allowed {
+            return Err(Reason::OriginForbidden.into());
+        }
+    }
+    Ok(p)
 }
 
 /// The static table first, then the key service's (cached) answer.
@@ -498,6 +564,7 @@ fn forward(
     present: &dyn Fn(&str) -> bool,
 ) -> Allow {
     let fwd = &cfg.forward;
+    let mut set_first: Vec<(String, String)> = Vec::new();
     let mut remove: Vec<String> = fwd.headers.iter().map(|(name, _)| name.clone()).filter(|n| present(n)).collect();
     if fwd.strip_credentials {
         if present("authorization") {
@@ -507,6 +574,15 @@ fn forward(
             remove.extend(k.headers.iter().filter(|n| present(n)).cloned());
         }
     }
+    if fwd.strip_credentials && !cfg.cookie_names.is_empty() {
+        // A token cookie never reaches the upstream; the other cookies do.
+        if let Some(rest) = credentials::without_cookies(headers, &cfg.cookie_names) {
+            remove.push("cookie".to_string());
+            if !rest.is_empty() {
+                set_first.push(("cookie".to_string(), rest));
+            }
+        }
+    }
     // `x_api_key` is `X-Api-Key` to a CGI/WSGI upstream (HTTP_X_API_KEY), and Envoy passes
     // underscores by default: a twin of a credential or identity header never goes upstream.
     for (name, _) in headers.iter().filter(|(n, _)| n.contains('_')) {
@@ -514,7 +590,7 @@ fn forward(
             remove.push(name.clone());
         }
     }
-    let mut set = Vec::new();
+    let mut set = set_first;
     let mut state = Vec::new();
     if let Some(p) = &principal {
         for (name, field) in &fwd.headers {

@@ -54,7 +54,7 @@ fn broken_configs_name_the_field() {
         (
             "two matchers",
             json!({ "routes": [{ "match": { "path": "/a", "prefix": "/a" }, "auth": "none" }] }),
-            "routes[0].match: exactly one of path, prefix or template is required",
+            "routes[0].match: exactly one of path, prefix, template, route_name or route_metadata is required",
         ),
         (
             "bad template",

@@ -358,3 +358,74 @@ fn a_grpc_denial_is_a_grpc_status_with_the_plain_message() {
     let (_, _, body) = w.host.request(2).answered.unwrap();
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["error"]["code"], "credentials_missing");
 }
+
+fn browser_config() -> Value {
+    let mut cfg = config();
+    cfg["providers"]["idp"]["from_cookies"] = json!(["__session"]);
+    cfg["providers"]["idp"]["authorized_parties"] = json!(["https://app.glue.example"]);
+    let routes = cfg["routes"].as_array_mut().unwrap();
+    routes.insert(0, json!({ "match": { "route_name": "admin-api" }, "auth": { "credentials": ["jwt"], "roles": ["admin"] } }));
+    routes.insert(1, json!({ "match": { "route_metadata": { "filter": "api_auth", "key": "policy", "value": "keys-only" } }, "auth": { "credentials": ["api_key"] } }));
+    cfg
+}
+
+#[test]
+fn routes_bound_to_the_router_follow_its_choice() {
+    let w = Worker::configure(MockHost::new(NOW_MS), &serde_json::to_vec(&browser_config()).unwrap()).unwrap();
+    serve_jwks(&w);
+    let user = bearer(&token("user_1"));
+    let decide = |ctx: u32, props: &[(&str, &[u8])]| {
+        w.host.start(ctx, "GET", "/api/anything", &[("authorization", &user)]);
+        w.host.requests.borrow_mut().get_mut(&ctx).unwrap().properties = props.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect();
+        w.on_request_headers(ctx, true);
+        w.host.request(ctx).details.map(|(d, _)| d)
+    };
+    // The router chose the admin route: its rules apply whatever the path.
+    assert_eq!(decide(1, &[("xds.route_name", b"admin-api")]), Some("api_auth.role_required".into()));
+    // Another route name, or none: the path decides (/api takes any valid credential).
+    assert_eq!(decide(2, &[("xds.route_name", b"public-api")]), None);
+    assert_eq!(decide(3, &[]), None);
+    // Route metadata.
+    assert_eq!(
+        decide(4, &[("xds.route_metadata.filter_metadata.api_auth.policy", b"keys-only")]),
+        Some("api_auth.credential_not_accepted".into())
+    );
+    assert_eq!(decide(5, &[("xds.route_metadata.filter_metadata.api_auth.policy", b"other")]), None);
+}
+
+#[test]
+fn cookie_tokens_count_for_their_provider_and_need_an_allowed_origin_on_unsafe_methods() {
+    let w = Worker::configure(MockHost::new(NOW_MS), &serde_json::to_vec(&browser_config()).unwrap()).unwrap();
+    serve_jwks(&w);
+    let cookie = format!("theme=dark; __session={}; lang=en", token("user_c")).into_bytes();
+    let run = |ctx: u32, method: &str, headers: &[(&str, &[u8])]| {
+        w.host.start(ctx, method, "/api/x", headers);
+        let action = w.on_request_headers(ctx, true);
+        (action, w.host.request(ctx))
+    };
+    let (action, r) = run(1, "GET", &[("cookie", &cookie)]);
+    assert_eq!(action, Action::Continue, "{:?}", r.details);
+    assert_eq!(w.host.header(1, "x-auth-subject").as_deref(), Some(&b"user_c"[..]));
+    assert_eq!(w.host.header(1, "cookie").as_deref(), Some(&b"theme=dark; lang=en"[..]), "the token cookie never goes upstream");
+    // POST: only from an allowed origin.
+    let (action, r) = run(2, "POST", &[("cookie", &cookie), ("origin", b"https://app.glue.example")]);
+    assert_eq!((action, r.details), (Action::Continue, None));
+    for (ctx, origin) in [(3, &b"https://evil.example"[..]), (4, b"null")] {
+        let (_, r) = run(ctx, "POST", &[("cookie", &cookie), ("origin", origin)]);
+        assert_eq!(r.details.map(|(d, _)| d).as_deref(), Some("api_auth.origin_forbidden"));
+        assert_eq!(r.answered.map(|(s, _, _)| s), Some(403));
+    }
+    let (_, r) = run(5, "DELETE", &[("cookie", &cookie)]);
+    assert_eq!(r.details.map(|(d, _)| d).as_deref(), Some("api_auth.origin_forbidden"), "no Origin at all");
+    // A header credential wins: the cookie is not read (nor removed).
+    let (action, _) = run(6, "POST", &[("cookie", &cookie), ("x-api-key", b"gk_unknown_but_present")]);
+    assert_eq!(action, Action::Pause, "the key is looked up; the cookie does not stand in");
+    // Two different tokens in the same cookie name: which one is meant cannot be told.
+    let two = format!("__session={}; __session={}", token("a"), token("b")).into_bytes();
+    let (_, r) = run(7, "GET", &[("cookie", &two)]);
+    assert_eq!(r.details.map(|(d, _)| d).as_deref(), Some("api_auth.credentials_malformed"));
+    // Another cookie name is no credential.
+    let other = format!("session={}", token("x")).into_bytes();
+    let (_, r) = run(8, "GET", &[("cookie", &other)]);
+    assert_eq!(r.details.map(|(d, _)| d).as_deref(), Some("api_auth.credentials_missing"));
+}

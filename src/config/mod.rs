@@ -73,11 +73,17 @@ pub struct Config {
     /// every request that goes upstream: the credential headers, the forwarded identity
     /// headers, and the organisation and workspace headers.
     pub guarded_headers: Vec<String>,
+    /// Every provider's `from_cookies`: the cookies read for a token, and removed upstream.
+    pub cookie_names: Vec<String>,
+    /// Some route follows the router's choice: the glue asks Envoy which route it chose.
+    pub binds_routes: bool,
 }
 
 #[derive(Debug)]
 pub struct Provider {
     pub name: String,
+    /// Cookies that may carry this provider's tokens.
+    pub from_cookies: Vec<String>,
     pub rules: ClaimRules,
     pub algorithms: Vec<Alg>,
     pub keys: KeySource,
@@ -107,12 +113,22 @@ pub struct RemoteJwks {
 pub struct Route {
     /// Upper-case methods; `None` is any method.
     pub methods: Option<Vec<String>>,
+    /// For a route bound to the router's choice (`binding`), the empty prefix.
     pub pattern: PathPattern,
+    pub binding: Option<Binding>,
     /// `None` is a public route (`auth: "none"`).
     pub auth: Option<AuthRequirements>,
     /// Index into `Config::webhooks`: the body signature that must verify.
     pub webhook: Option<usize>,
     pub format: usize,
+}
+
+/// A route that follows the route Envoy's router selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    Name(String),
+    /// `filter_metadata.<filter>.<key>` of the selected route equals `value`.
+    Metadata { filter: String, key: String, value: String },
 }
 
 #[derive(Debug)]
@@ -277,7 +293,14 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         }
     }
 
+    let mut cookie_names: Vec<String> = providers.iter().flat_map(|p| p.from_cookies.iter().cloned()).collect();
+    cookie_names.sort();
+    cookie_names.dedup();
+    let binds_routes = routes.iter().any(|r| r.binding.is_some());
+
     Ok(Config {
+        cookie_names,
+        binds_routes,
         providers,
         api_keys,
         routes,
@@ -363,7 +386,13 @@ fn compile_provider(name: String, p: RawProvider) -> Result<Provider, ConfigErro
         permissions: paths("permissions", c.permissions, defaults.permissions)?,
         scopes: paths("scopes", c.scopes, defaults.scopes)?,
     };
+    for (i, c) in p.from_cookies.iter().enumerate() {
+        if !crate::text::is_header_token(c) {
+            return Err(ConfigError::new(format!("{path}.from_cookies[{i}]"), "not a cookie name"));
+        }
+    }
     Ok(Provider {
+        from_cookies: p.from_cookies,
         rules: ClaimRules {
             issuer: p.issuer,
             audiences: p.audiences,
@@ -608,17 +637,37 @@ fn compile_route(path: &str, r: RawRoute, ctx: &RouteContext<'_>) -> Result<Rout
         None => None,
     };
     let mut variables: Vec<String> = Vec::new();
-    let pattern = match (m.path, m.prefix, m.template) {
-        (Some(p), None, None) => PathPattern::exact(&route_path(&format!("{path}.match.path"), p)?),
-        (None, Some(p), None) => PathPattern::prefix(&route_path(&format!("{path}.match.prefix"), p)?),
-        (None, None, Some(t)) => {
+    let mut binding = None;
+    let pattern = match (m.path, m.prefix, m.template, m.route_name, m.route_metadata) {
+        (Some(p), None, None, None, None) => PathPattern::exact(&route_path(&format!("{path}.match.path"), p)?),
+        (None, Some(p), None, None, None) => PathPattern::prefix(&route_path(&format!("{path}.match.prefix"), p)?),
+        (None, None, Some(t), None, None) => {
             let tpath = format!("{path}.match.template");
             let t = route_path(&tpath, t)?;
             let (pattern, names) = PathPattern::template(&t).map_err(|e| ConfigError::new(tpath, e))?;
             variables = names;
             pattern
         }
-        _ => return Err(ConfigError::new(format!("{path}.match"), "exactly one of path, prefix or template is required")),
+        (None, None, None, Some(name), None) => {
+            if name.is_empty() {
+                return Err(ConfigError::new(format!("{path}.match.route_name"), "must not be empty"));
+            }
+            binding = Some(Binding::Name(name));
+            PathPattern::prefix("/")
+        }
+        (None, None, None, None, Some(md)) => {
+            if md.filter.is_empty() || md.key.is_empty() {
+                return Err(ConfigError::new(format!("{path}.match.route_metadata"), "filter and key must not be empty"));
+            }
+            binding = Some(Binding::Metadata { filter: md.filter, key: md.key, value: md.value });
+            PathPattern::prefix("/")
+        }
+        _ => {
+            return Err(ConfigError::new(
+                format!("{path}.match"),
+                "exactly one of path, prefix, template, route_name or route_metadata is required",
+            ))
+        }
     };
     let format = match &r.errors {
         Some(name) => *ctx
@@ -640,7 +689,7 @@ fn compile_route(path: &str, r: RawRoute, ctx: &RouteContext<'_>) -> Result<Rout
         RawAuth::None => None,
         RawAuth::Required(spec) => Some(compile_auth(&format!("{path}.auth"), spec, &variables, ctx)?),
     };
-    Ok(Route { methods, pattern, auth, webhook, format })
+    Ok(Route { methods, pattern, binding, auth, webhook, format })
 }
 
 fn route_path(path: &str, p: String) -> Result<String, ConfigError> {

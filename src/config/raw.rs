@@ -78,6 +78,10 @@ pub struct RawProvider {
     pub full_access: bool,
     #[serde(default)]
     pub claims: RawClaims,
+    /// Cookies that may carry this provider's tokens (Clerk: `__session`), read when no
+    /// header carries a credential.
+    #[serde(default)]
+    pub from_cookies: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +230,20 @@ pub struct RawMatch {
     pub path: Option<String>,
     pub prefix: Option<String>,
     pub template: Option<String>,
+    /// The name of the route Envoy's router selected (`xds.route_name`; Istio sets it from
+    /// VirtualService route names), instead of a path.
+    pub route_name: Option<String>,
+    /// A string in the selected route's metadata, instead of a path.
+    pub route_metadata: Option<RawRouteMetadata>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteMetadata {
+    /// The `filter_metadata` namespace, e.g. `api_auth`.
+    pub filter: String,
+    pub key: String,
+    pub value: String,
 }
 
 /// `"none"` or an object of requirements.

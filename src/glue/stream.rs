@@ -206,7 +206,17 @@ impl<H: Host> Worker<H> {
             }
         };
         let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup, verified: &*verified };
-        let decision = engine::decide(&config, &Request { method, path, headers: &headers }, &env);
+        // The router's choice costs host calls: asked only where a route is bound to it.
+        let route_name = if config.binds_routes { self.host.get_property(&["xds", "route_name"]).ok().flatten() } else { None };
+        let metadata = |filter: &str, key: &str| {
+            let value = self.host.get_property(&["xds", "route_metadata", "filter_metadata", filter, key]).ok().flatten()?;
+            String::from_utf8(value).ok()
+        };
+        let router = engine::Router {
+            route_name: route_name.as_deref().and_then(|n| std::str::from_utf8(n).ok()),
+            metadata: config.binds_routes.then_some(&metadata as engine::RouteMetadata<'_>),
+        };
+        let decision = engine::decide_routed(&config, &Request { method, path, headers: &headers }, &env, &router);
         match decision {
             Decision::Allow(allow) => {
                 for name in &allow.remove {
