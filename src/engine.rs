@@ -1,8 +1,8 @@
 //! The decision: a request as plain data in, allow (with header changes) or a response out.
 //!
-//! Checks run in the order of CONFIG.md: route match; authentication (every presented
-//! credential, and the route's accepted kinds); then permissions, scopes, roles, organisation,
-//! workspace.
+//! Checks run in the order of docs/configuration.md ("Order of checks"): route match;
+//! authentication (every presented credential, and the route's accepted kinds); then
+//! permissions, scopes, roles, organisation, workspace.
 
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -226,8 +226,9 @@ pub fn decide_routed(cfg: &Config, req: &Request<'_>, env: &Env<'_>, router: &Ro
     Decision::Allow(forward(cfg, Some(principal), Some(index), cid, req.headers, &present))
 }
 
-/// The resource a request is for, as the upstream will serve it (`routes`, CONFIG.md "Route
-/// matching"): the method with `HEAD` read as `GET`, and the canonical path.
+/// The resource a request is for, as the upstream will serve it (`routes`,
+/// docs/configuration.md "Route matching"): the method with `HEAD` read as `GET`, and the
+/// canonical path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target<'a> {
     pub method: &'a str,

@@ -1,4 +1,4 @@
-//! The configuration language of `CONFIG.md`, as written by users.
+//! The configuration language of `docs/configuration.md`, as written by users.
 //!
 //! Every object refuses unknown fields, so that a typo can never silently switch a check off.
 //! These types only describe shape; meaning and cross-references are checked by `compile`.
