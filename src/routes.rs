@@ -2,12 +2,12 @@
 //! `path_separated_prefix`) and templates (`{name}` one segment, `{name...}` the rest).
 //!
 //! Routes are matched against the request the upstream will serve, not the string that was
-//! sent (CONFIG.md, "Route matching"). Servlet containers drop `;` path parameters, routers
-//! serve `/a/b/` as `/a/b`, and frameworks answer `HEAD` with the `GET` handler, so a request
-//! is first reduced to its canonical form — parameters refused (or removed, when configured),
-//! one trailing slash dropped, `HEAD` read as `GET` — and every pattern is compiled to the same
-//! form. Two requests an upstream serves alike are then judged by the same route. The query
-//! string never takes part.
+//! sent (docs/configuration.md, "Route matching"). Servlet containers drop `;` path
+//! parameters, routers serve `/a/b/` as `/a/b`, and frameworks answer `HEAD` with the `GET`
+//! handler, so a request is first reduced to its canonical form — parameters refused (or
+//! removed, when configured), one trailing slash dropped, `HEAD` read as `GET` — and every
+//! pattern is compiled to the same form. Two requests an upstream serves alike are then judged
+//! by the same route. The query string never takes part.
 
 use std::borrow::Cow;
 

@@ -1,5 +1,5 @@
-//! Route matching judges the request the upstream will serve (CONFIG.md, "Route matching"):
-//! for each rule, the forms an upstream serves alike are judged by the same route, and the
+//! Route matching judges the request the upstream will serve (docs/configuration.md, "Route
+//! matching"): for each rule, the forms an upstream serves alike are judged by the same route, and the
 //! forms the filter cannot judge are refused. Also the rules around it: underscore twins of
 //! credential and identity headers, and the tenant boundary of the organisation header.
 //!

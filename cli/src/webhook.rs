@@ -1,5 +1,6 @@
-//! `api-auth sign-webhook`: the signature a sender puts on a webhook body (CONFIG.md, Webhook):
-//! HMAC-SHA256 over the raw body, or over `<timestamp>.<body>` when a timestamp is given.
+//! `api-auth sign-webhook`: the signature a sender puts on a webhook body
+//! (docs/configuration.md, "Webhooks"): HMAC-SHA256 over the raw body, or over
+//! `<timestamp>.<body>` when a timestamp is given.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

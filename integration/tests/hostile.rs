@@ -1,5 +1,6 @@
-//! Hostile requests end to end: each is answered with its documented status and body (CONFIG.md's
-//! reason table), nothing reaches the upstream for a denial, and the wasm VM is alive afterwards.
+//! Hostile requests end to end: each is answered with its documented status and body
+//! (docs/configuration.md's reason table), nothing reaches the upstream for a denial, and the
+//! wasm VM is alive afterwards.
 //!
 //! Some inputs never reach the filter: Envoy's codec answers them first (a header block above
 //! `max_request_headers_kb`, more headers than `max_headers_count`, bytes a request line may not
