@@ -176,7 +176,8 @@ fn when_the_request_that_dispatched_a_lookup_ends_the_others_still_get_the_answe
     }
     let first = w.host.calls.borrow().iter().find(|c| c.cluster == "keys").cloned().unwrap();
     assert_eq!(first.context, 10, "dispatched by the first request");
-    // The client of request 10 resets: Envoy cancels its call.
+    // The client of request 10 resets: the SDK would deliver the answer to its context, which
+    // is gone, and drop it.
     w.on_done(10);
     w.host.effective.set(0);
     w.on_tick();
@@ -428,4 +429,59 @@ fn cookie_tokens_count_for_their_provider_and_need_an_allowed_origin_on_unsafe_m
     let other = format!("session={}", token("x")).into_bytes();
     let (_, r) = run(8, "GET", &[("cookie", &other)]);
     assert_eq!(r.details.map(|(d, _)| d).as_deref(), Some("api_auth.credentials_missing"));
+}
+
+#[test]
+fn a_lookup_whose_dispatcher_gave_up_waiting_does_not_stay_in_flight() {
+    let w = worker(MockHost::new(NOW_MS));
+    w.host.start(10, "GET", "/api/x", &[("x-api-key", KEY.as_bytes())]);
+    assert_eq!(w.on_request_headers(10, true), Action::Pause);
+    // The service is slow: the request's wait ends (503), then the request ends.
+    w.host.advance(1001);
+    w.on_tick();
+    assert_eq!(answer_status(&w, 10), Some(503));
+    w.on_done(10);
+    // A later request for the same key asks again instead of waiting for a call no one tracks.
+    w.host.advance(60_000);
+    w.host.start(11, "GET", "/api/x", &[("x-api-key", KEY.as_bytes())]);
+    assert_eq!(w.on_request_headers(11, true), Action::Pause);
+    assert_eq!(w.host.calls.borrow().iter().filter(|c| c.cluster == "keys").count(), 2);
+}
+
+#[test]
+fn a_handed_on_lookup_gives_its_waiters_the_time_of_the_new_call() {
+    let w = worker(MockHost::new(NOW_MS));
+    for ctx in [10, 11] {
+        w.host.start(ctx, "GET", "/api/x", &[("x-api-key", KEY.as_bytes())]);
+        assert_eq!(w.on_request_headers(ctx, true), Action::Pause);
+    }
+    // Just before the waiters' deadline (timeout 500 + 500 ms) the dispatcher's client resets.
+    w.host.advance(990);
+    w.on_done(10);
+    w.host.advance(20);
+    w.on_tick();
+    assert_eq!(answer_status(&w, 11), None, "still waiting, for the new call");
+    let again = w.host.calls.borrow().iter().filter(|c| c.cluster == "keys").last().cloned().unwrap();
+    let size = w.host.answer(200, &lookup_answer());
+    w.on_call_response(again.token, size);
+    assert_eq!(w.host.request(11).resumed, 1);
+}
+
+#[test]
+fn what_the_host_will_not_do_or_give_fails_closed() {
+    let w = worker(MockHost::new(NOW_MS));
+    serve_jwks(&w);
+    // Identity headers that cannot be set (or forged ones that cannot be removed).
+    w.host.header_writes_fail.set(true);
+    w.host.start(1, "GET", "/api/x", &[("authorization", &bearer(&token("u")))]);
+    assert_eq!(w.on_request_headers(1, true), Action::Pause);
+    assert_eq!(answer_status(&w, 1), Some(503));
+    w.host.header_writes_fail.set(false);
+    // A webhook body that cannot be read is not taken for an empty one.
+    w.host.body_fails.set(true);
+    w.host.start(2, "POST", "/hooks/a", &[("x-webhook-signature", &signed(b""))]);
+    assert_eq!(w.on_request_headers(2, false), Action::Pause);
+    w.host.push_body(2, b"not empty");
+    assert_eq!(w.on_request_trailers(2), Action::Pause);
+    assert_eq!(answer_status(&w, 2), Some(503));
 }

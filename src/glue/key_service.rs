@@ -3,10 +3,12 @@
 //! in shared data (bounded slots) and, parsed, in each worker (so that a cached key costs no
 //! JSON parse per request).
 //!
-//! A call belongs to the context that dispatched it, and Envoy cancels it when that request
-//! ends. When the dispatching request ends (a client reset) while others still wait for the
-//! same digest, the lookup is handed on: the root context dispatches it again on its next tick,
-//! and the waiters get its answer.
+//! The SDK delivers a call's answer to the context that dispatched it, and drops it when that
+//! request has ended (its callout map points at a context that is gone; Envoy itself keeps the
+//! call, on the root context). So when the dispatching request ends (a client reset) while
+//! others still wait for the same digest, the lookup is handed on: the root context dispatches
+//! it again on its next tick, the waiters' deadlines are extended for it, and they get its
+//! answer. The first call's answer, should it come, is ignored (its token is forgotten).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,12 +34,19 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub struct Lookups {
     /// Calls in flight: token to digest.
     by_token: HashMap<u32, [u8; 32]>,
-    /// Digest to its call: the token and the request that dispatched it (`None`: the root).
-    in_flight: HashMap<[u8; 32], (u32, Option<u32>)>,
+    /// Digest to its call: the token, the request that dispatched it (`None`: the root), and
+    /// when (ms).
+    in_flight: HashMap<[u8; 32], (u32, Option<u32>, u64)>,
     /// Lookups whose dispatching request ended while others wait.
     orphans: Vec<[u8; 32]>,
     /// Answers this worker parsed: digest to (expiry in ms, answer).
     parsed: HashMap<[u8; 32], (u64, Lookup)>,
+}
+
+impl Lookups {
+    pub(crate) fn any_in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
 }
 
 fn slot_key(d: &[u8; 32]) -> String {
@@ -131,7 +140,8 @@ impl<H: Host> Worker<H> {
                 self.count(Counter::KeyLookup);
                 let mut st = self.st.borrow_mut();
                 st.lookups.by_token.insert(token, *digest);
-                st.lookups.in_flight.insert(*digest, (token, owner));
+                let now = self.host.now_ms();
+                st.lookups.in_flight.insert(*digest, (token, owner, now));
                 true
             }
             Err(e) => {
@@ -147,7 +157,7 @@ impl<H: Host> Worker<H> {
     pub(crate) fn orphan_lookups_of(&self, ctx: u32) {
         let owned: Vec<([u8; 32], u32)> = {
             let st = self.st.borrow();
-            st.lookups.in_flight.iter().filter(|(_, (_, owner))| *owner == Some(ctx)).map(|(d, (t, _))| (*d, *t)).collect()
+            st.lookups.in_flight.iter().filter(|(_, (_, owner, _))| *owner == Some(ctx)).map(|(d, (t, _, _))| (*d, *t)).collect()
         };
         for (digest, token) in owned {
             let waited = !self.lookup_waiters(&digest).is_empty();
@@ -160,8 +170,28 @@ impl<H: Host> Worker<H> {
         }
     }
 
-    /// The root context's tick: dispatches the orphaned lookups someone still waits for.
+    /// The root context's tick: forgets calls that outlived their timeout (their answer is
+    /// not coming), and dispatches the orphaned lookups someone still waits for, extending
+    /// those waiters' deadlines to the new call's.
     pub(crate) fn redispatch_orphans(&self) {
+        let now = self.host.now_ms();
+        let config = self.config();
+        let Some(service) = config.api_keys.as_ref().and_then(|k| k.lookup.as_ref()) else { return };
+        let patience = service.timeout_ms.saturating_add(500);
+        {
+            let mut st = self.st.borrow_mut();
+            let lookups = &mut st.lookups;
+            let stale: Vec<([u8; 32], u32)> = lookups
+                .in_flight
+                .iter()
+                .filter(|(_, (_, _, at))| now.saturating_sub(*at) > patience.saturating_mul(2))
+                .map(|(d, (t, _, _))| (*d, *t))
+                .collect();
+            for (digest, token) in stale {
+                lookups.in_flight.remove(&digest);
+                lookups.by_token.remove(&token);
+            }
+        }
         let orphans = std::mem::take(&mut self.st.borrow_mut().lookups.orphans);
         for digest in orphans {
             let in_flight = self.st.borrow().lookups.in_flight.contains_key(&digest);
@@ -173,6 +203,14 @@ impl<H: Host> Worker<H> {
                 // Nothing will answer: the waiters are decided now (keys_unavailable).
                 for id in waiters {
                     self.resume(id);
+                }
+                continue;
+            }
+            let until = now.saturating_add(patience);
+            let mut st = self.st.borrow_mut();
+            for id in waiters {
+                if let Some(Stream::WaitingForLookup { deadline, .. }) = st.streams.get_mut(&id) {
+                    *deadline = (*deadline).max(until);
                 }
             }
         }

@@ -45,7 +45,8 @@ pub struct MockRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MadeCall {
     pub token: u32,
-    /// The effective context when it was made (0: the root).
+    /// The effective context when it was made (0: the root). The SDK delivers the answer to
+    /// that context, and drops it once that request has ended.
     pub context: u32,
     pub cluster: String,
     pub method: String,
@@ -71,6 +72,10 @@ pub struct MockHost {
     pub dispatch_fails: Cell<bool>,
     /// Makes reading request headers fail.
     pub headers_fail: Cell<bool>,
+    /// Makes setting or removing request headers fail.
+    pub header_writes_fail: Cell<bool>,
+    /// Makes reading the request body fail.
+    pub body_fails: Cell<bool>,
 }
 
 impl MockHost {
@@ -152,6 +157,9 @@ impl Host for MockHost {
     }
 
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> HostResult<()> {
+        if self.header_writes_fail.get() {
+            return Err(HostError::Status(2));
+        }
         self.with_request(|r| set(&mut r.headers, name, value))
     }
 
@@ -161,6 +169,7 @@ impl Host for MockHost {
 
     fn body(&self, which: Body, max: usize) -> HostResult<Option<Vec<u8>>> {
         let bytes = match which {
+            Body::Request if self.body_fails.get() => return Err(HostError::Status(2)),
             Body::Request => self.with_request(|r| r.body.clone())?,
             Body::CallResponse => self.answer.borrow().1.clone(),
             Body::PluginConfiguration => return Ok(None),

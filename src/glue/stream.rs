@@ -49,6 +49,17 @@ impl Stream {
     }
 }
 
+/// How much of a held request's body to verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyRead {
+    /// It grew beyond the webhook's limit.
+    TooLarge,
+    /// The first `n` bytes, all there is (the callback's size).
+    Upto(usize),
+    /// Whatever is buffered (the stream ended without a size: trailers, or headers only).
+    All,
+}
+
 /// Who runs a decision: the request's own callback (the answer is the callback's return
 /// value), the same callback once more when a wait could not start, or the root context on a
 /// waiter's behalf (it must resume the request itself). Only the first may wait.
@@ -67,32 +78,29 @@ impl<H: Host> Worker<H> {
 
     /// `on_http_request_body`: the body buffered so far is `size` bytes.
     pub fn on_request_body(&self, ctx: u32, size: usize, end_of_stream: bool) -> Action {
-        let (limit, waiting) = {
+        let (held, limit, waiting) = {
             let st = self.st.borrow();
             match st.streams.get(&ctx) {
                 Some(Stream::AwaitingBody { webhook, .. }) => {
-                    (st.config.webhooks.get(*webhook).map(|(_, w)| w.max_body_bytes), false)
+                    (true, st.config.webhooks.get(*webhook).map_or(0, |(_, w)| w.max_body_bytes), false)
                 }
-                Some(s) => (None, s.waiting()),
-                None => (None, false),
+                Some(s) => (false, 0, s.waiting()),
+                None => (false, 0, false),
             }
         };
-        if let Some(limit) = limit {
-            // Stop buffering as soon as the body is known to be too large.
-            if size as u64 > limit {
-                return self.finish_webhook(ctx, None, Turn::Callback);
-            }
+        // Stop buffering as soon as the body is known to be too large.
+        if held && size as u64 > limit {
+            return self.finish_webhook(ctx, BodyRead::TooLarge, Turn::Callback);
         }
         if !end_of_stream {
-            return if limit.is_some() || waiting { Action::Pause } else { Action::Continue };
+            return if held || waiting { Action::Pause } else { Action::Continue };
         }
-        self.body_complete(ctx, size)
+        self.body_complete(ctx, BodyRead::Upto(size))
     }
 
     /// `on_http_request_trailers`: trailers end the stream, the body buffered is the whole body.
     pub fn on_request_trailers(&self, ctx: u32) -> Action {
-        let size = self.buffered_body_len();
-        self.body_complete(ctx, size)
+        self.body_complete(ctx, BodyRead::All)
     }
 
     /// `on_http_response_headers`: the correlation id goes back to the client.
@@ -113,15 +121,16 @@ impl<H: Host> Worker<H> {
 
     /// `on_done`: the request is over (answered, forwarded, or reset by the client).
     pub fn on_done(&self, ctx: u32) {
-        let removed = {
+        let lookups = {
             let mut st = self.st.borrow_mut();
             // Most requests left nothing behind: an empty map costs no hashing.
-            if st.streams.is_empty() {
-                return;
+            if !st.streams.is_empty() {
+                st.streams.remove(&ctx);
             }
-            st.streams.remove(&ctx)
+            st.lookups.any_in_flight()
         };
-        if matches!(removed, Some(Stream::WaitingForLookup { .. })) {
+        // Also after its own wait ended: a lookup it dispatched must not stay in flight.
+        if lookups {
             self.orphan_lookups_of(ctx);
         }
     }
@@ -135,7 +144,7 @@ impl<H: Host> Worker<H> {
         }
     }
 
-    fn body_complete(&self, ctx: u32, size: usize) -> Action {
+    fn body_complete(&self, ctx: u32, body: BodyRead) -> Action {
         let state = {
             let mut st = self.st.borrow_mut();
             match st.streams.get_mut(&ctx) {
@@ -149,7 +158,7 @@ impl<H: Host> Worker<H> {
             }
         };
         if state {
-            return self.finish_webhook(ctx, Some(size), Turn::Callback);
+            return self.finish_webhook(ctx, body, Turn::Callback);
         }
         Action::Continue
     }
@@ -157,10 +166,6 @@ impl<H: Host> Worker<H> {
     /// Decides again in the same callback, without waiting (a lookup could not start).
     pub(crate) fn decide_without_waiting(&self, ctx: u32, ended: bool) -> Action {
         self.decide(ctx, Turn::Retry, ended)
-    }
-
-    fn buffered_body_len(&self) -> usize {
-        self.host.body(Body::Request, usize::MAX).ok().flatten().map_or(0, |b| b.len())
     }
 
     /// Decides the request of the effective context and acts on it. `ended`: the whole body
@@ -219,11 +224,17 @@ impl<H: Host> Worker<H> {
         let decision = engine::decide_routed(&config, &Request { method, path, headers: &headers }, &env, &router);
         match decision {
             Decision::Allow(allow) => {
+                // A forged identity header that could not be removed, or an identity that could
+                // not be set, must not go upstream.
                 for name in &allow.remove {
-                    let _ = self.host.set_request_header(name, None);
+                    if self.host.set_request_header(name, None).is_err() {
+                        return self.fail_closed(allow.route, allow.correlation.as_deref());
+                    }
                 }
                 for (name, value) in &allow.set {
-                    let _ = self.host.set_request_header(name, Some(value.as_bytes()));
+                    if self.host.set_request_header(name, Some(value.as_bytes())).is_err() {
+                        return self.fail_closed(allow.route, allow.correlation.as_deref());
+                    }
                 }
                 // The verdict for RBAC, CEL and access logs. Written before a webhook's body
                 // is checked: a request that then fails is answered locally, never routed.
@@ -242,8 +253,7 @@ impl<H: Host> Worker<H> {
                     if !ended {
                         return Action::Pause;
                     }
-                    let size = self.buffered_body_len();
-                    return self.finish_webhook(ctx, Some(size), turn);
+                    return self.finish_webhook(ctx, BodyRead::All, turn);
                 }
                 if let Some(correlation) = allow.correlation {
                     self.st.borrow_mut().streams.insert(ctx, Stream::Forwarded { correlation });
@@ -290,15 +300,21 @@ impl<H: Host> Worker<H> {
         Action::Continue
     }
 
-    /// Verifies a held webhook over the complete body (`None`: too large) and lets the
-    /// request go or answers it.
-    fn finish_webhook(&self, ctx: u32, body_size: Option<usize>, turn: Turn) -> Action {
+    /// Verifies a held webhook over the complete body and lets the request go or answers it.
+    /// A body the host will not give is never taken for an empty one: 503.
+    fn finish_webhook(&self, ctx: u32, body_read: BodyRead, turn: Turn) -> Action {
         let held = self.st.borrow_mut().streams.remove(&ctx);
         let Some(Stream::AwaitingBody { webhook, route, headers, correlation, kind }) = held else { return Action::Continue };
-        let body = match body_size {
+        let max = match body_read {
+            BodyRead::TooLarge => None,
+            BodyRead::Upto(size) => Some(size),
+            BodyRead::All => Some(usize::MAX),
+        };
+        let body = match max {
             None => None,
             Some(0) => Some(Vec::new()),
-            Some(size) => match self.host.body(Body::Request, size) {
+            // No buffer at all (Ok(None)): the request has no body.
+            Some(max) => match self.host.body(Body::Request, max) {
                 Ok(body) => Some(body.unwrap_or_default()),
                 Err(_) => return self.fail_closed(route, correlation.as_deref()),
             },
