@@ -461,7 +461,7 @@ fn a_handed_on_lookup_gives_its_waiters_the_time_of_the_new_call() {
     w.host.advance(20);
     w.on_tick();
     assert_eq!(answer_status(&w, 11), None, "still waiting, for the new call");
-    let again = w.host.calls.borrow().iter().filter(|c| c.cluster == "keys").last().cloned().unwrap();
+    let again = w.host.calls.borrow().iter().rev().find(|c| c.cluster == "keys").cloned().unwrap();
     let size = w.host.answer(200, &lookup_answer());
     w.on_call_response(again.token, size);
     assert_eq!(w.host.request(11).resumed, 1);
