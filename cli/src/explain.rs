@@ -39,6 +39,10 @@ Options:
   --body FILE|-               the request body: on a webhook route, its signature is verified
                               too (else the allow is shown as pending that check)
   --now SECONDS               the clock, in Unix seconds (default: now)
+  --route-name NAME           the route Envoy's router selected (for routes with
+                              `match.route_name`; Istio: the VirtualService route name)
+  --route-metadata F=K=V      a string in the selected route's filter_metadata (for routes
+                              with `match.route_metadata`; repeatable)
   --json                      one JSON object instead of text
 ",
     crate::env_help!(),
@@ -62,6 +66,10 @@ struct Opts {
     now: Option<i64>,
     json: bool,
     env: VmEnv,
+    /// The route Envoy's router selected, for routes bound to it (`match.route_name`).
+    route_name: Option<String>,
+    /// `filter=key=value` strings of the selected route's metadata (`match.route_metadata`).
+    route_metadata: Vec<(String, String, String)>,
 }
 
 fn parse(argv: Vec<String>) -> Result<Option<Opts>, Failure> {
@@ -70,6 +78,7 @@ fn parse(argv: Vec<String>) -> Result<Option<Opts>, Failure> {
     let mut pos = Vec::new();
     let mut headers = Vec::new();
     let (mut jwks, mut body, mut now, mut as_json) = (Vec::new(), None, None, false);
+    let (mut route_name, mut route_metadata) = (None, Vec::new());
     while let Some(a) = p.next_arg() {
         match a {
             Arg::Flag(f, _) if args::is_help(&f) => return Ok(None),
@@ -77,6 +86,17 @@ fn parse(argv: Vec<String>) -> Result<Option<Opts>, Failure> {
                 "-H" | "--header" => headers.push(parse_header(&p.value(&f, inline)?)?),
                 "--jwks" => jwks.push(p.value(&f, inline)?),
                 "--body" => body = Some(p.value(&f, inline)?),
+                "--route-name" => route_name = Some(p.value(&f, inline)?),
+                "--route-metadata" => {
+                    let v = p.value(&f, inline)?;
+                    let mut parts = v.splitn(3, '=');
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some(fl), Some(k), Some(val)) if !fl.is_empty() && !k.is_empty() => {
+                            route_metadata.push((fl.to_string(), k.to_string(), val.to_string()))
+                        }
+                        _ => return Err(Failure::Usage(format!("--route-metadata wants FILTER=KEY=VALUE, not '{v}'"))),
+                    }
+                }
                 "--now" => {
                     let v = p.value(&f, inline)?;
                     now = Some(v.parse().map_err(|_| Failure::Usage(format!("--now wants Unix seconds, not '{v}'")))?);
@@ -101,7 +121,7 @@ fn parse(argv: Vec<String>) -> Result<Option<Opts>, Failure> {
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(Failure::Usage(format!("'{method}' is not an HTTP method")));
     }
-    Ok(Some(Opts { config, method, path: request_path(&target)?, headers, jwks, body, now, json: as_json, env }))
+    Ok(Some(Opts { config, method, path: request_path(&target)?, headers, jwks, body, now, json: as_json, env, route_name, route_metadata }))
 }
 
 /// The `:path` of a target: a path, or the path of a URL.
@@ -146,7 +166,9 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
     let lookup = |_: &[u8; 32]| LookupState::Missing { can_wait: true };
     let env = Env { now, keys: &slots, random: random16(), key_lookup: &lookup, verified: &NoCache };
     let req = Request { method: &o.method, path: &o.path, headers: &o.headers };
-    let decision = engine::decide(&cfg, &req, &env);
+    let metadata = |filter: &str, key: &str| o.route_metadata.iter().find(|(f, k, _)| f == filter && k == key).map(|(_, _, v)| v.clone());
+    let router = engine::Router { route_name: o.route_name.as_deref(), metadata: Some(&metadata) };
+    let decision = engine::decide_routed(&cfg, &req, &env, &router);
 
     let mut r = Report::default();
     r.request(&cfg, &o);
@@ -156,7 +178,7 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
             r.text("judged as", &format!("{} {} (the resource the upstream serves: HEAD as GET, one trailing slash and ';' parameters ignored)", target.method, target.path));
         }
     }
-    let matched = engine::route_for(&cfg, &req).ok().flatten();
+    let matched = engine::route_for_routed(&cfg, &req, &router).ok().flatten();
     r.route(&cfg, &raw, matched, &decision);
     match decision {
         Decision::Respond(resp) => {

@@ -320,3 +320,31 @@ fn full_access_never_crosses_a_tenant_and_the_judged_form_is_shown() {
     let r = run("GET", "/v1/mcp;x", &[]);
     denied(&r, 400, r#"{"detail":"Bad request"}"#, "path_not_normalized");
 }
+
+/// Routes bound to the router's choice are explained with the choice given.
+#[test]
+fn routes_bound_to_the_router_take_the_route_name_and_metadata() {
+    let dir = TempDir::new();
+    let cfg = dir.write(
+        "config.json",
+        json!({
+            "api_keys": { "prefixes": ["k_"], "keys": [] },
+            "routes": [
+                { "match": { "route_name": "admin-api" }, "auth": { "roles": ["admin"] } },
+                { "match": { "route_metadata": { "filter": "api_auth", "key": "policy", "value": "public" } }, "auth": "none" },
+                { "match": { "prefix": "/" }, "auth": {} }
+            ]
+        })
+        .to_string(),
+    );
+    let route = |extra: &[&str]| {
+        let mut args = vec!["explain", "--json", &cfg, "GET", "/anything"];
+        args.extend(extra);
+        ok(&args).json()
+    };
+    assert_eq!(route(&["--route-name", "admin-api"])["route"]["index"], 0);
+    assert_eq!(route(&["--route-metadata", "api_auth=policy=public"])["route"]["index"], 1);
+    assert_eq!(route(&["--route-name", "other"])["route"]["index"], 2);
+    assert_eq!(route(&[])["route"]["index"], 2);
+    assert_eq!(run(&["explain", &cfg, "GET", "/", "--route-metadata", "novalue"]).code, 2);
+}
