@@ -29,7 +29,9 @@ for _ in $(seq 1 100); do
   curl -fsS http://127.0.0.1:18081/.well-known/jwks.json >/dev/null 2>&1 && break
   sleep 0.1
 done
-"$ENVOY" -c envoy/envoy.yaml --concurrency 1 --log-level warn --use-dynamic-base-id & pids+=($!)
+# The access log goes to stdout (below the text); flushed every 250 ms instead of Envoy's 10 s.
+"$ENVOY" -c envoy/envoy.yaml --concurrency 1 --log-level warn --use-dynamic-base-id \
+  --file-flush-interval-msec 250 & pids+=($!)
 envoy=$!
 for _ in $(seq 1 100); do
   curl -fsS http://127.0.0.1:9901/ready >/dev/null 2>&1 && break
@@ -67,6 +69,22 @@ Try:
 
   # 401: revoked key
   curl -si http://127.0.0.1:10000/api/v1/bots -H 'Authorization: Bearer cm_example_revoked'
+
+Envoy's own filters on the filter's verdict (envoy/envoy.yaml); each request prints one
+access-log line here, with the reason of a denial (api_auth.<reason>) or the principal:
+
+  # 403 "RBAC: access denied": the filter allows key_all, the RBAC rule on the filter state it
+  # wrote (wasm.api_auth.key_id) blocks that key
+  curl -si -X POST http://127.0.0.1:10000/v1/chat/completions -H 'Authorization: Bearer cm_example_all_services'
+
+  # 429 once key_llm has used its 5 requests a minute (the rate limit per x-auth-key-id)
+  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code}\n' -X POST http://127.0.0.1:10000/v1/chat/completions -H 'Authorization: Bearer cm_example_llm_only'; done
+
+  # a gRPC caller gets HTTP 200, grpc-status: 16 and grpc-message instead of a JSON body
+  curl -si -X POST http://127.0.0.1:10000/v1/chat/completions -H 'content-type: application/grpc'
+
+  # the filter's counters, labelled by reason and credential kind
+  curl -s http://127.0.0.1:9901/stats/prometheus | grep '^api_auth_'
 
 JWTs minted just now by \`$cli mint-token\` (sub user_demo, org_id org_demo, scope bots:read,
 permissions [llm]); Envoy verifies them with the keys it fetched from the demo issuer:
