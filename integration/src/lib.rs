@@ -40,6 +40,21 @@ fn envoy_bin() -> PathBuf {
     bin
 }
 
+/// `envoy --mode validate -c <config>` with the Envoy under test, run from the repository root
+/// (where the relative paths of envoy/envoy.yaml point): whether Envoy accepted it, and what it
+/// printed.
+pub fn envoy_validate(config: &Path) -> (bool, String) {
+    let out = Command::new(envoy_bin())
+        .args(["--mode", "validate", "--log-level", "warn", "--use-dynamic-base-id", "-c"])
+        .arg(config)
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run envoy --mode validate");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
 fn wasm_path() -> PathBuf {
     let rel = std::env::var("WASM").unwrap_or_else(|_| "target/wasm32-wasip1/release/api_auth_filter.wasm".into());
     let p = Path::new(&rel);
@@ -462,11 +477,99 @@ pub struct EnvoyOpts {
     /// Envoy's own default), a header such as `x_api_key` reaches the filter, which must remove
     /// the underscore twins of credential and identity headers itself.
     pub reject_underscore_headers: bool,
+    /// Blocks of the shipped envoy/envoy.yaml added to the bootstrap, unchanged but for their
+    /// indentation (the access log's path aside, see `Shipped::AccessLog`): none by
+    /// default (the bootstrap the other tests have always run).
+    pub shipped: Vec<Shipped>,
+}
+
+/// A block of envoy/envoy.yaml, between its `# begin <name>` and `# end <name>` lines, that the
+/// test bed can put in its bootstrap (`EnvoyOpts::shipped`), so that the end-to-end tests run
+/// what `make run` runs and the README shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shipped {
+    /// The access log (`access_log` of the connection manager). The test bed writes it to a file
+    /// of its own instead of /dev/stdout: `Envoy::access_log`.
+    AccessLog,
+    /// The RBAC filter on the filter's filter state, after the filter.
+    Rbac,
+    /// The per-key local rate limit, after the filter (and after RBAC when both are on).
+    LocalRateLimit,
+    /// `stats_config.stats_tags`: the `reason` and `kind` labels of the filter's counters.
+    StatsTags,
+    /// `failure_policy: FAIL_RELOAD` with its backoff, instead of the test bed's
+    /// `fail_open: false`.
+    FailurePolicy,
+}
+
+impl Shipped {
+    pub const ALL: [Shipped; 5] = [Shipped::AccessLog, Shipped::Rbac, Shipped::LocalRateLimit, Shipped::StatsTags, Shipped::FailurePolicy];
+
+    /// The block's name in envoy/envoy.yaml.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shipped::AccessLog => "access_log",
+            Shipped::Rbac => "rbac",
+            Shipped::LocalRateLimit => "local_ratelimit",
+            Shipped::StatsTags => "stats_tags",
+            Shipped::FailurePolicy => "failure_policy",
+        }
+    }
+
+    /// The block as it stands in envoy/envoy.yaml, re-indented to `indent` spaces.
+    pub fn yaml(self, indent: usize) -> String {
+        shipped_block(self.name(), indent)
+    }
+}
+
+/// The shipped envoy/envoy.yaml (the configuration `make run` starts).
+pub fn shipped_envoy_yaml() -> PathBuf {
+    repo_root().join("envoy/envoy.yaml")
+}
+
+/// The lines of envoy/envoy.yaml strictly between `# begin <name>` and `# end <name>`, shifted so
+/// that the marker's indentation becomes `indent` spaces. Panics when the block is missing,
+/// empty or less indented than its marker: the test bed must not silently drop a piece.
+pub fn shipped_block(name: &str, indent: usize) -> String {
+    let path = shipped_envoy_yaml();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let lines: Vec<&str> = text.lines().collect();
+    let begin = lines.iter().position(|l| l.trim() == format!("# begin {name}")).unwrap_or_else(|| panic!("{}: no `# begin {name}`", path.display()));
+    let end = lines[begin..].iter().position(|l| l.trim() == format!("# end {name}")).map(|i| begin + i).unwrap_or_else(|| panic!("{}: no `# end {name}`", path.display()));
+    let margin = lines[begin].len() - lines[begin].trim_start().len();
+    let body = &lines[begin + 1..end];
+    assert!(body.iter().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')), "{}: block {name} is empty", path.display());
+    let pad = " ".repeat(indent);
+    let mut out = String::new();
+    for line in body {
+        if line.trim().is_empty() {
+            out.push('\n');
+            continue;
+        }
+        let own = line.len() - line.trim_start().len();
+        assert!(own >= margin, "{}: a line of block {name} is left of its `# begin`: {line:?}", path.display());
+        out.push_str(&pad);
+        out.push_str(&line[margin..]);
+        out.push('\n');
+    }
+    out
 }
 
 impl EnvoyOpts {
     pub fn new(filter_config: Value, upstream_port: u16) -> EnvoyOpts {
-        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true, filters_yaml: None, direct_response: false, normalize_path: true, wasm: None, reject_underscore_headers: true }
+        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true, filters_yaml: None, direct_response: false, normalize_path: true, wasm: None, reject_underscore_headers: true, shipped: Vec::new() }
+    }
+    /// Adds these blocks of the shipped envoy/envoy.yaml to the bootstrap.
+    pub fn shipped(mut self, blocks: &[Shipped]) -> EnvoyOpts {
+        for b in blocks {
+            if !self.shipped.contains(b) {
+                self.shipped.push(*b);
+            }
+        }
+        self
+    }
+    fn has(&self, block: Shipped) -> bool {
+        self.shipped.contains(&block)
     }
     pub fn cluster(mut self, name: &str, port: u16) -> EnvoyOpts {
         self.clusters.push((name.into(), port));
@@ -504,6 +607,8 @@ pub struct Envoy {
     port: u16,
     admin_port: u16,
     log_path: PathBuf,
+    /// Where the shipped access log writes (`Shipped::AccessLog`).
+    access_log_path: PathBuf,
     _dir: TempDir,
 }
 
@@ -533,8 +638,14 @@ fn cluster_yaml(name: &str, port: u16) -> String {
 
 /// The bootstrap the tests run: one listener, the filter before the router, path normalisation
 /// on unless `normalize_path` is off (the filter must judge the path the router routes), and
-/// request headers with underscores refused unless `reject_underscore_headers` is off.
+/// request headers with underscores refused unless `reject_underscore_headers` is off. The
+/// blocks of `opts.shipped` come from envoy/envoy.yaml unchanged; its access log goes where the
+/// shipped one does (stdout).
 pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path) -> String {
+    bootstrap(opts, port, admin_port, wasm, Path::new("/dev/stdout"))
+}
+
+fn bootstrap(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path, access_log: &Path) -> String {
     let config = serde_json::to_string(&opts.filter_config).expect("config");
     let env: String = if opts.vm_env.is_empty() {
         String::new()
@@ -559,7 +670,7 @@ pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path)
               config:
                 name: api_auth
                 root_id: api_auth
-                fail_open: false
+{failure}
                 # Hold the headers while a webhook body is buffered and verified (Envoy >= 1.35).
                 allow_on_headers_stop_iteration: true
                 configuration:
@@ -569,10 +680,26 @@ pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path)
                   vm_id: api_auth
                   runtime: envoy.wasm.runtime.v8
                   code: {{ local: {{ filename: {wasm} }} }}{env}"#,
+            failure = if opts.has(Shipped::FailurePolicy) { Shipped::FailurePolicy.yaml(16).trim_end().to_string() } else { "                fail_open: false".to_string() },
             config_json = serde_json::to_string(&config).expect("quoted"),
             wasm = serde_json::to_string(&wasm.display().to_string()).expect("path"),
         )
     };
+    // The filters that act on the verdict, after the filter, in the order of envoy/envoy.yaml.
+    let mut after_filter = String::new();
+    for block in [Shipped::Rbac, Shipped::LocalRateLimit].into_iter().filter(|b| opts.has(*b)) {
+        after_filter.push('\n');
+        after_filter.push_str(block.yaml(10).trim_end());
+    }
+    let access_log = if opts.has(Shipped::AccessLog) {
+        let shipped = Shipped::AccessLog.yaml(10);
+        assert!(shipped.contains("path: /dev/stdout"), "the shipped access log no longer writes to /dev/stdout: the test bed cannot redirect it");
+        let path = serde_json::to_string(&access_log.display().to_string()).expect("path");
+        format!("\n{}", shipped.replace("path: /dev/stdout", &format!("path: {path}")).trim_end())
+    } else {
+        String::new()
+    };
+    let stats_config = if opts.has(Shipped::StatsTags) { Shipped::StatsTags.yaml(0) } else { String::new() };
     let (normalize, escaped_slashes) = if opts.normalize_path { ("true", "UNESCAPE_AND_REDIRECT") } else { ("false", "KEEP_UNCHANGED") };
     let underscores = if opts.reject_underscore_headers { "REJECT_REQUEST" } else { "ALLOW" };
     let route_action = if opts.direct_response {
@@ -584,7 +711,7 @@ pub fn bootstrap_yaml(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path)
         r#"admin:
   address:
     socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
-static_resources:
+{stats_config}static_resources:
   listeners:
   - name: main
     # Above every webhook's max_body_bytes, so that the filter (not Envoy's buffer limit)
@@ -597,7 +724,7 @@ static_resources:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
+          stat_prefix: ingress{access_log}
           # HTTP/1.1 trailers reach the filters (webhook bodies ended by trailers are tested).
           http_protocol_options: {{ enable_trailers: true }}
           # As envoy/envoy.yaml: `x_api_key` is `X-Api-Key` to CGI/WSGI upstreams.
@@ -612,7 +739,7 @@ static_resources:
               routes:
               - match: {{ prefix: "/" }}
                 {route_action}
-          http_filters:{wasm_filter}
+          http_filters:{wasm_filter}{after_filter}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -631,7 +758,9 @@ impl Envoy {
         let dir = TempDir(dir);
         for _attempt in 0..3 {
             let (port, admin_port) = (free_port(), free_port());
-            let yaml = bootstrap_yaml(&opts, port, admin_port, &wasm);
+            let access_log_path = dir.0.join("access.log");
+            let _ = std::fs::remove_file(&access_log_path);
+            let yaml = bootstrap(&opts, port, admin_port, &wasm, &access_log_path);
             let cfg_path = dir.0.join("envoy.yaml");
             std::fs::write(&cfg_path, yaml).expect("write bootstrap");
             let log_path = dir.0.join("envoy.log");
@@ -649,7 +778,7 @@ impl Envoy {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start Envoy");
-            let mut envoy = Envoy { child, port, admin_port, log_path, _dir: TempDir(PathBuf::new()) };
+            let mut envoy = Envoy { child, port, admin_port, log_path, access_log_path, _dir: TempDir(PathBuf::new()) };
             if envoy.wait_ready(Duration::from_secs(20)) {
                 envoy._dir = dir;
                 return envoy;
@@ -731,6 +860,23 @@ impl Envoy {
 
     pub fn send(&self, req: &Req) -> Resp {
         send(self.port, req)
+    }
+
+    /// The lines of the shipped access log so far (`Shipped::AccessLog`; Envoy flushes it every
+    /// 100 ms here), in the order the requests ended.
+    pub fn access_log(&self) -> Vec<String> {
+        std::fs::read(&self.access_log_path).map(|b| String::from_utf8_lossy(&b).lines().map(str::to_string).collect()).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until the access log has at least `n` lines; all its lines then.
+    pub fn access_log_lines(&self, n: usize, within: Duration) -> Vec<String> {
+        let mut lines = self.access_log();
+        let end = Instant::now() + within;
+        while lines.len() < n && Instant::now() < end {
+            thread::sleep(Duration::from_millis(50));
+            lines = self.access_log();
+        }
+        lines
     }
 
     pub fn admin(&self, path: &str) -> String {
