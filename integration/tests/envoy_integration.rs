@@ -529,3 +529,48 @@ fn a_crashed_vm_is_replaced_under_fail_reload_and_stays_down_under_fail_closed()
     let _ = std::fs::remove_dir_all(&dir);
     assert!(problems.is_empty(), "{}\n--- Envoy log (FAIL_CLOSED) ---\n{log}", problems.join("\n"));
 }
+
+/// (tag name, regex) of each tag extractor in the shipped stats_tags block.
+fn shipped_stats_tags() -> Vec<(String, String)> {
+    let block = Shipped::StatsTags.yaml(0);
+    let mut tags = Vec::new();
+    let mut name = None;
+    for line in block.lines().map(str::trim) {
+        if let Some(n) = line.strip_prefix("- tag_name: ") {
+            name = Some(n.to_string());
+        } else if let Some(r) = line.strip_prefix("regex: ") {
+            let r = r.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')).unwrap_or_else(|| panic!("a single-quoted regex: {line}"));
+            tags.push((name.take().expect("tag_name before regex"), r.to_string()));
+        }
+    }
+    tags
+}
+
+#[test]
+fn the_istio_stats_tags_are_the_shipped_ones_and_envoy_takes_them() {
+    let path = repo_root().join("envoy/istio/stats-tags.yaml");
+    let text = std::fs::read_to_string(&path).expect("envoy/istio/stats-tags.yaml");
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| l.trim() == "custom_bootstrap.json: |").expect("custom_bootstrap.json in the ConfigMap");
+    let body: Vec<&str> = lines[at + 1..].iter().take_while(|l| l.starts_with("    ") || l.trim().is_empty()).copied().collect();
+    let fragment = body.join("\n");
+    let json: Value = serde_json::from_str(&fragment).unwrap_or_else(|e| panic!("custom_bootstrap.json is not JSON: {e}\n{fragment}"));
+    let istio: Vec<(String, String)> = json["stats_config"]["stats_tags"]
+        .as_array()
+        .expect("stats_config.stats_tags")
+        .iter()
+        .map(|t| (t["tag_name"].as_str().unwrap().to_string(), t["regex"].as_str().unwrap().to_string()))
+        .collect();
+    let shipped = shipped_stats_tags();
+    assert_eq!(shipped.len(), 2, "reason and kind: {shipped:?}");
+    assert_eq!(istio, shipped, "envoy/istio/stats-tags.yaml and envoy/envoy.yaml name different tag extractors");
+    // Envoy takes the fragment as a bootstrap of its own (Istio merges it into the one it
+    // generates).
+    let dir = std::env::temp_dir().join(format!("api-auth-istio-tags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("custom_bootstrap.json");
+    std::fs::write(&file, &fragment).expect("write fragment");
+    let (ok, out) = envoy_validate(&file);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "envoy --mode validate custom_bootstrap.json:\n{out}");
+}
