@@ -95,7 +95,7 @@ fn wasmplugin_is_example_003_with_the_istio_jwks_cluster() {
     assert_eq!(wp["apiVersion"], "extensions.istio.io/v1alpha1");
     let spec = &wp["spec"];
     assert_eq!(spec["phase"], "AUTHN");
-    assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(spec["failStrategy"], "FAIL_RELOAD", "a crashed VM is replaced, never opened");
     assert!(spec["url"].as_str().is_some_and(|u| u.starts_with("oci://")), "an OCI image URL");
     assert!(spec["imagePullPolicy"].is_string());
     assert!(spec["selector"]["matchLabels"].is_object());
@@ -135,7 +135,7 @@ fn webhook_envoyfilter_is_example_001_with_stop_iteration_and_room_for_bodies() 
     assert_eq!(wasm["@type"], "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm");
     let pc = &wasm["config"];
     assert_eq!(pc["allow_on_headers_stop_iteration"], true);
-    assert_eq!(pc["failure_policy"], "FAIL_CLOSED");
+    assert_eq!(pc["failure_policy"], "FAIL_RELOAD", "a crashed VM is replaced, never opened");
     let uri = &pc["vm_config"]["code"]["remote"]["http_uri"]["uri"];
     assert_eq!(*uri, one(&docs("wasmplugin.yaml"), "WasmPlugin")["spec"]["url"], "the same image as the WasmPlugin");
     assert_eq!(pc["configuration"]["@type"], "type.googleapis.com/google.protobuf.StringValue");
