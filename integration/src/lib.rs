@@ -481,6 +481,9 @@ pub struct EnvoyOpts {
     /// indentation (the access log's path aside, see `Shipped::AccessLog`): none by
     /// default (the bootstrap the other tests have always run).
     pub shipped: Vec<Shipped>,
+    /// Named router routes before the catch-all: (name, prefix, a string in its
+    /// `filter_metadata`: (filter, key, value)), for filter routes bound to the router's choice.
+    pub routes: Vec<(String, String, Option<(String, String, String)>)>,
 }
 
 /// A block of envoy/envoy.yaml, between its `# begin <name>` and `# end <name>` lines, that the
@@ -557,7 +560,7 @@ pub fn shipped_block(name: &str, indent: usize) -> String {
 
 impl EnvoyOpts {
     pub fn new(filter_config: Value, upstream_port: u16) -> EnvoyOpts {
-        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true, filters_yaml: None, direct_response: false, normalize_path: true, wasm: None, reject_underscore_headers: true, shipped: Vec::new() }
+        EnvoyOpts { filter_config, upstream_port, clusters: Vec::new(), concurrency: 1, vm_env: Vec::new(), with_filter: true, filters_yaml: None, direct_response: false, normalize_path: true, wasm: None, reject_underscore_headers: true, shipped: Vec::new(), routes: Vec::new() }
     }
     /// Adds these blocks of the shipped envoy/envoy.yaml to the bootstrap.
     pub fn shipped(mut self, blocks: &[Shipped]) -> EnvoyOpts {
@@ -596,6 +599,14 @@ impl EnvoyOpts {
     /// `REJECT_REQUEST`: headers with `_` in their names reach the filter.
     pub fn allow_underscore_headers(mut self) -> EnvoyOpts {
         self.reject_underscore_headers = false;
+        self
+    }
+
+    /// A named router route for `prefix` (before the catch-all), with a string in its
+    /// metadata when given: what `match.route_name` and `match.route_metadata` bind to.
+    pub fn route(mut self, name: &str, prefix: &str, metadata: Option<(&str, &str, &str)>) -> EnvoyOpts {
+        let md = metadata.map(|(f, k, v)| (f.to_string(), k.to_string(), v.to_string()));
+        self.routes.push((name.to_string(), prefix.to_string(), md));
         self
     }
 }
@@ -707,6 +718,16 @@ fn bootstrap(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path, access_l
     } else {
         "route: { cluster: upstream }"
     };
+    let named_routes: String = opts
+        .routes
+        .iter()
+        .map(|(name, prefix, md)| {
+            let metadata = md.as_ref().map_or(String::new(), |(f, k, v)| {
+                format!("\n                metadata: {{ filter_metadata: {{ {f}: {{ {k}: {v:?} }} }} }}")
+            });
+            format!("\n              - name: {name}\n                match: {{ prefix: {prefix:?} }}{metadata}\n                {route_action}")
+        })
+        .collect();
     format!(
         r#"admin:
   address:
@@ -736,7 +757,7 @@ fn bootstrap(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path, access_l
             virtual_hosts:
             - name: all
               domains: ["*"]
-              routes:
+              routes:{named_routes}
               - match: {{ prefix: "/" }}
                 {route_action}
           http_filters:{wasm_filter}{after_filter}
