@@ -483,8 +483,12 @@ pub struct EnvoyOpts {
     pub shipped: Vec<Shipped>,
     /// Named router routes before the catch-all: (name, prefix, a string in its
     /// `filter_metadata`: (filter, key, value)), for filter routes bound to the router's choice.
-    pub routes: Vec<(String, String, Option<(String, String, String)>)>,
+    pub routes: Vec<NamedRoute>,
 }
+
+/// A router route of the test bed: name, prefix, and a (filter, key, value) string of its
+/// metadata.
+pub type NamedRoute = (String, String, Option<(String, String, String)>);
 
 /// A block of envoy/envoy.yaml, between its `# begin <name>` and `# end <name>` lines, that the
 /// test bed can put in its bootstrap (`EnvoyOpts::shipped`), so that the end-to-end tests run
