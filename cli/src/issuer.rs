@@ -1,25 +1,32 @@
 //! `api-auth demo-issuer`: the demo key's JWKS over HTTP on loopback, for `make run` and local
-//! tests. Tokens come from `api-auth mint-token` with the same key file.
+//! tests. Tokens come from `api-auth mint-token` with the same key file. With `--keys FILE` it
+//! also answers as a key service (`api_keys.lookup`).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::args::{self, Arg, Parser};
 use crate::keys::{take_key_flag, DemoKey, DEMO_ISSUER};
 use crate::util::{self, err, Failure};
 
 pub const HELP: &str = "\
-Usage: api-auth demo-issuer [--port N] [--key FILE] [--kid K] [--iss URL]
+Usage: api-auth demo-issuer [--port N] [--key FILE] [--kid K] [--iss URL] [--keys FILE]
 
 FOR LOCAL TESTING ONLY. Serves the demo key's JWKS (public key only) on 127.0.0.1, as a
 provider's `jwks.remote` cluster would fetch it from a real issuer:
 
   GET /.well-known/jwks.json                the JWKS (what `api-auth jwks` prints)
   GET /.well-known/openid-configuration     {\"issuer\": ..., \"jwks_uri\": ...}
+  POST /v1/keys/lookup                      with --keys: a demo key service, as an
+                                            `api_keys.lookup` cluster would call it
+
+The key service takes {\"sha256\": \"<hex>\"} (at most 64 KiB) and answers 200 with the entry
+of the --keys file whose `sha256` matches, 404 when none does, 400 for any other body.
 
 Prints the JWKS URL on standard output once listening (a log line per request goes to
 standard error) and runs until stopped. Mint matching tokens with
@@ -30,12 +37,40 @@ Options:
   --key FILE   the demo key (see `api-auth mint-token --help`); created when missing
   --kid K      the key's `kid` (default: its RFC 7638 thumbprint)
   --iss URL    the issuer named in the discovery document (default https://demo-issuer.local)
+  --keys FILE  a JSON array of key entries shaped as `api_keys.keys` entries (id, sha256,
+               status, permissions, scopes, ...), served by POST /v1/keys/lookup; digests
+               from `api-auth hash-key KEY`
   -h, --help   this text
 ";
 
 struct Docs {
     jwks: String,
     discovery: String,
+    /// The key service's entries by lower-case digest, each as its JSON text; `None` without
+    /// `--keys`.
+    keys: Option<HashMap<String, String>>,
+}
+
+/// The entries of a `--keys` file: a JSON array of objects, each with a 64-hex-digit `sha256`
+/// unique in the file.
+fn load_keys(path: &str) -> Result<HashMap<String, String>, Failure> {
+    let text = std::fs::read(path).map_err(|e| err(format!("{path}: {e}")))?;
+    let doc: Value = serde_json::from_slice(&text).map_err(|e| err(format!("{path}: not JSON: {e}")))?;
+    let Value::Array(entries) = doc else {
+        return Err(err(format!("{path}: want a JSON array of key entries")));
+    };
+    let mut keys = HashMap::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let digest = entry
+            .get("sha256")
+            .and_then(Value::as_str)
+            .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| err(format!("{path}: [{i}].sha256: want 64 hex digits (`api-auth hash-key KEY`)")))?;
+        if keys.insert(digest.to_ascii_lowercase(), entry.to_string()).is_some() {
+            return Err(err(format!("{path}: [{i}].sha256: a digest listed twice")));
+        }
+    }
+    Ok(keys)
 }
 
 pub fn run(argv: Vec<String>) -> Result<String, Failure> {
@@ -43,6 +78,7 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
     let (mut key, mut kid) = (None, None);
     let mut port: u16 = 0;
     let mut iss = DEMO_ISSUER.to_string();
+    let mut keys_file = None;
     while let Some(a) = p.next_arg() {
         match a {
             Arg::Flag(f, _) if args::is_help(&f) => return Ok(HELP.to_string()),
@@ -52,6 +88,7 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
                     port = v.parse().map_err(|_| Failure::Usage(format!("--port wants a port number, not '{v}'")))?;
                 }
                 "--iss" => iss = p.value(&f, inline)?,
+                "--keys" => keys_file = Some(p.value(&f, inline)?),
                 _ => {
                     if !take_key_flag(&f, inline, &mut p, &mut key, &mut kid)? {
                         return Err(args::unknown(&f));
@@ -62,6 +99,7 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
         }
     }
     let key = DemoKey::open(key, kid)?;
+    let keys = keys_file.as_deref().map(load_keys).transpose()?;
     // Loopback only: this is a test fixture, not an identity provider.
     let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| err(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
     let port = listener.local_addr().map_err(|e| err(format!("no local address: {e}")))?.port();
@@ -69,8 +107,12 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
     let docs = Arc::new(Docs {
         jwks: key.jwks().to_string(),
         discovery: json!({ "issuer": iss, "jwks_uri": jwks_uri }).to_string(),
+        keys,
     });
     util::print_err(&format!("demo-issuer (local testing only): kid {}, issuer {iss}\n", key.kid));
+    if let Some(keys) = &docs.keys {
+        util::print_err(&format!("demo-issuer: key service on POST {LOOKUP_PATH}, {} key(s)\n", keys.len()));
+    }
     if !util::print_out(&format!("{jwks_uri}\n")) {
         return Err(err("cannot write to standard output"));
     }
@@ -91,6 +133,23 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
 const MAX_LINE: u64 = 8192;
 const MAX_HEADERS: usize = 100;
 const MAX_BODY: u64 = 1 << 20;
+/// The most of a key-service request body that is read; a larger one is a 400.
+const MAX_LOOKUP_BODY: u64 = 64 << 10;
+const LOOKUP_PATH: &str = "/v1/keys/lookup";
+
+/// The key service's answer to a lookup body: 200 and the entry, 404, or 400.
+fn lookup(keys: &HashMap<String, String>, body: Option<&[u8]>) -> (u16, String) {
+    let digest = body
+        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        .and_then(|v| v.get("sha256").and_then(Value::as_str).map(str::to_ascii_lowercase));
+    match digest {
+        Some(d) => match keys.get(&d) {
+            Some(entry) => (200, entry.clone()),
+            None => (404, r#"{"detail":"Not found"}"#.to_string()),
+        },
+        None => (400, r#"{"detail":"Bad request"}"#.to_string()),
+    }
+}
 
 /// One connection, HTTP/1.1 with keep-alive (Envoy pools its connections to a cluster).
 fn serve(stream: TcpStream, docs: &Docs) {
@@ -134,18 +193,29 @@ fn serve(stream: TcpStream, docs: &Docs) {
             let _ = respond(&mut writer, 400, r#"{"detail":"Bad request"}"#, true, false);
             return;
         }
-        if std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink()).ok() != Some(length) {
-            return;
-        }
+        // A body small enough for a lookup is kept; a larger one is read and discarded.
+        let body = if length <= MAX_LOOKUP_BODY {
+            let mut buf = Vec::with_capacity(length as usize);
+            if (&mut reader).take(length).read_to_end(&mut buf).ok() != Some(length as usize) {
+                return;
+            }
+            Some(buf)
+        } else {
+            if std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink()).ok() != Some(length) {
+                return;
+            }
+            None
+        };
         let path = target.split(['?', '#']).next().unwrap_or("");
-        let (status, body) = match (method, path) {
-            ("GET" | "HEAD", "/.well-known/jwks.json") => (200, docs.jwks.as_str()),
-            ("GET" | "HEAD", "/.well-known/openid-configuration") => (200, docs.discovery.as_str()),
-            ("GET" | "HEAD", _) => (404, r#"{"detail":"Not found"}"#),
-            _ => (405, r#"{"detail":"Method not allowed"}"#),
+        let (status, body) = match (method, path, &docs.keys) {
+            ("GET" | "HEAD", "/.well-known/jwks.json", _) => (200, docs.jwks.clone()),
+            ("GET" | "HEAD", "/.well-known/openid-configuration", _) => (200, docs.discovery.clone()),
+            ("POST", LOOKUP_PATH, Some(keys)) => lookup(keys, body.as_deref()),
+            ("GET" | "HEAD", _, _) => (404, r#"{"detail":"Not found"}"#.to_string()),
+            _ => (405, r#"{"detail":"Method not allowed"}"#.to_string()),
         };
         util::print_err(&format!("demo-issuer: {method} {path} {status}\n"));
-        if respond(&mut writer, status, body, close, method == "HEAD").is_err() || close {
+        if respond(&mut writer, status, &body, close, method == "HEAD").is_err() || close {
             return;
         }
     }

@@ -328,6 +328,58 @@ fn demo_issuer_serves_the_demo_jwks() {
     }
 }
 
+fn http_post(port: u16, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// `--keys FILE`: the key-service protocol of `api_keys.lookup` (200 and the entry, 404).
+#[test]
+fn demo_issuer_answers_key_lookups() {
+    let dir = TempDir::new();
+    let key = dir.path("key.pem");
+    let digest = ok(&["hash-key", "cm_demo_from_key_service"]).stdout.trim().to_string();
+    let entry = json!({ "id": "key_service_demo", "sha256": digest, "status": "active", "permissions": ["llm"], "scopes": ["bots:read"] });
+    let keys = dir.write("keys.json", json!([entry]).to_string().as_bytes());
+    let mut child = Command::new(common::bin())
+        .args(["demo-issuer", "--port", "0", "--key", &key, "--keys", &keys])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start demo-issuer");
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Kill(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("URL line");
+    let port: u16 = line.trim().strip_prefix("http://127.0.0.1:").and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
+
+    let (status, body) = http_post(port, "/v1/keys/lookup", &json!({ "sha256": digest }).to_string());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), entry);
+    // Upper-case hex names the same digest.
+    assert_eq!(http_post(port, "/v1/keys/lookup", &json!({ "sha256": digest.to_uppercase() }).to_string()).0, 200);
+    let unknown = ok(&["hash-key", "cm_not_in_the_service"]).stdout.trim().to_string();
+    let (status, body) = http_post(port, "/v1/keys/lookup", &json!({ "sha256": unknown }).to_string());
+    assert_eq!((status, body.as_str()), (404, r#"{"detail":"Not found"}"#));
+    assert_eq!(http_post(port, "/v1/keys/lookup", "not json").0, 400);
+    assert_eq!(http_post(port, "/v1/keys/lookup", "{}").0, 400);
+    // The JWKS is still served beside it.
+    assert_eq!(http_get(port, "/.well-known/jwks.json").0, 200);
+
+    // A file that is not an array of entries with digests is refused at start.
+    for bad in [r#"{"sha256":"x"}"#, r#"[{"id":"a"}]"#, r#"[{"id":"a","sha256":"abc"}]"#] {
+        let file = dir.write("bad.json", bad.as_bytes());
+        assert_eq!(run(&["demo-issuer", "--port", "0", "--key", &key, "--keys", &file]).code, 1, "{bad}");
+    }
+}
+
 #[test]
 fn every_command_has_help_and_usage_errors_exit_2() {
     let commands = ["check", "explain", "hash-key", "sign-webhook", "mint-token", "jwks", "demo-issuer"];
