@@ -18,19 +18,32 @@ const KEY_REVOKED: &str = "cm_example_revoked";
 
 /// The demo Envoy of `make run`: examples/demo.json (the configuration envoy/envoy.yaml embeds),
 /// its JWT provider's JWKS served here, and every shipped block.
+/// Its key service (`api_keys.lookup`, cluster `demo_keys`) is a mock that knows no key until
+/// a test says otherwise, and its webhook secret the one envoy/envoy.yaml sets.
 struct Demo {
     issuer: Issuer,
     _jwks: Server,
+    keys: Server,
     upstream: Server,
     envoy: Envoy,
 }
 
+/// `DEMO_WEBHOOK_SECRET` in envoy/envoy.yaml's vm_config.
+const DEMO_WEBHOOK_SECRET: &str = "whsec_demo_local_testing_only";
+
 fn demo() -> Demo {
     let issuer = Issuer::new(&["k1"]);
     let jwks = Server::mock(Canned::json(200, &issuer.jwks(&[])));
+    let keys = Server::mock(Canned::json(404, r#"{"detail":"Not found"}"#));
     let upstream = Server::echo();
-    let envoy = Envoy::start(EnvoyOpts::new(example("demo"), upstream.port()).cluster("demo_issuer", jwks.port()).shipped(&Shipped::ALL));
-    Demo { issuer, _jwks: jwks, upstream, envoy }
+    let envoy = Envoy::start(
+        EnvoyOpts::new(example("demo"), upstream.port())
+            .cluster("demo_issuer", jwks.port())
+            .cluster("demo_keys", keys.port())
+            .env("DEMO_WEBHOOK_SECRET", DEMO_WEBHOOK_SECRET)
+            .shipped(&Shipped::ALL),
+    );
+    Demo { issuer, _jwks: jwks, keys, upstream, envoy }
 }
 
 impl Demo {
@@ -132,6 +145,63 @@ fn access_log_names_the_reason_of_a_denial_and_the_principal_of_an_allow() {
         if all.contains(secret) {
             problems.push("a credential or a query string reached the access log".into());
         }
+    }
+    check(&d.envoy, problems);
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What `make run` shows beyond the static keys: a key the demo key service knows (200 with its
+/// id), one it does not (401 key_unknown), and POST /hooks/demo with a right and a wrong
+/// signature, each with its access-log line.
+#[test]
+fn the_demo_key_service_and_the_signed_webhook() {
+    use hmac::Mac;
+    let d = demo();
+    let key = "cm_demo_from_key_service";
+    let digest = sha256_hex(key.as_bytes());
+    d.keys.set(Canned::json(200, &json!({ "id": "key_service_demo", "sha256": digest, "status": "active", "permissions": ["llm"] }).to_string()));
+    let mut problems = Vec::new();
+    let r = d.envoy.send(&chat(key));
+    if r.status != 200 || d.upstream.requests().last().and_then(|q| q.header("x-auth-key-id")).as_deref() != Some("key_service_demo") {
+        problems.push(format!("a key of the key service: status {} (want 200 with x-auth-key-id key_service_demo)", r.status));
+    }
+    match d.keys.requests().first() {
+        Some(q) if q.method == "POST" && q.path == "/v1/keys/lookup" && serde_json::from_slice::<Value>(&q.body).ok() == Some(json!({ "sha256": digest })) => {}
+        other => problems.push(format!("the lookup the key service got: {other:?}")),
+    }
+    d.keys.set(Canned::json(404, r#"{"detail":"Not found"}"#));
+    let r = d.envoy.send(&chat("cm_unknown_to_everyone"));
+    if r.status != 401 {
+        problems.push(format!("an unknown key: status {} want 401", r.status));
+    }
+
+    let body = r#"{"event":"demo.ping"}"#;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(DEMO_WEBHOOK_SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let sig: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let hook = |sig: &str| Req::post("/hooks/demo").header("x-webhook-signature", format!("sha256={sig}")).body(body);
+    let before = d.upstream.count();
+    let r = d.envoy.send(&hook(&sig));
+    if r.status != 200 || d.upstream.count() != before + 1 || d.upstream.requests().last().map(|q| q.body.clone()) != Some(body.as_bytes().to_vec()) {
+        problems.push(format!("a signed webhook: status {} (want 200 and the body upstream)", r.status));
+    }
+    let r = d.envoy.send(&hook(&"0".repeat(64)));
+    if r.status != 401 || d.upstream.count() != before + 1 {
+        problems.push(format!("a wrong signature: status {} (want 401, nothing upstream)", r.status));
+    }
+    let lines = d.envoy.access_log_lines(4, Duration::from_secs(5));
+    let want = [" 200 via_upstream ", " 401 api_auth.key_unknown ", "\"POST /hooks/demo HTTP/1.1\" 200 via_upstream ", "\"POST /hooks/demo HTTP/1.1\" 401 api_auth.signature_invalid "];
+    for (i, w) in want.iter().enumerate() {
+        if !lines.get(i).is_some_and(|l| l.contains(w)) {
+            problems.push(format!("access-log line {i}: {:?} lacks {w:?}", lines.get(i)));
+        }
+    }
+    if lines.first().is_some_and(|l| !l.contains("key=key_service_demo")) {
+        problems.push(format!("the key service's key id is not in the access log: {:?}", lines.first()));
     }
     check(&d.envoy, problems);
 }
