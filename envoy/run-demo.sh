@@ -4,10 +4,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${ENVOY:?run through make run}"
 cli=target/debug/api-auth
-demo=.tools/demo                      # git-ignored: the demo key and the extracted config
+demo=.tools/demo                      # git-ignored: demo keys, tokens, config and access log
 key=$demo/issuer-key.pem              # generated on first use; for local testing only
 config=$demo/config.json
+keys=$demo/keys.json                  # what the demo key service knows (api_keys.lookup)
+log=$demo/access.log                  # Envoy's access log (its stdout), also shown below
 mkdir -p "$demo"
+
+# The demo webhook secret, as envoy.yaml gives it to the wasm VM (a demo value).
+secret=$(sed -n 's/.*DEMO_WEBHOOK_SECRET: *\([^ }]*\).*/\1/p' envoy/envoy.yaml)
+: "${secret:?no DEMO_WEBHOOK_SECRET in envoy/envoy.yaml}"
 
 # The filter configuration embedded in envoy.yaml (the block under `value: |`), checked with
 # the filter's own compiler before Envoy starts: a mistake shows as `routes[3]...: ...` here.
@@ -15,100 +21,165 @@ awk '/^[[:space:]]*value: \|[[:space:]]*$/ { grab = 1; indent = -1; next }
      grab && /^[[:space:]]*$/ { print ""; next }
      grab { match($0, /^ */); if (indent < 0) indent = RLENGTH; if (RLENGTH < indent) exit; print substr($0, indent + 1) }' \
   envoy/envoy.yaml > "$config"
-"$cli" check "$config"
+"$cli" check --env "DEMO_WEBHOOK_SECRET=$secret" "$config"
+
+# The demo key service's one key: not in the static table, so the filter asks the service.
+cat > "$keys" <<JSON
+[{"id": "key_service_demo", "sha256": "$("$cli" hash-key cm_demo_from_key_service)",
+  "status": "active", "permissions": ["llm"], "scopes": ["bots:read"]}]
+JSON
+printf '{"event":"demo.ping","id":"evt_1"}' > "$demo/hook.json"
 
 pids=()
 stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-"$cli" demo-issuer --port 18081 --key "$key" >/dev/null & pids+=($!)
+# The demo issuer and key service; its log line per request (e.g. the key lookups) shows here.
+"$cli" demo-issuer --port 18081 --key "$key" --keys "$keys" >/dev/null & pids+=($!)
 target/debug/echo-upstream 18080 & pids+=($!)
 # The issuer first, so that Envoy's first JWKS fetch finds it.
 for _ in $(seq 1 100); do
   curl -fsS http://127.0.0.1:18081/.well-known/jwks.json >/dev/null 2>&1 && break
   sleep 0.1
 done
-# The access log goes to stdout (below the text); flushed every 250 ms instead of Envoy's 10 s.
+# The access log (Envoy's stdout) goes to $log, shown below the text by tail; flushed every
+# 250 ms instead of Envoy's 10 s.
+: > "$log"
 "$ENVOY" -c envoy/envoy.yaml --concurrency 1 --log-level warn --use-dynamic-base-id \
-  --file-flush-interval-msec 250 & pids+=($!)
+  --file-flush-interval-msec 250 >> "$log" & pids+=($!)
 envoy=$!
 for _ in $(seq 1 100); do
   curl -fsS http://127.0.0.1:9901/ready >/dev/null 2>&1 && break
   sleep 0.1
 done
 
-# Fresh demo tokens (valid one hour), signed with the key the demo issuer serves.
-token=$("$cli" mint-token --key "$key" --sub user_demo --org org_demo \
-  --claims '{"scope":"bots:read","permissions":["llm"]}')
-no_org=$("$cli" mint-token --key "$key" --sub user_demo)
-expired=$("$cli" mint-token --key "$key" --sub user_demo --org org_demo --ttl -600)
+# A probe without credentials, for one real access-log line of a denial.
+curl -s -o /dev/null -X POST http://127.0.0.1:10000/v1/chat/completions || true
+probe=""
+for _ in $(seq 1 40); do
+  probe=$(head -n 1 "$log")
+  [ -n "$probe" ] && break
+  sleep 0.1
+done
 
+# Fresh demo tokens (valid one hour), signed with the key the demo issuer serves; in files, so
+# that the requests below stay short.
+"$cli" mint-token --key "$key" --sub user_demo --org org_demo \
+  --claims '{"scope":"bots:read","permissions":["llm"]}' > "$demo/token"
+"$cli" mint-token --key "$key" --sub user_demo > "$demo/token-no-org"
+"$cli" mint-token --key "$key" --sub user_demo --org org_demo --ttl -600 > "$demo/token-expired"
+
+u=http://127.0.0.1:10000
 cat <<TXT
 
-api-auth-filter is running on http://127.0.0.1:10000: contract 002 (inference keys) and JWTs
-from the demo issuer (http://127.0.0.1:18081/.well-known/jwks.json, local testing only).
-Try:
+api-auth-filter is running on $u: contract 002 (inference keys), JWTs from the
+demo issuer, keys from the demo key service and a signed webhook (local testing only; the
+demo issuer and key service are one process on 127.0.0.1:18081). Run these from the
+repository root ($PWD):
 
   # 401, OpenAI error format: no credentials
-  curl -si -X POST http://127.0.0.1:10000/v1/chat/completions
+  curl -si -X POST $u/v1/chat/completions
 
   # 200: the llm key may call chat completions (the echo shows what the upstream got:
   # no Authorization, x-auth-key-id set)
-  curl -s -X POST http://127.0.0.1:10000/v1/chat/completions -H 'Authorization: Bearer cm_example_llm_only'
+  curl -s -X POST $u/v1/chat/completions \\
+    -H 'Authorization: Bearer cm_example_llm_only'
 
   # 403 permission_denied: the llm key may not call text-to-speech
-  curl -si -X POST http://127.0.0.1:10000/v1/audio/speech -H 'Authorization: Bearer cm_example_llm_only'
+  curl -si -X POST $u/v1/audio/speech -H 'Authorization: Bearer cm_example_llm_only'
 
   # Anthropic endpoint with x-api-key
-  curl -s -X POST http://127.0.0.1:10000/v1/messages -H 'x-api-key: cm_example_llm_only'
+  curl -s -X POST $u/v1/messages -H 'x-api-key: cm_example_llm_only'
 
   # 200 then 403 {"detail":"Insufficient scope: bots:write"}
-  curl -s http://127.0.0.1:10000/api/v1/bots -H 'Authorization: Bearer cm_example_bots_reader'
-  curl -si -X POST http://127.0.0.1:10000/api/v1/bots -H 'Authorization: Bearer cm_example_bots_reader'
+  curl -s $u/api/v1/bots -H 'Authorization: Bearer cm_example_bots_reader'
+  curl -si -X POST $u/api/v1/bots -H 'Authorization: Bearer cm_example_bots_reader'
 
   # 401: revoked key
-  curl -si http://127.0.0.1:10000/api/v1/bots -H 'Authorization: Bearer cm_example_revoked'
+  curl -si $u/api/v1/bots -H 'Authorization: Bearer cm_example_revoked'
 
-Envoy's own filters on the filter's verdict (envoy/envoy.yaml); each request prints one
-access-log line here, with the reason of a denial (api_auth.<reason>) or the principal:
+The demo key service (api_keys.lookup, cluster demo_keys; $keys) knows one key the
+static table does not; the filter posts its SHA-256 to POST /v1/keys/lookup (logged below
+as "demo-issuer: POST /v1/keys/lookup 200") and caches the answer for 10 s:
 
-  # 403 "RBAC: access denied": the filter allows key_all, the RBAC rule on the filter state it
-  # wrote (wasm.api_auth.key_id) blocks that key
-  curl -si -X POST http://127.0.0.1:10000/v1/chat/completions -H 'Authorization: Bearer cm_example_all_services'
+  # 200: the upstream sees x-auth-key-id: key_service_demo
+  curl -s -X POST $u/v1/chat/completions \\
+    -H 'Authorization: Bearer cm_demo_from_key_service'
+
+  # 401 key_unknown: neither the table nor the service knows it (the service answers 404)
+  curl -si -X POST $u/v1/chat/completions -H 'Authorization: Bearer cm_demo_unknown'
+
+A signed webhook: POST /hooks/demo (public, webhook "demo") passes only a body whose
+x-webhook-signature is its HMAC-SHA256 under DEMO_WEBHOOK_SECRET (set in envoy/envoy.yaml):
+
+  export DEMO_WEBHOOK_SECRET=$secret
+  sig=\$($cli sign-webhook --secret-env DEMO_WEBHOOK_SECRET $demo/hook.json)
+
+  # 200: the signature verifies, the upstream gets the body
+  curl -s $u/hooks/demo --data-binary @$demo/hook.json \\
+    -H "x-webhook-signature: \$sig"
+
+  # 401 signature_invalid: signed with another secret
+  bad=\$($cli sign-webhook --secret not-the-secret $demo/hook.json)
+  curl -si $u/hooks/demo --data-binary @$demo/hook.json \\
+    -H "x-webhook-signature: \$bad"
+
+Envoy's own filters on the filter's verdict (envoy/envoy.yaml):
+
+  # 403 "RBAC: access denied": the filter allows key_all, the RBAC rule on the filter state
+  # it wrote (wasm.api_auth.key_id) blocks that key
+  curl -si -X POST $u/v1/chat/completions \\
+    -H 'Authorization: Bearer cm_example_all_services'
 
   # 429 once key_llm has used its 5 requests a minute (the rate limit per x-auth-key-id)
-  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code}\n' -X POST http://127.0.0.1:10000/v1/chat/completions -H 'Authorization: Bearer cm_example_llm_only'; done
+  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code}\\n' -X POST \\
+    $u/v1/chat/completions -H 'Authorization: Bearer cm_example_llm_only'; done
 
   # a gRPC caller gets HTTP 200, grpc-status: 16 and grpc-message instead of a JSON body
-  curl -si -X POST http://127.0.0.1:10000/v1/chat/completions -H 'content-type: application/grpc'
+  curl -si -X POST $u/v1/chat/completions -H 'content-type: application/grpc'
 
   # the filter's counters, labelled by reason and credential kind
   curl -s http://127.0.0.1:9901/stats/prometheus | grep '^api_auth_'
 
-JWTs minted just now by \`$cli mint-token\` (sub user_demo, org_id org_demo, scope bots:read,
-permissions [llm]); Envoy verifies them with the keys it fetched from the demo issuer:
+JWTs minted just now by \`$cli mint-token\` into $demo/ (token: sub user_demo,
+org_id org_demo, scope bots:read, permissions [llm]; token-no-org; token-expired), verified
+with the keys the filter fetched from the demo issuer:
 
   # 200: the upstream sees x-auth-subject: user_demo, x-auth-organization: org_demo
-  curl -s http://127.0.0.1:10000/api/v1/me -H 'Authorization: Bearer $token'
+  curl -s $u/api/v1/me -H "Authorization: Bearer \$(cat $demo/token)"
 
   # 200 on an inference route (permissions claim), 403 on bots:write (scope claim)
-  curl -s -X POST http://127.0.0.1:10000/v1/chat/completions -H 'Authorization: Bearer $token'
-  curl -si -X POST http://127.0.0.1:10000/api/v1/bots -H 'Authorization: Bearer $token'
+  curl -s -X POST $u/v1/chat/completions \\
+    -H "Authorization: Bearer \$(cat $demo/token)"
+  curl -si -X POST $u/api/v1/bots -H "Authorization: Bearer \$(cat $demo/token)"
 
   # 403 {"detail":"Organization required"}: a token without an organisation
-  curl -si http://127.0.0.1:10000/api/v1/me -H 'Authorization: Bearer $no_org'
+  curl -si $u/api/v1/me -H "Authorization: Bearer \$(cat $demo/token-no-org)"
 
   # 401 {"detail":"Could not validate credentials"}: a token that expired ten minutes ago
-  curl -si http://127.0.0.1:10000/api/v1/me -H 'Authorization: Bearer $expired'
+  curl -si $u/api/v1/me -H "Authorization: Bearer \$(cat $demo/token-expired)"
 
 Mint others, and ask the CLI what the filter decides and why (same config, same engine):
 
-  $cli mint-token --key $key --org org_x --claims '{"scope":"bots:*"}'
-  $cli explain $config POST /api/v1/bots -H 'Authorization: Bearer cm_example_bots_reader'
+  $cli mint-token --key $key \\
+    --org org_x --claims '{"scope":"bots:*"}'
+  $cli explain $config POST /api/v1/bots \\
+    -H 'Authorization: Bearer cm_example_bots_reader'
   $cli jwks --key $key > $demo/jwks.json
-  $cli explain $config GET /api/v1/me --jwks $demo/jwks.json -H "Authorization: Bearer \$($cli mint-token --key $key --org org_x)"
+  $cli explain $config GET /api/v1/me \\
+    --jwks $demo/jwks.json \\
+    -H "Authorization: Bearer \$(cat $demo/token)"
+
+Each request prints one access-log line below (also in $log): the status, why
+(api_auth.<reason> for the filter's own denials, via_upstream, RBAC's or the rate limit's
+reason) and the principal, never a credential. The probe just sent without credentials:
+
+  ${probe:-(no line yet: see $log)}
 
 Ctrl-C stops Envoy, the upstream and the demo issuer.
+
+--- access log (and the demo issuer's requests) ---
 TXT
+tail -n 0 -f "$log" & pids+=($!)
 wait "$envoy"

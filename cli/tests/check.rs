@@ -151,7 +151,8 @@ fn unreadable_input_and_usage_errors() {
 }
 
 /// The configuration `make run` loads (embedded in envoy/envoy.yaml) compiles, with the demo
-/// issuer's provider and the contract 002 keys.
+/// issuer's provider, the contract 002 keys, the demo key service and the demo webhook (its
+/// secret from the VM environment, as run-demo.sh passes it).
 #[test]
 fn the_demo_config_in_envoy_yaml_passes() {
     let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/envoy.yaml")).expect("envoy.yaml");
@@ -159,7 +160,10 @@ fn the_demo_config_in_envoy_yaml_passes() {
     let indent = lines.peek().map(|l| l.len() - l.trim_start().len()).expect("a configuration block");
     let block: Vec<&str> = lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent).collect();
     let doc = block.iter().map(|l| l.get(indent..).unwrap_or("")).collect::<Vec<_>>().join("\n");
-    let out = run_with(&["check", "-"], Some(doc.as_bytes()), &[]);
+    let out = run_with(&["check", "-"], Some(doc.as_bytes()), &[("DEMO_WEBHOOK_SECRET", None)]);
+    assert_eq!(out.code, 1, "the webhook secret is required: {}", out.stdout);
+    assert!(out.stderr.contains("webhooks.demo.secrets[0].env: environment variable DEMO_WEBHOOK_SECRET is not set"), "{}", out.stderr);
+    let out = run_with(&["check", "--env", "DEMO_WEBHOOK_SECRET=whsec_demo_local_testing_only", "-"], Some(doc.as_bytes()), &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout, "<stdin>: OK: 18 routes (0 public), 1 provider (demo: JWKS from cluster demo_issuer), 4 API keys, 0 webhooks\n");
+    assert_eq!(out.stdout, "<stdin>: OK: 19 routes (1 public), 1 provider (demo: JWKS from cluster demo_issuer), 4 API keys + key service, 1 webhook\n");
 }
