@@ -36,7 +36,7 @@ tools: wasm-target envoy
 
 lint: wasm-target
 	cargo clippy -p api-auth-filter -p api-auth-cli -p api-auth-integration --all-targets -- -D warnings
-	# The host glue (src/filter.rs) only exists for wasm32: lint it there too.
+	# The ABI host and the SDK contexts (src/glue/abi.rs, contexts.rs) only exist for wasm32: lint them there too.
 	cargo clippy -p api-auth-filter --target wasm32-wasip1 -- -D warnings
 
 test-host:
