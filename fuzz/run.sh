@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-600}
-FUZZ_TARGETS=${FUZZ_TARGETS:-jwt jwks config routes headers decide es256}
+FUZZ_TARGETS=${FUZZ_TARGETS:-jwt jwks config routes headers decide es256 canonical}
 FUZZ_SANITIZER=${FUZZ_SANITIZER:-address}
 # cargo fuzz passes nightly-only flags (-Zsanitizer, -Cpasses=sancov-module); this is a stable
 # toolchain, which takes them with RUSTC_BOOTSTRAP=1.
@@ -33,11 +33,11 @@ for t in $FUZZ_TARGETS; do
     elapsed=$(( $(date +%s) - start ))
     # With -jobs, libFuzzer's own log is fuzz-0.log in the working directory.
     if [ -f fuzz-0.log ]; then mv fuzz-0.log "fuzz/logs/$t.log"; else cp "fuzz/logs/$t.run.log" "fuzz/logs/$t.log"; fi
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "fuzz/logs/$t.log" | grep -o '[0-9]*$' | tail -1)
-    rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "fuzz/logs/$t.log" | grep -o '[0-9]*$' | tail -1)
+    execs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "fuzz/logs/$t.log" | grep -o '[0-9]*$' | tail -1)
+    rate=$(grep -ao 'stat::average_exec_per_sec: *[0-9]*' "fuzz/logs/$t.log" | grep -o '[0-9]*$' | tail -1)
     if [ -z "$execs" ]; then
         # A crash ends the run before the final stats: take the last status line.
-        last=$(grep -E '^#[0-9]+' "fuzz/logs/$t.log" | tail -1)
+        last=$(grep -aE '^#[0-9]+' "fuzz/logs/$t.log" | tail -1)
         execs=$(sed -E 's/^#([0-9]+).*/\1/' <<<"$last")
         rate=$(grep -o 'exec/s: [0-9]*' <<<"$last" | grep -o '[0-9]*$')
     fi

@@ -18,12 +18,23 @@
 //! - a compiled configuration's Debug output holds no secret either;
 //! - a compiled configuration is consistent: one route per document route, every index in
 //!   range, upper-case methods, lower-case header names, no forwarded header that overwrites a
-//!   credential; every denial it can render is a 4xx/5xx JSON body with a clean challenge.
+//!   credential; every denial it can render is a 4xx/5xx JSON body with a clean challenge;
+//! - its routes are the document's as CONFIG.md's "Route matching" reads them (fuzz/src/lib.rs
+//!   `model`): only routes the model takes compile (no `;`, `?`, `#` or non-normalised path,
+//!   prefix or template; HEAD only beside GET; a non-empty route name, metadata filter and key);
+//!   methods upper-cased with HEAD dropped; a `path` kept less one trailing slash, a `prefix`
+//!   less all of them, a bound route (`route_name`, `route_metadata`) as its binding over
+//!   every path; `path_parameters` as
+//!   written; the guarded headers (whose underscore twins are removed) are exactly
+//!   Authorization, the key headers, the forwarded headers, the organisation and workspace
+//!   headers.
 #![no_main]
 
-use api_auth_filter::config::Config;
+use api_auth_filter::config::{Binding, Config};
 use api_auth_filter::deny::{Denial, Reason};
 use api_auth_filter::engine::deny_response;
+use api_auth_filter::routes::{PathParameters, PathPattern};
+use api_auth_filter_fuzz::model::{self, Kind, RouteSpec};
 use api_auth_filter_fuzz::EXAMPLES;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
@@ -114,10 +125,47 @@ fn leaked<'a>(text: &str, sensitive: impl Iterator<Item = &'a String>, allowed: 
         .cloned()
 }
 
+/// The compiled routes against the document's, read by the model.
+fn check_routes(cfg: &Config, doc: &Value) {
+    let doc_routes = doc.get("routes").and_then(Value::as_array).cloned().unwrap_or_default();
+    for (i, (r, d)) in cfg.routes.iter().zip(&doc_routes).enumerate() {
+        let spec = RouteSpec::of(d).unwrap_or_else(|| panic!("routes[{i}] compiled without path, prefix or template"));
+        if let Err(why) = spec.valid() {
+            panic!("routes[{i}] compiled, but the model refuses it: {why}");
+        }
+        assert_eq!(r.methods, model::methods(&spec.methods).unwrap(), "routes[{i}].match.methods");
+        let binding = match spec.kind {
+            Kind::RouteName => Some(Binding::Name(spec.pattern.clone())),
+            Kind::RouteMetadata => spec.metadata.clone().map(|(filter, key, value)| Binding::Metadata { filter, key, value }),
+            _ => None,
+        };
+        assert_eq!(r.binding, binding, "routes[{i}]: binding");
+        match (&r.pattern, spec.kind) {
+            (PathPattern::Exact(p), Kind::Path) => assert_eq!(p, model::drop_one_slash(&spec.pattern), "routes[{i}]"),
+            (PathPattern::Prefix(p), Kind::Prefix) => assert_eq!(p, spec.pattern.trim_end_matches('/'), "routes[{i}]"),
+            (PathPattern::Template(_), Kind::Template) => {}
+            // A bound route covers every path.
+            (PathPattern::Prefix(p), Kind::RouteName | Kind::RouteMetadata) => assert_eq!(p, "", "routes[{i}]"),
+            (p, k) => panic!("routes[{i}]: a {k:?} compiled to {p:?}"),
+        }
+    }
+    let strip = doc.get("path_parameters").and_then(Value::as_str) == Some("strip");
+    assert_eq!(cfg.path_parameters, if strip { PathParameters::Strip } else { PathParameters::Reject });
+    let mut guarded = vec!["authorization".to_string(), cfg.organization_header.clone(), cfg.workspace_header.clone()];
+    guarded.extend(cfg.api_keys.iter().flat_map(|k| k.headers.iter().cloned()));
+    guarded.extend(cfg.forward.headers.iter().map(|(n, _)| n.clone()));
+    guarded.sort();
+    guarded.dedup();
+    let mut got = cfg.guarded_headers.clone();
+    got.sort();
+    assert_eq!(got, guarded, "guarded headers");
+}
+
 fn check_compiled(cfg: &Config, doc: Option<&Value>) {
     if let Some(doc) = doc {
         let n = doc.get("routes").and_then(Value::as_array).map_or(0, Vec::len);
         assert_eq!(cfg.routes.len(), n);
+        check_routes(cfg, doc);
     }
     assert!(cfg.default_format < cfg.formats.len());
     for w in cfg.providers.windows(2) {
@@ -136,6 +184,7 @@ fn check_compiled(cfg: &Config, doc: Option<&Value>) {
         if let Some(methods) = &r.methods {
             assert!(!methods.is_empty());
             assert!(methods.iter().all(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase())), "{methods:?}");
+            assert!(!methods.iter().any(|m| m == "HEAD"), "HEAD is judged as GET: {methods:?}");
         }
         if let Some(a) = &r.auth {
             assert!(a.accept_jwt || a.accept_api_key);
@@ -224,6 +273,7 @@ const FIELDS: &[&str] = &[
     "credentials", "workspace", "base", "reasons", "message", "body", "resource", "authorization_servers", "scopes_supported",
     "bearer_methods_supported", "resource_name", "resource_documentation", "paths", "metadata_url", "strip_credentials",
     "generate", "kty", "k", "kid", "alg", "crv", "x", "y", "n", "e", "use", "token_invalid", "insufficient_scope", "x-user",
+    "path_parameters", "route_name", "route_metadata", "filter", "key",
 ];
 
 const WORDS: &[&str] = &[
@@ -233,7 +283,8 @@ const WORDS: &[&str] = &[
     "`whsec_FUZZ_SECRET_in_backticks", "\"whsec_FUZZ_SECRET_in_quotes", "whsec_FUZZ_SECRET\u{1}ctl", "FUZZ_MISSING", "HOOK",
     "702ce15cea74f7ca360a308b04e329e510812dcfd4d05bd29b0c60f44c06d68a", "2025-01-01T00:00:00Z", "allow", "deny", "hex",
     "base64", "oct", "RSA", "P-256", "AQAB", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA", "x-workspace-id", ":path",
-    "token_invalid", "insufficient_scope", "{message}", "{scope}",
+    "token_invalid", "insufficient_scope", "{message}", "{scope}", "strip", "reject", "HEAD", "head", "/a;x", "/a/",
+    "/v1/mcp/", "api_auth",
 ];
 
 struct Bytes<'a>(&'a [u8]);

@@ -1,67 +1,50 @@
-//! Route patterns and matching: routes::Template, PathPattern, strip_query, and the route choice
-//! of engine::decide (methods included) on a configuration built from the input.
+//! Route patterns and matching: routes::Template, PathPattern, strip_query, is_normalized,
+//! canonical_path, canonical_method, and the route choice of engine::decide (methods included)
+//! on a configuration built from the input.
 //!
 //! Input: `\n`-separated lines: the pattern, the request path (query string allowed), the
 //! route's methods (comma-separated; empty for any), the request method, and comma-separated
-//! values to fill a template's variables with.
+//! values to fill a template's variables with. A hash of the input picks the pattern's kind
+//! (path, prefix, template) and `path_parameters` (reject, strip).
+//!
+//! The expected answers come from fuzz/src/lib.rs `model`, an independent reading of
+//! CONFIG.md's "Route matching" (never from the code under test).
 //!
 //! Properties:
 //! - strip_query returns the path up to the first `?` or `#`;
-//! - a `path` route matches exactly its path, query string ignored; a `prefix` route matches
-//!   exactly the paths that start with it;
-//! - Template::parse accepts exactly the templates of CONFIG.md (checked against an independent
-//!   reading), and a template without variables matches like an exact path;
+//! - is_normalized, canonical_path (both `path_parameters`) and canonical_method answer as the
+//!   model: `;` parameters (and `%3B`) refused, or removed with `%3B` kept as text (a segment
+//!   that was only a parameter refused, but as the last one), one trailing slash dropped, HEAD
+//!   read as GET, lower case refused;
+//! - a `path` pattern matches exactly its path less one trailing slash; a `prefix` pattern
+//!   exactly the paths whose leading segments it is (`/v1/mcp` never covers `/v1/mcp-admin`,
+//!   `/` covers all);
+//! - Template::parse accepts exactly the templates of CONFIG.md (checked against an
+//!   independent reading), PathPattern::template the same less one trailing slash; a template
+//!   without variables matches like an exact path; its matches on a canonical path are the
+//!   model's, captures included;
 //! - a match captures one value per variable; `{name}` captures are non-empty and never hold
 //!   '/'; substituting the captures back into the template gives the path again;
-//! - a path built by filling a template's variables matches it, with exactly those captures;
-//! - decide refuses a path that is not normalised (400), and allows a public route exactly when the method is listed (or none are) and the
-//!   pattern matches the path less its query string, and answers 404 otherwise;
+//! - a path built by filling a template's variables matches it, with exactly those captures,
+//!   also with a query string;
+//! - the configuration compiles exactly when the model takes the route (pattern, methods:
+//!   letters, HEAD only with GET); decide then refuses what the model refuses (400
+//!   path_not_normalized / method_invalid), allows the public route exactly when the
+//!   canonical method is listed (or none are) and the pattern matches the canonical path,
+//!   and answers 404 otherwise;
 //! - a scope naming a template variable resolves only to a plain name.
 #![no_main]
 
 use api_auth_filter::config::{Config, Requirement};
 use api_auth_filter::deny::Reason;
 use api_auth_filter::engine::{decide, inline_keys, no_lookup, Decision, Env, NoCache, Request};
-use api_auth_filter::routes::{is_normalized, is_plain_name, strip_query, PathPattern, Template};
-use api_auth_filter_fuzz::{fnv, lines, text};
+use api_auth_filter::routes::{
+    canonical_method, canonical_path, is_normalized, is_plain_name, strip_query, PathParameters, PathPattern, Template,
+};
+use api_auth_filter_fuzz::model::{self, Chosen, Kind, Part, RouteSpec};
+use api_auth_filter_fuzz::{fnv, lines, text, tolerated};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-
-#[derive(Debug, Clone, PartialEq)]
-enum Part {
-    Literal(String),
-    One(String),
-    Rest(String),
-}
-
-/// CONFIG.md's template grammar, read independently of routes.rs.
-fn read_template(t: &str) -> Option<Vec<Part>> {
-    let rest = t.strip_prefix('/')?;
-    let parts: Vec<&str> = rest.split('/').collect();
-    let mut out = Vec::new();
-    let mut names: Vec<&str> = Vec::new();
-    for (i, p) in parts.iter().enumerate() {
-        let braced = p.len() >= 2 && p.starts_with('{') && p.ends_with('}');
-        if !braced {
-            if p.contains(['{', '}']) {
-                return None;
-            }
-            out.push(Part::Literal(p.to_string()));
-            continue;
-        }
-        let inner = &p[1..p.len() - 1];
-        let (name, rest_var) = match inner.strip_suffix("...") {
-            Some(n) => (n, true),
-            None => (inner, false),
-        };
-        if !is_plain_name(name) || names.contains(&name) || (rest_var && i + 1 != parts.len()) {
-            return None;
-        }
-        names.push(name);
-        out.push(if rest_var { Part::Rest(name.into()) } else { Part::One(name.into()) });
-    }
-    Some(out)
-}
 
 fn substitute(parts: &[Part], values: &[&str]) -> String {
     let mut vars = values.iter();
@@ -75,9 +58,66 @@ fn substitute(parts: &[Part], values: &[&str]) -> String {
     format!("/{}", segs.join("/"))
 }
 
+/// The canonical-form functions against the model.
+fn check_canonical(path: &str, method: &str) {
+    let sp = strip_query(path);
+    assert_eq!(sp, model::strip_query(path));
+    assert_eq!(is_normalized(sp), model::normalized(sp), "is_normalized({sp:?})");
+    if model::normalized(sp) {
+        for (params, strip) in [(PathParameters::Reject, false), (PathParameters::Strip, true)] {
+            let got = canonical_path(sp, params);
+            let want = if tolerated::root_parameter_slash(sp, strip) { Some("/".to_string()) } else { model::canonical_path(sp, strip) };
+            assert_eq!(got.as_deref(), want.as_deref(), "canonical_path({sp:?}, {params:?})");
+        }
+    }
+    assert_eq!(canonical_method(method).map(str::to_string), model::canonical_method(method), "canonical_method({method:?})");
+}
+
+fn check_patterns(pattern: &str, path: &str, fills_line: &str) {
+    let sp = strip_query(path);
+    let canon = model::canonical_path(sp, true).filter(|_| model::normalized(sp));
+    let probes: Vec<&str> = [Some(path), Some(sp), canon.as_deref()].into_iter().flatten().collect();
+    let exact = PathPattern::exact(pattern);
+    let prefix = PathPattern::prefix(pattern);
+    for x in &probes {
+        assert_eq!(exact.matches(x), (model::drop_one_slash(pattern) == *x).then(Vec::new), "path {pattern:?} vs {x:?}");
+        assert_eq!(prefix.matches(x), model::prefix_covers(pattern, x).then(Vec::new), "prefix {pattern:?} vs {x:?}");
+    }
+    if !pattern.contains(['?', '#']) {
+        let q = format!("{pattern}?{fills_line}");
+        assert_eq!(exact.matches(model::drop_one_slash(strip_query(&q))), Some(vec![]), "query string changed the match");
+    }
+
+    // PathPattern::template: the grammar less one trailing slash, and the model's matches.
+    let parts = model::read_template(model::drop_one_slash(pattern));
+    match (PathPattern::template(pattern), &parts) {
+        (Ok((tpl, names)), Some(parts)) => {
+            let vars: Vec<&str> = parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::One(n) | Part::Rest(n) => Some(n.as_str()),
+                    Part::Literal(_) => None,
+                })
+                .collect();
+            assert_eq!(names, vars);
+            for x in &probes {
+                let got = tpl.matches(x).map(|c| c.into_iter().map(str::to_string).collect::<Vec<_>>());
+                assert_eq!(got, model::template_match(parts, x), "template {pattern:?} vs {x:?}");
+                if vars.is_empty() {
+                    assert_eq!(got.is_some(), *x == model::drop_one_slash(pattern), "variable-free template {pattern:?} vs {x:?}");
+                }
+            }
+        }
+        (Err(e), None) => assert!(!e.is_empty()),
+        (Ok(_), None) => panic!("template {pattern:?} accepted"),
+        (Err(e), Some(_)) => panic!("template {pattern:?} refused: {e}"),
+    }
+}
+
+/// Template::parse and Template::matches on the raw text (no trailing-slash handling).
 fn check_template(pattern: &str, path: &str, fills: &[&str]) -> Option<Vec<String>> {
     let parsed = Template::parse(pattern);
-    let mine = read_template(pattern);
+    let mine = model::read_template(pattern);
     let (tpl, names) = match (parsed, mine.clone()) {
         (Ok(p), Some(_)) => p,
         (Err(e), None) => {
@@ -123,8 +163,6 @@ fn check_template(pattern: &str, path: &str, fills: &[&str]) -> Option<Vec<Strin
     let refs: Vec<&str> = values.iter().map(String::as_str).collect();
     let built = substitute(&parts, &refs);
     assert_eq!(tpl.matches(&built), Some(refs.clone()), "{pattern:?} vs built {built:?}");
-    // (Template::parse takes '?' and '#' in literals, which can then never match a path less
-    // its query string: config.rs refuses them for `path` and `prefix` but not for `template`.)
     if !pattern.contains(['?', '#']) {
         let with_query = format!("{built}?{}", fills.join(","));
         assert_eq!(tpl.matches(strip_query(&with_query)), Some(refs), "query string changed the match");
@@ -132,14 +170,21 @@ fn check_template(pattern: &str, path: &str, fills: &[&str]) -> Option<Vec<Strin
     got.map(|c| c.into_iter().map(str::to_string).collect())
 }
 
-fn check_decide(pattern: &str, path: &str, methods: Option<Vec<&str>>, method: &str, kind: u64, caps: Option<Vec<String>>) {
-    let kind = ["path", "prefix", "template"][kind as usize % 3];
-    let mut matcher = json!({ kind: pattern });
+fn check_decide(pattern: &str, path: &str, methods: Option<Vec<&str>>, method: &str, choice: u64, caps: Option<Vec<String>>) {
+    let kind = [Kind::Path, Kind::Prefix, Kind::Template][choice as usize % 3];
+    let strip = (choice >> 8) & 1 == 1;
+    let mut matcher = json!({ kind.key(): pattern });
     if let Some(m) = &methods {
         matcher["methods"] = json!(m);
     }
-    let names = if kind == "template" { Template::parse(pattern).map(|(_, n)| n).unwrap_or_default() } else { vec![] };
-    let scope = match names.first() {
+    let spec = RouteSpec {
+        methods: methods.as_ref().map(|m| m.iter().map(|s| s.to_string()).collect()),
+        kind,
+        pattern: pattern.to_string(),
+        metadata: None,
+    };
+    let valid = spec.valid();
+    let scope = match valid.as_ref().ok().and_then(|names| names.first()) {
         Some(n) => format!("s:{{{n}}}"),
         None => "s".to_string(),
     };
@@ -147,38 +192,41 @@ fn check_decide(pattern: &str, path: &str, methods: Option<Vec<&str>>, method: &
         "routes": [
             { "match": matcher, "auth": "none" },
             { "match": matcher, "auth": { "scopes": [scope] } }
-        ]
+        ],
+        "path_parameters": if strip { "strip" } else { "reject" },
     });
-    let Ok(cfg) = Config::from_json(&serde_json::to_vec(&doc).unwrap()) else { return };
+    let compiled = Config::from_json(&serde_json::to_vec(&doc).unwrap());
+    let cfg = match (compiled, &valid) {
+        (Ok(cfg), Ok(_)) => cfg,
+        (Err(_), Err(_)) => return,
+        (Ok(_), Err(why)) => panic!("{doc} compiled ({why})"),
+        (Err(e), Ok(_)) => panic!("{doc} refused: {e}"),
+    };
     let keys = inline_keys(&cfg);
     let env = Env { now: 0, keys: &keys, random: [0; 16], key_lookup: &no_lookup, verified: &NoCache };
     let headers: Vec<(String, Vec<u8>)> = Vec::new();
     let decision = decide(&cfg, &Request { method, path, headers: &headers }, &env);
 
-    let sp = strip_query(path);
-    if !is_normalized(sp) {
-        match &decision {
-            Decision::Deny(d) => assert_eq!((d.denial.reason, d.route, d.response.status), (Reason::PathNotNormalized, None, 400)),
-            other => panic!("{path:?} is not normalised: {other:?}"),
+    let (cm, cp) = match tolerated::target(method, path, strip) {
+        Ok(t) => t,
+        Err(reason) => {
+            match &decision {
+                Decision::Deny(d) => assert_eq!((d.denial.reason, d.route, d.response.status), (reason, None, 400), "{method} {path:?}"),
+                other => panic!("{method} {path:?} must be refused ({reason:?}): {other:?}"),
+            }
+            return;
         }
-        return;
-    }
-    let method_ok = methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m.to_ascii_uppercase() == method));
-    let pattern_ok = match kind {
-        "path" => sp == pattern,
-        "prefix" => sp.starts_with(pattern),
-        _ => cfg.routes[0].pattern.matches(sp).is_some(),
     };
+    let matched = spec.matches(&cm, &cp, &Chosen::default()).is_some();
     match &decision {
         Decision::Allow(a) => {
-            assert!(method_ok && pattern_ok, "{method} {path} allowed by {doc}");
+            assert!(matched, "{method} {path} (as {cm} {cp}) allowed by {doc}");
             assert_eq!(a.route, Some(0));
             assert!(a.principal.is_none());
         }
         Decision::Deny(d) => {
-            assert!(!(method_ok && pattern_ok), "{method} {path} denied ({:?}) by {doc}", d.denial.reason);
-            assert_eq!(d.denial.reason, Reason::RouteNotFound);
-            assert_eq!(d.response.status, 404);
+            assert!(!matched, "{method} {path} (as {cm} {cp}) denied ({:?}) by {doc}", d.denial.reason);
+            assert_eq!((d.denial.reason, d.route, d.response.status), (Reason::RouteNotFound, None, 404));
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -207,12 +255,8 @@ fuzz_target!(|data: &[u8]| {
     if !path.contains(['?', '#']) {
         assert_eq!(sp, path);
     }
-    assert_eq!(PathPattern::Exact(pattern.clone()).matches(&path).is_some(), path == pattern);
-    assert_eq!(PathPattern::Prefix(pattern.clone()).matches(&path).is_some(), path.starts_with(pattern.as_str()));
-    if !pattern.contains(['?', '#']) {
-        let q = format!("{pattern}?{fills_line}");
-        assert_eq!(PathPattern::Exact(pattern.clone()).matches(strip_query(&q)), Some(vec![]));
-    }
+    check_canonical(&path, &method);
+    check_patterns(&pattern, &path, &fills_line);
 
     let fills: Vec<&str> = fills_line.split(',').collect();
     let caps = check_template(&pattern, &path, &fills);

@@ -227,6 +227,21 @@ routes_seeds = [
     "/v1/\n/v1/anything?x=1\nGET\nget",
     "/api/v1/bots\n/api/v1/bots/42\nGET\nGET",
     "/v1/.well-known/oauth-protected-resource\n/v1/.well-known/oauth-protected-resource\nGET\nGET",
+    # Route matching judges the request the upstream serves (CONFIG.md): parameters, trailing
+    # slashes, segment-boundary prefixes, HEAD as GET, lower-case methods.
+    "/api/admin/\n/api/admin;x/users\n\nGET",
+    "/v1/admin\n/v1/admin;/settings\n\nGET",
+    "/v1/tools/platform/roadmap-items\n/v1/tools/platform/roadmap-items;a\nGET\nGET",
+    "/v1/tools/platform/roadmap-items\n/v1/tools/platform/roadmap-items/\nGET,HEAD\nHEAD",
+    "/v1/tools/agents/{tool}\n/v1/tools/agents/deploy/\n\nPOST\ndeploy",
+    "/v1/tools/agents/{tool}/\n/v1/tools/agents/deploy;x\n\nPOST\ndeploy",
+    "/v1/mcp\n/v1/mcp-admin\n\nGET",
+    "/v1/mcp/\n/v1/mcp\n\nget",
+    "/\n/x/y\n\nGET",
+    "/health/\n/health\nHEAD\nHEAD",
+    "/a/b\n/a/;x/b\n\nGET",
+    "/\n/;x/\n\nGET",
+    "/api/admin/\n/api/admin%3bx/users\n\nGET",
 ]
 write("routes", routes_seeds)
 
@@ -301,5 +316,57 @@ decide_seeds = [
     req("GET", "/v1/anything", ("authorization", "Bearer cf_ak_example_list_roadmap"), ("x-organization-id", "org_other")),
     req("GET", "/v1/anything", ("authorization", "Bearer cf_ak_example_list_roadmap"), ("x-organization-id", "org_abc123"),
         ("x-auth-key-id", "forged")),
+    # The requests: parameters, trailing slashes, HEAD, a neighbouring prefix, case.
+    req("GET", "/v1/tools/platform/roadmap-items;a", ("authorization", "Bearer cf_ak_example_list_roadmap")),
+    req("POST", "/v1/tools/platform/roadmap-items/", ("authorization", "Bearer cf_ak_example_list_roadmap")),
+    req("POST", "/v1/tools/agents/deploy/", ("authorization", "Bearer cf_ak_example_agents_only")),
+    req("HEAD", "/v1/tools/platform/roadmap-items", ("authorization", "Bearer cf_ak_example_list_roadmap")),
+    req("GET", "/v1/mcp-admin", ("authorization", "Bearer cf_ak_example_list_roadmap")),
+    req("get", "/v1/mcp", ("authorization", "Bearer cf_ak_example_full_access")),
+    req("GET", "/api/admin;x/users"),
+    req("GET", "/v1/tools/platform/roadmap-items%3Ba", ("authorization", "Bearer cf_ak_example_list_roadmap")),
+    req("GET", "/v1/admin;/settings", ("authorization", "Bearer cf_ak_example_full_access")),
+    req("HEAD", "/v1/.well-known/oauth-protected-resource/"),
+    # Underscore twins, and an organisation outside the principal's (full_access provider).
+    req("GET", "/v1/anything", ("authorization", "Bearer cf_ak_example_list_roadmap"), ("x_api_key", "cf_ak_x"),
+        ("x_organization_id", "org_other"), ("x_auth_key_id", "forged")),
+    req("POST", "/v1/chat/completions", ("authorization", "Bearer " + dash_jwt), ("x-organization-id", "org_2")),
+    req("POST", "/v1/chat/completions", ("authorization", "Bearer " + dash_jwt), ("x-organization-id", "org_1")),
 ]
 write("decide", decide_seeds)
+
+# canonical: options line, `METHOD PATH`, then `route ...` lines (none: the target's default
+# table) and `name: value` headers (fuzz/fuzz_targets/canonical.rs).
+canonical_seeds = [
+    "reject\nGET /api/admin;x/users\nx-api-key: k_all",
+    "strip\nGET /api/admin;x/users\nx-api-key: k_all",
+    "reject\nGET /v1/admin;/settings\nx-api-key: k_all",
+    "strip\nGET /v1/admin;/settings\nx-api-key: k_agents",
+    "strip\nGET /v1/tools/platform/roadmap-items;a\nx-api-key: k_list",
+    "reject\nGET /v1/tools/platform/roadmap-items;a\nx-api-key: k_list",
+    "reject\nPOST /v1/tools/platform/roadmap-items/\nx-api-key: k_list",
+    "reject\nPOST /v1/tools/agents/deploy/\nx-api-key: k_agents",
+    "strip\nPOST /v1/tools/agents/deploy;v=2/\nauthorization: Bearer k_agents",
+    "reject\nHEAD /v1/tools/platform/roadmap-items\nx-api-key: k_list",
+    "reject\nHEAD /v1/.well-known/oauth-protected-resource/",
+    "reject\nGET /v1/mcp-admin\nx-api-key: k_all",
+    "reject\nGET /v1/mcp/\nx-api-key: k_revoked",
+    "allow\nget /v1/mcp",
+    "reject\nGET /files/a/b/\nx-api-key: k_all",
+    "strip\nGET /a/;x/b",
+    "strip\nGET /;x/",
+    "reject\nGET /api/admin%3bx/users\nx-api-key: k_all",
+    "strip\nGET /api/admin%3Bx/users\nx-api-key: k_all",
+    "reject router=admin-console\nGET /api/admin;x/users\nx-api-key: k_all",
+    "strip router=admin-console\nHEAD /v1/mcp-admin/\nx-api-key: k_all",
+    "strip meta=api_auth.tier=gold\nGET /v1/tools/agents/deploy;x/\nroute GET,HEAD meta api_auth.tier=gold scope:gold\n"
+    "route * template /v1/tools/agents/{tool} key,scope:tools:agents.{tool}\nroute * prefix / none\nx-api-key: k_agents",
+    "strip allow\nHEAD /v1/mcp/;jsessionid=1\nroute GET,HEAD prefix /v1/mcp/ key\nroute * prefix / none\n"
+    "x_api_key: k_all\nauthorization: Bearer k_agents",
+    "reject\nPOST /files/a/b/\nroute * template /files/{path...}/ scope:files.{path}\nroute * prefix / none\nx-api-key: k_all",
+    "reject\nGET /x\nroute HEAD path /x none",
+    "reject\nGET /x/\nroute get path /x/ none\nroute * prefix / key",
+    "strip\nDELETE /api/v1/bots;x/7?force=1\nroute GET prefix /api/v1/bots scope:bots:read\n"
+    "route * template /api/v1/bots/{id} scope:bots:write.{id}\nroute * prefix / none\nx-api-key: k_all",
+]
+write("canonical", canonical_seeds)
