@@ -203,8 +203,9 @@ pub fn canonical_path(path: &str, parameters: PathParameters) -> Option<Cow<'_, 
         out.push_str(segment.split(';').next().unwrap_or(""));
     }
     // `/a/;x/b` would become `/a//b`: a segment that was only a parameter is no segment.
-    let inner = out.strip_suffix('/').unwrap_or(&out);
-    if inner.len() > 1 && inner[1..].split('/').any(str::is_empty) {
+    // Only the last may be empty (the trailing slash, or `/` itself).
+    let segments: Vec<&str> = out.get(1..).unwrap_or("").split('/').collect();
+    if segments[..segments.len() - 1].iter().any(|s| s.is_empty()) {
         return None;
     }
     let kept = drop_trailing_slash(&out).len();
@@ -340,6 +341,8 @@ mod tests {
             ("/a/;x/b", None, None),
             ("/;x/a", None, None),
             ("/a/;x", None, Some("/a")),
+            ("/;x/", None, None),
+            ("/;x/;y", None, None),
             ("/a%3Bx/b", None, Some("/a%3Bx/b")),
             ("/a%3bx/b/", None, Some("/a%3bx/b")),
             ("/a%3/b", Some("/a%3/b"), Some("/a%3/b")),
