@@ -43,7 +43,7 @@ use api_auth_filter::config::Config;
 use api_auth_filter::deny::Reason;
 use api_auth_filter::engine::{decide_routed, inline_keys, no_lookup, route_for_routed, Decision, Env, KeySlot, NoCache, Request, Router};
 use api_auth_filter_fuzz::model::{self, Chosen, Kind, RouteSpec};
-use api_auth_filter_fuzz::{b64, fnv, header, lines, text, tolerated, NOW};
+use api_auth_filter_fuzz::{b64, fnv, header, lines, text, NOW};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -305,8 +305,7 @@ fn check(data: &[u8]) {
         chosen: Chosen { name: chosen_name, metadata: &chosen_metadata },
     };
 
-    // (tolerated::target: README finding 3 judged as the filter does.)
-    let (cm, cp) = match tolerated::target(&method, &path, strip) {
+    let (cm, cp) = match model::target(&method, &path, strip) {
         Ok(t) => t,
         Err(reason) => {
             ctx.refused(&method, &path, reason);

@@ -408,30 +408,4 @@ pub mod model {
     }
 }
 
-/// Known divergences of the filter from `model`, tolerated so that a run goes on to find
-/// other things; each has a committed reproducer and a README finding. `FUZZ_STRICT_PARAMS=1`
-/// turns the tolerance off.
-pub mod tolerated {
-    use api_auth_filter::deny::Reason;
 
-    use crate::model;
-
-    /// README finding 3: with `strip`, a normalised path whose first segment was only a
-    /// parameter and that ends in a slash (`/;x/`) leaves `//`; routes::canonical_path reads it
-    /// as `/` where the model (like `/a/;x/`, which leaves `/a//`) refuses it.
-    pub fn root_parameter_slash(path: &str, strip: bool) -> bool {
-        if std::env::var_os("FUZZ_STRICT_PARAMS").is_some() || !strip || !model::normalized(path) {
-            return false;
-        }
-        let stripped: Vec<&str> = path.split('/').map(|s| s.split(';').next().unwrap_or("")).collect();
-        stripped.join("/") == "//"
-    }
-
-    /// model::target, but with finding 3 judged as the filter does (the path as `/`).
-    pub fn target(method: &str, raw_path: &str, strip: bool) -> Result<(String, String), Reason> {
-        if root_parameter_slash(model::strip_query(raw_path), strip) {
-            return model::target(method, "/", strip);
-        }
-        model::target(method, raw_path, strip)
-    }
-}
