@@ -270,21 +270,29 @@ impl Drop for Kill {
     }
 }
 
-#[test]
-fn demo_issuer_serves_the_demo_jwks() {
-    let dir = TempDir::new();
-    let key = dir.path("key.pem");
+/// Starts `api-auth demo-issuer --port 0` with `args`; the guard stops it, the line is the
+/// JWKS URL it printed once listening.
+fn demo_issuer(args: &[&str]) -> (Kill, String) {
     let mut child = Command::new(common::bin())
-        .args(["demo-issuer", "--port", "0", "--key", &key, "--iss", "https://demo.test"])
+        .args(["demo-issuer", "--port", "0"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start demo-issuer");
     let stdout = child.stdout.take().unwrap();
-    let _guard = Kill(child);
+    let guard = Kill(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).expect("URL line");
+    (guard, line)
+}
+
+#[test]
+fn demo_issuer_serves_the_demo_jwks() {
+    let dir = TempDir::new();
+    let key = dir.path("key.pem");
+    let (_guard, line) = demo_issuer(&["--key", &key, "--iss", "https://demo.test"]);
     let url = line.trim();
     let port: u16 = url
         .strip_prefix("http://127.0.0.1:")
@@ -347,17 +355,7 @@ fn demo_issuer_answers_key_lookups() {
     let digest = ok(&["hash-key", "cm_demo_from_key_service"]).stdout.trim().to_string();
     let entry = json!({ "id": "key_service_demo", "sha256": digest, "status": "active", "permissions": ["llm"], "scopes": ["bots:read"] });
     let keys = dir.write("keys.json", json!([entry]).to_string().as_bytes());
-    let mut child = Command::new(common::bin())
-        .args(["demo-issuer", "--port", "0", "--key", &key, "--keys", &keys])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start demo-issuer");
-    let stdout = child.stdout.take().unwrap();
-    let _guard = Kill(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("URL line");
+    let (_guard, line) = demo_issuer(&["--key", &key, "--keys", &keys]);
     let port: u16 = line.trim().strip_prefix("http://127.0.0.1:").and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
 
     let (status, body) = http_post(port, "/v1/keys/lookup", &json!({ "sha256": digest }).to_string());
