@@ -51,6 +51,21 @@ pub struct Call<'a> {
     pub timeout: Duration,
 }
 
+impl<'a> Call<'a> {
+    /// A JSON POST to a configured service (key lookups, usage reports).
+    pub fn post_json(service: &'a crate::apikeys::Service, body: &'a [u8]) -> Call<'a> {
+        Call {
+            cluster: &service.cluster,
+            method: "POST",
+            path: &service.path,
+            authority: &service.authority,
+            content_type: Some("application/json"),
+            body: Some(body),
+            timeout: Duration::from_millis(service.timeout_ms),
+        }
+    }
+}
+
 pub trait Host {
     /// Every request header of the effective context, names as the host has them.
     fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>>;

@@ -11,7 +11,6 @@
 //! answer. The first call's answer, should it come, is ignored (its token is forgotten).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crate::apikeys::Lookup;
 use crate::config::key_service_answer;
@@ -126,16 +125,7 @@ impl<H: Host> Worker<H> {
         let config = self.config();
         let Some(service) = config.api_keys.as_ref().and_then(|k| k.lookup.as_ref()) else { return false };
         let body = format!("{{\"sha256\":\"{}\"}}", crate::text::hex(digest));
-        let call = Call {
-            cluster: &service.cluster,
-            method: "POST",
-            path: &service.path,
-            authority: &service.authority,
-            content_type: Some("application/json"),
-            body: Some(body.as_bytes()),
-            timeout: Duration::from_millis(service.timeout_ms),
-        };
-        match self.host.dispatch(&call) {
+        match self.host.dispatch(&Call::post_json(service, body.as_bytes())) {
             Ok(token) => {
                 self.count(Counter::KeyLookup);
                 let mut st = self.st.borrow_mut();

@@ -3,7 +3,6 @@
 //! posts the batch `{key_id: last_used_unix}`. Nothing here delays a request.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crate::jwks_cache as cache;
 
@@ -51,16 +50,7 @@ impl<H: Host> Worker<H> {
         if batch.is_empty() || batch.as_slice() == b"{}" || self.host.shared_set(DATA, b"{}", data_cas).is_err() {
             return;
         }
-        let call = Call {
-            cluster: &service.cluster,
-            method: "POST",
-            path: &service.path,
-            authority: &service.authority,
-            content_type: Some("application/json"),
-            body: Some(&batch),
-            timeout: Duration::from_millis(service.timeout_ms),
-        };
-        if let Err(e) = self.host.dispatch(&call) {
+        if let Err(e) = self.host.dispatch(&Call::post_json(service, &batch)) {
             log::warn!("api-auth-filter: usage report to cluster {} could not start: {e:?}", service.cluster);
         }
     }
