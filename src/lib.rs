@@ -26,8 +26,3 @@ pub mod text;
 pub mod time;
 pub mod token_cache;
 pub mod webhook;
-
-#[cfg(target_arch = "wasm32")]
-proxy_wasm::main! {{
-    glue::install();
-}}

@@ -1,13 +1,11 @@
 //! `Host` over the proxy-wasm ABI (v0.2.1): the only code of the filter that calls the host.
 //!
-//! The SDK's `hostcalls` panic on any status they do not expect, and a panic kills the VM, so
-//! the imports used here are declared from the ABI specification and every status becomes a
-//! `HostError`. One call still goes through the SDK: `dispatch_http_call`, because the SDK's
-//! dispatcher delivers an answer only for calls it registered (its panic arms are for statuses
-//! Envoy's `httpCall` does not return: Ok, BadArgument and InternalFailure are handled).
+//! The imports are declared from the ABI specification, and every status becomes a
+//! `HostError` (the SDK's `hostcalls` panic on a status they do not expect, and a panic kills
+//! the VM). The callbacks the host calls are in `exports`.
 //!
-//! Memory the host returns was allocated through the SDK's `proxy_on_memory_allocate` (a boxed
-//! slice of exactly that size), so it is taken back as a `Vec` of that size and capacity.
+//! Memory the host returns was allocated through `exports::proxy_on_memory_allocate` (a `Vec`
+//! of exactly that capacity), so it is taken back as a `Vec` of that size and capacity.
 
 use std::ptr::null_mut;
 use std::time::Duration;
@@ -53,6 +51,19 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        return_token: *mut u32,
+    ) -> u32;
     fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
     fn proxy_get_property(path_data: *const u8, path_size: usize, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
@@ -228,13 +239,31 @@ impl Host for AbiHost {
     }
 
     fn dispatch(&self, call: &Call<'_>) -> HostResult<u32> {
-        let mut headers = vec![(":method", call.method), (":path", call.path), (":authority", call.authority)];
-        match call.content_type {
-            Some(ct) => headers.push(("content-type", ct)),
-            None => headers.push(("accept", "application/json")),
-        }
-        proxy_wasm::hostcalls::dispatch_http_call(call.cluster, headers, call.body, vec![], call.timeout)
-            .map_err(|s| HostError::Status(s as u32))
+        let last = match call.content_type {
+            Some(ct) => ("content-type", ct.as_bytes()),
+            None => ("accept", b"application/json".as_slice()),
+        };
+        let headers = encode_pairs(&[(":method", call.method.as_bytes()), (":path", call.path.as_bytes()), (":authority", call.authority.as_bytes()), last]);
+        let trailers = encode_pairs(&[]);
+        let body = call.body.unwrap_or_default();
+        let timeout = u32::try_from(call.timeout.as_millis()).unwrap_or(u32::MAX);
+        let mut token = 0u32;
+        // SAFETY: pointers to live buffers with their lengths, an out-pointer to a local.
+        status(unsafe {
+            proxy_http_call(
+                call.cluster.as_ptr(),
+                call.cluster.len(),
+                headers.as_ptr(),
+                headers.len(),
+                body.as_ptr(),
+                body.len(),
+                trailers.as_ptr(),
+                trailers.len(),
+                timeout,
+                &mut token,
+            )
+        })?;
+        Ok(token)
     }
 
     fn call_response_header(&self, name: &str) -> HostResult<Option<Vec<u8>>> {

@@ -12,8 +12,8 @@
 //! - `usage`: batched last-use reports;
 //! - `telemetry`: counters, the log level, denial lines.
 //!
-//! `contexts` (wasm32 only) maps the SDK's root and HTTP contexts onto `Worker`, one line per
-//! callback.
+//! `exports` (wasm32 only) is the filter's side of the ABI: the callbacks the host calls, mapped
+//! onto `Worker`, one line per callback.
 
 pub mod host;
 pub mod jwks;
@@ -26,10 +26,7 @@ pub mod usage;
 #[cfg(target_arch = "wasm32")]
 pub mod abi;
 #[cfg(target_arch = "wasm32")]
-mod contexts;
-
-#[cfg(target_arch = "wasm32")]
-pub use contexts::install;
+mod exports;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
