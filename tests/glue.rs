@@ -311,7 +311,9 @@ fn an_unknown_kid_waits_for_one_refetch() {
 
 #[test]
 fn an_allow_hands_the_principal_to_envoy_and_a_denial_names_its_reason() {
-    let w = worker(MockHost::new(NOW_MS));
+    let mut cfg = config();
+    cfg["filter_state"] = json!(["kind", "subject", "key_id", "provider", "organization", "workspace", "scopes"]);
+    let w = Worker::configure(MockHost::new(NOW_MS), &serde_json::to_vec(&cfg).unwrap()).unwrap();
     let size = w.host.answer(200, &lookup_answer());
     w.host.start(1, "GET", "/api/x", &[("x-api-key", KEY.as_bytes())]);
     assert_eq!(w.on_request_headers(1, true), Action::Pause);
@@ -329,10 +331,12 @@ fn an_allow_hands_the_principal_to_envoy_and_a_denial_names_its_reason() {
 }
 
 #[test]
-fn filter_state_fields_are_configurable_and_can_be_off() {
-    for (fields, want) in [(json!(["subject"]), vec!["api_auth.subject"]), (json!([]), vec![])] {
+fn filter_state_is_written_only_where_configured() {
+    for (fields, want) in [(json!(["subject"]), vec!["api_auth.subject"]), (json!(["kind", "subject"]), vec!["api_auth.kind", "api_auth.subject"]), (json!([]), vec![]), (json!(null), vec![])] {
         let mut cfg = config();
-        cfg["filter_state"] = fields;
+        if !fields.is_null() {
+            cfg["filter_state"] = fields;
+        }
         let w = Worker::configure(MockHost::new(NOW_MS), &serde_json::to_vec(&cfg).unwrap()).unwrap();
         serve_jwks(&w);
         w.host.start(1, "GET", "/api/x", &[("authorization", &bearer(&token("user_fs")))]);

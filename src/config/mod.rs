@@ -819,12 +819,12 @@ fn compile_forward(raw: Option<RawForward>, key_headers: &[String]) -> Result<Fo
     Ok(Forward { strip_credentials: raw.strip_credentials.unwrap_or(true), headers, forwards_claims })
 }
 
-/// The principal fields handed to the rest of Envoy when none are configured.
-pub const DEFAULT_FILTER_STATE: [&str; 7] = ["kind", "subject", "key_id", "provider", "organization", "workspace", "scopes"];
-
+/// Filter state is written only where configured: each field is a host call and an object in
+/// Envoy's filter state on every allowed request (about 1 µs each, measured with `make bench`),
+/// and most deployments read none (jwt_authn's `payload_in_metadata` is opt-in for the same
+/// reason).
 fn compile_filter_state(given: Option<&[String]>) -> Result<Vec<(String, Field)>, ConfigError> {
-    let defaults: Vec<String> = DEFAULT_FILTER_STATE.iter().map(|s| s.to_string()).collect();
-    let names = given.unwrap_or(&defaults);
+    let names = given.unwrap_or_default();
     let mut out: Vec<(String, Field)> = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let path = format!("filter_state[{i}]");
