@@ -9,7 +9,7 @@ pub struct Correlation {
 impl Correlation {
     /// The id of a request: the one value the client sent when sane, else a generated one
     /// (when `generate`), else none.
-    pub fn resolve(&self, headers: &[(String, Vec<u8>)], random: [u8; 16]) -> Option<String> {
+    pub fn resolve(&self, headers: &crate::credentials::Headers<'_>, random: [u8; 16]) -> Option<String> {
         match crate::text::single_value(headers, &self.header) {
             Ok(Some(v)) if is_sane(v) => String::from_utf8(v.to_vec()).ok(),
             _ if self.generate => Some(uuid_v4(random)),
@@ -37,7 +37,9 @@ mod tests {
     #[test]
     fn keeps_sane_ids_and_generates_otherwise() {
         let c = Correlation { header: "x-correlation-id".into(), generate: true };
-        let h = |v: &[u8]| vec![("x-correlation-id".to_string(), v.to_vec())];
+        fn h(v: &[u8]) -> Vec<(&str, &[u8])> {
+            vec![("x-correlation-id", v)]
+        }
         let r = [0xffu8; 16];
         assert_eq!(c.resolve(&h(b"req-123:abc.def_9"), r).as_deref(), Some("req-123:abc.def_9"));
         assert_eq!(uuid_v4(r), "ffffffff-ffff-4fff-bfff-ffffffffffff");

@@ -14,18 +14,24 @@ pub enum Credential<'a> {
     ApiKey(&'a [u8]),
 }
 
-/// Headers as the host presents them: lower-case names, raw value bytes.
-pub type Headers = [(String, Vec<u8>)];
+/// Headers as the host presents them: lower-case names, raw value bytes, both borrowed from
+/// the one buffer the host filled (no allocation per header).
+pub type Headers<'a> = [(&'a str, &'a [u8])];
+
+/// Borrowed views of owned headers (tests, the CLI, a request held for its body).
+pub fn view(owned: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    owned.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect()
+}
 
 /// Collects the credentials of a request, Authorization first, then the key headers in order.
 /// `is_key` tells an API key from a JWT by its prefix.
 pub fn extract<'a>(
-    headers: &'a Headers,
+    headers: &'a Headers<'a>,
     key_headers: &[String],
     is_key: impl Fn(&[u8]) -> bool,
 ) -> Result<Vec<Credential<'a>>, Reason> {
     let mut found = Vec::new();
-    for (_, value) in headers.iter().filter(|(n, _)| n == "authorization") {
+    for (_, value) in headers.iter().filter(|(n, _)| *n == "authorization") {
         let token = bearer_token(value)?;
         if is_key(token) {
             found.push(Credential::ApiKey(token));
@@ -53,12 +59,12 @@ pub fn extract<'a>(
 /// The token of the first of `names` among the request's cookies (`Cookie: a=1; __session=...`):
 /// (cookie name, token). The same cookie twice with different values is malformed: which one
 /// the browser meant cannot be told.
-pub fn cookie_token<'h>(headers: &'h Headers, names: &'h [String]) -> Result<Option<(&'h str, &'h str)>, Reason> {
+pub fn cookie_token<'h>(headers: &'h Headers<'h>, names: &'h [String]) -> Result<Option<(&'h str, &'h str)>, Reason> {
     if names.is_empty() {
         return Ok(None);
     }
     let mut found: Option<(&str, &[u8])> = None;
-    for (_, value) in headers.iter().filter(|(n, _)| n == "cookie") {
+    for (_, value) in headers.iter().filter(|(n, _)| *n == "cookie") {
         for pair in value.split(|b| *b == b';') {
             let pair = trim(pair);
             let Some(eq) = pair.iter().position(|b| *b == b'=') else { continue };
@@ -81,10 +87,10 @@ pub fn cookie_token<'h>(headers: &'h Headers, names: &'h [String]) -> Result<Opt
 
 /// The request's cookies less those in `names`, as one `Cookie` value; `None` when none of
 /// them is there (nothing to change).
-pub fn without_cookies(headers: &Headers, names: &[String]) -> Option<String> {
+pub fn without_cookies(headers: &Headers<'_>, names: &[String]) -> Option<String> {
     let mut kept: Vec<&[u8]> = Vec::new();
     let mut dropped = false;
-    for (_, value) in headers.iter().filter(|(n, _)| n == "cookie") {
+    for (_, value) in headers.iter().filter(|(n, _)| *n == "cookie") {
         for pair in value.split(|b| *b == b';').map(trim).filter(|p| !p.is_empty()) {
             let name = pair.iter().position(|b| *b == b'=').map_or(pair, |eq| &pair[..eq]);
             if names.iter().any(|n| n.as_bytes() == name) {
@@ -117,8 +123,8 @@ fn bearer_token(value: &[u8]) -> Result<&[u8], Reason> {
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
-        pairs.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect()
+    fn h<'a>(pairs: &[(&'a str, &'a [u8])]) -> Vec<(&'a str, &'a [u8])> {
+        pairs.to_vec()
     }
 
     fn is_cm(t: &[u8]) -> bool {
@@ -129,7 +135,7 @@ mod tests {
     fn extraction_table() {
         let keys = vec!["x-api-key".to_string()];
         let jwt = "eyJhbGciOiJIUzI1NiJ9.e30.sig";
-        type Case<'a> = (Vec<(String, Vec<u8>)>, Result<Vec<Credential<'a>>, Reason>);
+        type Case<'a> = (Vec<(&'a str, &'a [u8])>, Result<Vec<Credential<'a>>, Reason>);
         let cases: Vec<Case> = vec![
             (h(&[]), Ok(vec![])),
             (h(&[("authorization", b"Bearer cm_abc")]), Ok(vec![Credential::ApiKey(b"cm_abc")])),
@@ -156,7 +162,7 @@ mod tests {
 
     #[test]
     fn too_many_credentials_are_refused() {
-        let many: Vec<(String, Vec<u8>)> = (0..=MAX_CREDENTIALS).map(|_| ("x-api-key".to_string(), b"cm_a".to_vec())).collect();
+        let many: Vec<(&str, &[u8])> = (0..=MAX_CREDENTIALS).map(|_| ("x-api-key", b"cm_a".as_slice())).collect();
         assert_eq!(extract(&many, &["x-api-key".to_string()], is_cm), Err(Reason::CredentialsMalformed));
     }
 }

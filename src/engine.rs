@@ -22,7 +22,7 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// The `:path`, query string included.
     pub path: &'a str,
-    pub headers: &'a Headers,
+    pub headers: &'a Headers<'a>,
 }
 
 /// `filter_metadata.<filter>.<key>` of the selected route, as a string.
@@ -194,7 +194,7 @@ pub fn decide(cfg: &Config, req: &Request<'_>, env: &Env<'_>) -> Decision {
 /// `decide`, for a configuration with routes bound to the router's choice (`binds_routes`).
 pub fn decide_routed(cfg: &Config, req: &Request<'_>, env: &Env<'_>, router: &Router<'_>) -> Decision {
     let cid = cfg.correlation.as_ref().and_then(|c| c.resolve(req.headers, env.random));
-    let present = |name: &str| req.headers.iter().any(|(n, _)| n == name);
+    let present = |name: &str| req.headers.iter().any(|(n, _)| *n == name);
     let grpc = is_grpc(req.headers);
     let target = match Target::of(cfg, req) {
         Ok(t) => t,
@@ -267,7 +267,7 @@ pub fn route_for_routed(cfg: &Config, req: &Request<'_>, router: &Router<'_>) ->
 pub fn check_webhook(
     cfg: &Config,
     allow: &WebhookCheck<'_>,
-    headers: &Headers,
+    headers: &Headers<'_>,
     body: Option<&[u8]>,
     now: i64,
 ) -> Result<(), Box<Deny>> {
@@ -303,8 +303,8 @@ pub fn deny_response(cfg: &Config, route: Option<usize>, denial: &Denial, cid: O
 }
 
 /// Whether a request is gRPC (its denials carry a grpc-status, not a JSON body).
-pub fn is_grpc(headers: &Headers) -> bool {
-    headers.iter().any(|(n, v)| n == "content-type" && v.starts_with(b"application/grpc"))
+pub fn is_grpc(headers: &Headers<'_>) -> bool {
+    headers.iter().any(|(n, v)| *n == "content-type" && v.starts_with(b"application/grpc"))
 }
 
 fn respond(cfg: &Config, route: Option<usize>, denial: &Denial, cid: Option<&str>, grpc: bool) -> LocalResponse {
@@ -369,7 +369,7 @@ fn authenticate(cfg: &Config, auth: &AuthRequirements, req: &Request<'_>, method
 fn verify_cookie_jwt(
     cfg: &Config,
     auth: &AuthRequirements,
-    headers: &Headers,
+    headers: &Headers<'_>,
     method: &str,
     cookie: &str,
     token: &str,
@@ -498,7 +498,7 @@ fn authorize(
     cfg: &Config,
     auth: &AuthRequirements,
     captures: &[&str],
-    headers: &Headers,
+    headers: &Headers<'_>,
     p: &mut Principal,
 ) -> Result<(), Denial> {
     if !p.full_access {
@@ -544,7 +544,7 @@ fn authorize(
 
 /// The single value of a context header, if sent. Several values, or bytes that are not
 /// visible ASCII, name no organisation or workspace the principal may use: `invalid`.
-fn header_text<'h>(headers: &'h Headers, name: &str, invalid: Reason) -> Result<Option<&'h str>, Denial> {
+fn header_text<'h>(headers: &'h Headers<'h>, name: &str, invalid: Reason) -> Result<Option<&'h str>, Denial> {
     let Some(value) = crate::text::single_value(headers, name).map_err(|()| Denial::new(invalid))? else { return Ok(None) };
     if !value.iter().all(u8::is_ascii_graphic) {
         return Err(invalid.into());
@@ -561,7 +561,7 @@ fn forward(
     principal: Option<Principal>,
     route: Option<usize>,
     correlation: Option<String>,
-    headers: &Headers,
+    headers: &Headers<'_>,
     present: &dyn Fn(&str) -> bool,
 ) -> Allow {
     let fwd = &cfg.forward;
@@ -587,8 +587,8 @@ fn forward(
     // `x_api_key` is `X-Api-Key` to a CGI/WSGI upstream (HTTP_X_API_KEY), and Envoy passes
     // underscores by default: a twin of a credential or identity header never goes upstream.
     for (name, _) in headers.iter().filter(|(n, _)| n.contains('_')) {
-        if cfg.guarded_headers.iter().any(|g| is_underscore_twin(name, g)) && !remove.contains(name) {
-            remove.push(name.clone());
+        if cfg.guarded_headers.iter().any(|g| is_underscore_twin(name, g)) && !remove.iter().any(|r| r == name) {
+            remove.push(name.to_string());
         }
     }
     let mut set = set_first;

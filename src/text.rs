@@ -36,8 +36,8 @@ pub fn trim_ows(v: &[u8]) -> &[u8] {
 /// The value of a header a request may send once: `Ok(None)` when absent, `Err(())` when sent
 /// more than once (which of two values counts is not for the filter to guess).
 #[allow(clippy::result_unit_err)]
-pub fn single_value<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Result<Option<&'h [u8]>, ()> {
-    let mut values = headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_slice());
+pub fn single_value<'h>(headers: &'h [(&'h str, &'h [u8])], name: &str) -> Result<Option<&'h [u8]>, ()> {
+    let mut values = headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| *v);
     match (values.next(), values.next()) {
         (first, None) => Ok(first),
         _ => Err(()),
@@ -67,7 +67,9 @@ mod tests {
     fn whitespace_single_values_and_names() {
         assert_eq!(trim_ows(b" \tv a\t "), b"v a");
         assert_eq!(trim_ows(b"  "), b"");
-        let h = |pairs: &[(&str, &str)]| pairs.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect::<Vec<_>>();
+        fn h<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a [u8])> {
+            pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect()
+        }
         assert_eq!(single_value(&h(&[("a", "1"), ("b", "2")]), "a"), Ok(Some(&b"1"[..])));
         assert_eq!(single_value(&h(&[("b", "2")]), "a"), Ok(None));
         assert_eq!(single_value(&h(&[("a", "1"), ("a", "1")]), "a"), Err(()));

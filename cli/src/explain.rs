@@ -165,7 +165,8 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
     // A key outside the static table goes to the key service, which only Envoy can ask.
     let lookup = |_: &[u8; 32]| LookupState::Missing { can_wait: true };
     let env = Env { now, keys: &slots, random: random16(), key_lookup: &lookup, verified: &NoCache };
-    let req = Request { method: &o.method, path: &o.path, headers: &o.headers };
+    let headers = api_auth_filter::credentials::view(&o.headers);
+    let req = Request { method: &o.method, path: &o.path, headers: &headers };
     let metadata = |filter: &str, key: &str| o.route_metadata.iter().find(|(f, k, _)| f == filter && k == key).map(|(_, _, v)| v.clone());
     let router = engine::Router { route_name: o.route_name.as_deref(), metadata: Some(&metadata) };
     let decision = engine::decide_routed(&cfg, &req, &env, &router);
@@ -193,7 +194,7 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
             match (webhook, &body) {
                 (Some((index, (name, _))), Some(body)) => {
                     let check = engine::WebhookCheck { webhook: index, route: a.route, correlation: a.correlation.as_deref() };
-                    match engine::check_webhook(&cfg, &check, &o.headers, Some(body), now) {
+                    match engine::check_webhook(&cfg, &check, &headers, Some(body), now) {
                         Ok(()) => {
                             r.allow(&a);
                             r.set("webhook", json!({ "name": name, "signature": "valid" }));

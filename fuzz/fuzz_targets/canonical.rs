@@ -229,11 +229,11 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn decide(&self, method: &str, path: &str) -> Decision {
-        decide_routed(self.cfg, &Request { method, path, headers: self.headers }, &self.env, &self.router)
+        decide_routed(self.cfg, &Request { method, path, headers: &api_auth_filter::credentials::view(self.headers) }, &self.env, &self.router)
     }
 
     fn route_for(&self, method: &str, path: &str) -> Result<Option<usize>, Reason> {
-        route_for_routed(self.cfg, &Request { method, path, headers: self.headers }, &self.router)
+        route_for_routed(self.cfg, &Request { method, path, headers: &api_auth_filter::credentials::view(self.headers) }, &self.router)
     }
 
     /// A request the model refuses: denied 400 with that reason, no route.

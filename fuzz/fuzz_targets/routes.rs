@@ -205,7 +205,7 @@ fn check_decide(pattern: &str, path: &str, methods: Option<Vec<&str>>, method: &
     let keys = inline_keys(&cfg);
     let env = Env { now: 0, keys: &keys, random: [0; 16], key_lookup: &no_lookup, verified: &NoCache };
     let headers: Vec<(String, Vec<u8>)> = Vec::new();
-    let decision = decide(&cfg, &Request { method, path, headers: &headers }, &env);
+    let decision = decide(&cfg, &Request { method, path, headers: &api_auth_filter::credentials::view(&headers) }, &env);
 
     let (cm, cp) = match model::target(method, path, strip) {
         Ok(t) => t,

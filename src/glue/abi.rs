@@ -10,7 +10,7 @@
 use std::ptr::null_mut;
 use std::time::Duration;
 
-use super::host::{decode_pairs, encode_pairs, Body, Call, Host, HostError, HostResult, Level};
+use super::host::{encode_pairs, Body, Call, Host, HostError, HostResult, Level};
 
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
@@ -152,12 +152,11 @@ fn level_code(level: Level) -> u32 {
 }
 
 impl Host for AbiHost {
-    fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>> {
+    fn request_headers(&self) -> HostResult<Vec<u8>> {
         let (mut data, mut size) = (null_mut(), 0usize);
         // SAFETY: as in `buffer`.
         status(unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) })?;
-        let bytes = unsafe { take(data, size) };
-        decode_pairs(&bytes).ok_or(HostError::Status(3))
+        Ok(unsafe { take(data, size) })
     }
 
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> HostResult<()> {

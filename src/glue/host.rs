@@ -67,8 +67,9 @@ impl<'a> Call<'a> {
 }
 
 pub trait Host {
-    /// Every request header of the effective context, names as the host has them.
-    fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>>;
+    /// Every request header of the effective context, in the ABI's encoding (`decode_pairs`
+    /// reads it in place).
+    fn request_headers(&self) -> HostResult<Vec<u8>>;
     /// Sets (`Some`) or removes (`None`) a request header of the effective context.
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> HostResult<()>;
     fn set_response_header(&self, name: &str, value: Option<&[u8]>) -> HostResult<()>;
@@ -110,28 +111,41 @@ pub trait Host {
 }
 
 /// The ABI's encoding of a header map: the pair count, each pair's name and value lengths
-/// (u32 little-endian), then each name and value followed by a NUL. `None` when the bytes do
-/// not hold such a map. Names that are not UTF-8 are kept lossily (Envoy's codecs refuse them
-/// before any filter runs; the SDK would panic on one).
-pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+/// (u32 little-endian), then each name and value followed by a NUL. Read in place: the pairs
+/// borrow `bytes` (one buffer for the whole map, no allocation per header), names lower-cased
+/// first (Envoy's are already). `None` when the bytes do not hold such a map. A name that is
+/// not UTF-8 reads as U+FFFD, which matches no name the filter looks for (Envoy's codecs refuse
+/// such names before any filter runs; the SDK would panic on one).
+pub fn decode_pairs(bytes: &mut [u8]) -> Option<Vec<(&str, &[u8])>> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
-    let u32_at = |at: usize| -> Option<usize> { Some(u32::from_le_bytes(bytes.get(at..at.checked_add(4)?)?.try_into().ok()?) as usize) };
-    let count = u32_at(0)?;
+    let u32_at = |b: &[u8], at: usize| -> Option<usize> { Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?) as usize) };
+    let count = u32_at(bytes, 0)?;
     let mut data = count.checked_mul(8)?.checked_add(4)?;
     if data > bytes.len() {
         return None;
     }
-    let mut pairs = Vec::with_capacity(count);
+    // (name start, name end, value end) of each pair, names lower-cased on the way.
+    let mut spans = Vec::with_capacity(count);
     for i in 0..count {
-        let (name_len, value_len) = (u32_at(4 + i * 8)?, u32_at(8 + i * 8)?);
-        let name = bytes.get(data..data.checked_add(name_len)?)?;
-        data = data.checked_add(name_len)?.checked_add(1)?;
-        let value = bytes.get(data..data.checked_add(value_len)?)?;
-        data = data.checked_add(value_len)?.checked_add(1)?;
-        pairs.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+        let (name_len, value_len) = (u32_at(bytes, 4 + i * 8)?, u32_at(bytes, 8 + i * 8)?);
+        let name_end = data.checked_add(name_len)?;
+        bytes.get_mut(data..name_end)?.make_ascii_lowercase();
+        let value_start = name_end.checked_add(1)?;
+        let value_end = value_start.checked_add(value_len)?;
+        bytes.get(value_start..value_end)?;
+        spans.push((data, name_end, value_end));
+        data = value_end.checked_add(1)?;
     }
+    let bytes: &[u8] = bytes;
+    let pairs = spans
+        .into_iter()
+        .map(|(start, name_end, value_end)| {
+            let name = std::str::from_utf8(&bytes[start..name_end]).unwrap_or("\u{fffd}");
+            (name, &bytes[name_end + 1..value_end])
+        })
+        .collect();
     Some(pairs)
 }
 
@@ -160,20 +174,24 @@ mod tests {
     #[test]
     fn header_maps_round_trip_and_damage_is_refused() {
         let pairs: &[(&str, &[u8])] = &[(":path", b"/a"), ("x-key", b"\xff\x00v"), ("empty", b"")];
-        let bytes = encode_pairs(pairs);
-        let back = decode_pairs(&bytes).unwrap();
+        let mut bytes = encode_pairs(pairs);
+        let back = decode_pairs(&mut bytes.clone()).map(|p| p.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect::<Vec<_>>()).unwrap();
         assert_eq!(back.len(), 3);
         for ((n, v), (bn, bv)) in pairs.iter().zip(&back) {
             assert_eq!((*n, *v), (bn.as_str(), bv.as_slice()));
         }
-        assert_eq!(decode_pairs(&[]), Some(vec![]));
+        assert_eq!(decode_pairs(&mut []), Some(vec![]));
         for cut in 1..bytes.len() - 1 {
-            assert!(decode_pairs(&bytes[..cut]).is_none(), "cut at {cut}");
+            assert!(decode_pairs(&mut bytes[..cut]).is_none(), "cut at {cut}");
         }
-        assert!(decode_pairs(&[0xff, 0xff, 0xff, 0xff]).is_none(), "a count beyond the bytes");
-        let odd = encode_pairs(&[("n", b"v")]);
+        assert!(decode_pairs(&mut [0xff, 0xff, 0xff, 0xff]).is_none(), "a count beyond the bytes");
+        let mut odd = encode_pairs(&[("n", b"v")]);
         let mut bad_name = odd.clone();
         bad_name[12] = 0xff;
-        assert_eq!(decode_pairs(&bad_name).unwrap()[0].0, "\u{fffd}");
+        assert_eq!(decode_pairs(&mut bad_name).unwrap()[0], ("\u{fffd}", b"v".as_slice()));
+        // Names are read lower-case, values as they are.
+        let mut mixed = encode_pairs(&[("X-Api-Key", b"Cm_AB")]);
+        assert_eq!(decode_pairs(&mut mixed).unwrap(), vec![("x-api-key", b"Cm_AB".as_slice())]);
+        assert_eq!(decode_pairs(&mut odd).unwrap(), vec![("n", b"v".as_slice())]);
     }
 }

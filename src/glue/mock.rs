@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::host::{Body, Call, Host, HostError, HostResult, Level};
+use super::host::{encode_pairs, Body, Call, Host, HostError, HostResult, Level};
+use crate::credentials;
 
 /// Shared data, as every VM of one Envoy process sees it.
 #[derive(Default)]
@@ -149,11 +150,11 @@ fn set(map: &mut Vec<(String, Vec<u8>)>, name: &str, value: Option<&[u8]>) {
 }
 
 impl Host for MockHost {
-    fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>> {
+    fn request_headers(&self) -> HostResult<Vec<u8>> {
         if self.headers_fail.get() {
             return Err(HostError::Status(2));
         }
-        self.with_request(|r| r.headers.clone())
+        self.with_request(|r| encode_pairs(&credentials::view(&r.headers)))
     }
 
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> HostResult<()> {

@@ -9,6 +9,7 @@ use crate::jwks_cache as cache;
 use crate::principal::Kind;
 use crate::stats::Counter;
 
+use super::host::decode_pairs;
 use super::{Body, Host, Worker, KEY_WAIT_MS};
 
 /// What a callback tells the host.
@@ -171,15 +172,11 @@ impl<H: Host> Worker<H> {
     /// Decides the request of the effective context and acts on it. `ended`: the whole body
     /// (if any) has arrived.
     fn decide(&self, ctx: u32, turn: Turn, ended: bool) -> Action {
-        // Bytes, never text: one non-UTF-8 byte must not kill the VM.
-        let mut headers = match self.host.request_headers() {
-            Ok(h) => h,
-            Err(_) => return self.fail_closed(None, None),
-        };
-        for (name, _) in headers.iter_mut() {
-            name.make_ascii_lowercase();
-        }
-        let pseudo = |n: &str| headers.iter().find(|(k, _)| k == n).and_then(|(_, v)| std::str::from_utf8(v).ok());
+        // Bytes, never text: one non-UTF-8 byte must not kill the VM. One buffer for the
+        // whole map, read in place.
+        let Ok(mut raw) = self.host.request_headers() else { return self.fail_closed(None, None) };
+        let Some(headers) = decode_pairs(&mut raw) else { return self.fail_closed(None, None) };
+        let pseudo = |n: &str| headers.iter().find(|(k, _)| *k == n).and_then(|(_, v)| std::str::from_utf8(v).ok());
         let method = pseudo(":method").unwrap_or("");
         let path = pseudo(":path").unwrap_or("");
         let now = self.host.now_ms();
@@ -248,7 +245,8 @@ impl<H: Host> Worker<H> {
                     // Nothing reaches the upstream before the signature over the whole body is
                     // checked: the headers are held (allow_on_headers_stop_iteration) meanwhile.
                     let kind = allow.principal.as_ref().map(|p| p.kind);
-                let held = Stream::AwaitingBody { webhook, route: allow.route, headers, correlation: allow.correlation, kind };
+                    let headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+                    let held = Stream::AwaitingBody { webhook, route: allow.route, headers, correlation: allow.correlation, kind };
                     self.st.borrow_mut().streams.insert(ctx, held);
                     if !ended {
                         return Action::Pause;
@@ -321,7 +319,7 @@ impl<H: Host> Worker<H> {
         };
         let check = engine::WebhookCheck { webhook, route, correlation: correlation.as_deref() };
         let now = (self.host.now_ms() / 1000) as i64;
-        match engine::check_webhook(&self.config(), &check, &headers, body.as_deref(), now) {
+        match engine::check_webhook(&self.config(), &check, &crate::credentials::view(&headers), body.as_deref(), now) {
             Ok(()) => {
                 if let Some(correlation) = correlation {
                     self.st.borrow_mut().streams.insert(ctx, Stream::Forwarded { correlation });

@@ -99,6 +99,8 @@ fn main() {
             };
             if auth.is_empty() { vec![base(None)] } else { auth.iter().map(|a| base(Some(a))).collect() }
         };
+        // The filter reads headers in place from the host's buffer: views, as there.
+        let requests: Vec<Vec<(&str, &[u8])>> = requests.iter().map(|h| api_auth_filter::credentials::view(h)).collect();
         let cache = TokenCache::new(8192);
         let no_cache = NoCache;
         let verified: &dyn VerifiedCache = if w["cache"].as_bool().unwrap_or(false) { &cache } else { &no_cache };
