@@ -55,7 +55,7 @@ pub fn envoy_validate(config: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn wasm_path() -> PathBuf {
+pub fn wasm_path() -> PathBuf {
     let rel = std::env::var("WASM").unwrap_or_else(|_| "target/wasm32-wasip1/release/api_auth_filter.wasm".into());
     let p = Path::new(&rel);
     let p = if p.is_absolute() { p.to_path_buf() } else { repo_root().join(p) };

@@ -74,3 +74,62 @@ fn counters_in_prometheus_and_denial_log_lines_on_demand() {
     assert!(line.contains("route=8") && line.contains("correlation_id=op-check-1"), "route and correlation id: {line}");
     assert!(!log.contains("cm_example_revoked") && !log.contains("cm_example_bots_reader"), "a key reached the log");
 }
+
+/// Two filters of one image share a VM (same `vm_id` and code) with their own root contexts and
+/// configurations: every request is judged by the configuration of the filter it passes
+/// through. Filter `a` guards `/a/` and answers in the `detail` format; filter `b` guards `/b/`
+/// and answers in the OpenAI format; each lets the other's paths through. (A VM that judged
+/// every request with one root's configuration fails the format checks.)
+#[test]
+fn two_filters_sharing_one_vm_judge_with_their_own_configuration() {
+    let guard = |prefix: &str, errors: &str| {
+        serde_json::json!({
+            "api_keys": { "prefixes": ["cm_"], "keys": [{ "id": "k", "sha256": sha256_hex(b"cm_shared_vm_key"), "permissions": ["*"] }] },
+            "routes": [
+                { "match": { "prefix": prefix }, "auth": { "credentials": ["api_key"] } },
+                { "match": { "prefix": "/" }, "auth": "none" }
+            ],
+            "errors": errors,
+            // The first filter leaves the key for the second.
+            "forward": { "strip_credentials": false }
+        })
+    };
+    let filter = |name: &str, cfg: &serde_json::Value| {
+        format!(
+            r#"
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: {name}
+                root_id: {name}
+                fail_open: false
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {config}
+                vm_config:
+                  vm_id: shared
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {wasm} }} }}"#,
+            config = serde_json::to_string(&cfg.to_string()).unwrap(),
+            wasm = serde_json::to_string(&wasm_path().display().to_string()).unwrap(),
+        )
+    };
+    let filters = format!("{}{}", filter("a", &guard("/a/", "detail")), filter("b", &guard("/b/", "openai")));
+    let upstream = Server::echo();
+    let envoy = Envoy::start(EnvoyOpts { filters_yaml: Some(filters), ..EnvoyOpts::new(serde_json::json!({}), upstream.port()) });
+    for _ in 0..3 {
+        let a = envoy.send(&Req::get("/a/x"));
+        assert_eq!(a.status, 401);
+        let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        assert!(body.get("detail").is_some(), "/a/ is refused by filter a, in its format: {body}");
+        let b = envoy.send(&Req::get("/b/x"));
+        assert_eq!(b.status, 401);
+        let body: serde_json::Value = serde_json::from_slice(&b.body).unwrap();
+        assert!(body["error"].get("message").is_some(), "/b/ is refused by filter b, in its format: {body}");
+        let keyed = envoy.send(&Req::get("/a/x").bearer("cm_shared_vm_key"));
+        assert_eq!(keyed.status, 200, "{}", String::from_utf8_lossy(&keyed.body));
+        assert_eq!(envoy.send(&Req::get("/b/x").bearer("cm_shared_vm_key")).status, 200);
+        assert_eq!(envoy.send(&Req::get("/c")).status, 200);
+    }
+}
