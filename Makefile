@@ -74,7 +74,7 @@ run: envoy build cli
 
 # Not part of make test: speed is measured, never asserted.
 bench: envoy build wrk
-	cargo build --release --target wasm32-wasip1 -p noop-filter
+	cargo build --release --target wasm32-wasip1 -p noop-filter -p noop-lean-filter
 	cargo build --release --target wasm32-wasip1 -p core-bench
 	cargo run -q --release -p api-auth-integration --bin bench
 

@@ -185,6 +185,8 @@ fn main() {
     let pool_size: usize = std::env::var("BENCH_POOL").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let noop = repo_root().join("target/wasm32-wasip1/release/noop_filter.wasm");
     assert!(noop.is_file(), "build bench/noop first (make bench does)");
+    let lean = repo_root().join("target/wasm32-wasip1/release/noop_lean_filter.wasm");
+    assert!(lean.is_file(), "build bench/noop-lean first (make bench does)");
     let dir = std::env::temp_dir().join(format!("api-auth-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("bench dir");
 
@@ -258,6 +260,7 @@ fn main() {
     let mut setups: Vec<(&str, Setup)> = vec![
         ("no auth filter", Box::new(|up| EnvoyOpts::new(json!({}), up).without_filter())),
         ("empty wasm filter", Box::new(|up| EnvoyOpts { filters_yaml: Some(noop_yaml(&noop, false)), ..EnvoyOpts::new(json!({}), up) })),
+        ("empty wasm filter, four callbacks", Box::new(|up| EnvoyOpts { filters_yaml: Some(noop_yaml(&lean, false)), ..EnvoyOpts::new(json!({}), up) })),
         ("wasm host calls only", Box::new(|up| EnvoyOpts { filters_yaml: Some(noop_yaml(&noop, true)), ..EnvoyOpts::new(json!({}), up) })),
         ("jwt_authn", Box::new(|up| EnvoyOpts { filters_yaml: Some(jwt_authn_yaml(&jwks_doc, false)), ..EnvoyOpts::new(json!({}), up) })),
         ("jwt_authn + cache", Box::new(|up| EnvoyOpts { filters_yaml: Some(jwt_authn_yaml(&jwks_doc, true)), ..EnvoyOpts::new(json!({}), up) })),
@@ -296,7 +299,9 @@ fn main() {
          filter's own code comes to that floor. Both are built with the proxy-wasm Rust SDK, which exports every \
          callback of the ABI, so Envoy enters their VM seven times per request (create, request headers, response \
          headers, response body, done, log, delete); this filter exports only the callbacks it uses and is entered \
-         four times (create, request headers, response headers, delete), which is how it can come out above them.\n",
+         four times (create, request headers, response headers, delete), which is how it can come out above them. \
+         `empty wasm filter, four callbacks` is an empty filter that exports just those (bench/noop-lean, no SDK): \
+         the floor of this filter's shape.\n",
         std::env::var("ENVOY_VERSION").unwrap_or_else(|_| "1.40.0".into())
     );
     // Every contestant runs at once (one worker each) and the cells are taken round-robin,
@@ -328,7 +333,7 @@ fn main() {
                 let envoy = Envoy::start(opts);
                 // Warm up: the filter's first JWKS fetch, V8's compilation.
                 for _ in 0..50 {
-                    if envoy.send(&Req::get("/api/projects").header("authorization", &pool[0])).status == 200 || *name == "no auth filter" || *name == "empty wasm filter" {
+                    if envoy.send(&Req::get("/api/projects").header("authorization", &pool[0])).status == 200 || *name == "no auth filter" || name.starts_with("empty wasm filter") {
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(100));
