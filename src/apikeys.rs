@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use crate::deny::Reason;
-use crate::principal::{Kind, Principal};
+use crate::principal::{Kind, Names, Principal};
 
 #[derive(Debug)]
 pub struct ApiKeys {
@@ -96,12 +96,12 @@ impl KeyEntry {
             return Err(Reason::KeyExpired);
         }
         let mut p = Principal::new(Kind::ApiKey);
-        p.key_id = Some(self.id.clone());
-        p.name = self.name.clone();
-        p.organization = self.organization.clone();
-        p.workspaces = self.workspaces.clone();
-        p.permissions = self.permissions.clone();
-        p.scopes = self.scopes.clone();
+        p.key_id = Some(self.id.as_str().into());
+        p.name = self.name.as_deref().map(Into::into);
+        p.organization = self.organization.as_deref().map(Into::into);
+        p.workspaces = Names::new(self.workspaces.iter().map(String::as_str));
+        p.permissions = Names::new(self.permissions.iter().map(String::as_str));
+        p.scopes = Names::new(self.scopes.iter().map(String::as_str));
         Ok(p)
     }
 }
