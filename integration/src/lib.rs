@@ -854,6 +854,12 @@ impl Envoy {
         status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// Resident memory of the Envoy process now (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// CPU time (user + system) used so far by Envoy's worker threads (`wrk:worker_N`), in
     /// microseconds: per request, a measure of cost that other load on the machine does not
     /// distort the way it distorts requests per second.

@@ -180,6 +180,112 @@ fn core_costs(cfg: &Value, jwks_doc: &str, loads: &[Load], iterations: usize) ->
     Some(rows)
 }
 
+/// Sends `total` requests with the pool's Authorization values, in pool order (continuing
+/// where the last burst stopped), in bursts of wrk runs of a second or two.
+fn send_pool(envoy: &Envoy, pool: &[String], total: u64, dir: &std::path::Path) {
+    let script = dir.join("memory-pool.lua");
+    if !script.is_file() {
+        let mut lua = String::from("local t = {\n");
+        for a in pool {
+            let _ = writeln!(lua, "  {:?},", a);
+        }
+        lua.push_str(
+            "}\nlocal i = 0\ninit = function(args)\n  i = (tonumber(args[1]) or 0) % #t\nend\n\
+             request = function()\n  i = i % #t + 1\n  return wrk.format(nil, nil, { [\"Authorization\"] = t[i] })\nend\n",
+        );
+        std::fs::write(&script, lua).expect("write wrk script");
+    }
+    let mut sent = 0u64;
+    while sent < total {
+        let out = Command::new("wrk")
+            .args(["-t1", "-c16", "-d2s", "-s"])
+            .arg(&script)
+            .arg(format!("http://127.0.0.1:{}/api/projects", envoy.port()))
+            .arg("--")
+            .arg(sent.to_string())
+            .output()
+            .expect("wrk (make wrk installs it)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n: u64 = text.lines().find_map(|l| l.trim().split_once(" requests in ").and_then(|(n, _)| n.trim().parse().ok())).unwrap_or(0);
+        if n == 0 {
+            eprintln!("memory: wrk sent nothing: {}", String::from_utf8_lossy(&out.stderr));
+            return;
+        }
+        sent += n;
+    }
+}
+
+/// One contestant of the memory phase, measured: Envoy's RSS after the warm-up, and the
+/// filter's verified-token cache hit rate over one more pass (`None` for other filters).
+struct MemorySample {
+    name: String,
+    rss_kib: Option<u64>,
+    hit_rate: Option<f64>,
+}
+
+/// The memory phase: each contestant alone, Envoy --concurrency 4, `passes` passes over the
+/// token pool (each worker sees a part of every pass: its share of the connections), then one
+/// more pass for the hit rate, then VmRSS.
+fn memory_phase(contestants: &[(String, Setup)], pool: &[String], passes: u64, dir: &std::path::Path) -> Vec<MemorySample> {
+    let mut out = Vec::new();
+    for (name, make) in contestants {
+        let mut opts = make(0).concurrency(4);
+        opts.direct_response = true;
+        let envoy = Envoy::start(opts);
+        for _ in 0..50 {
+            let status = envoy.send(&Req::get("/api/projects").header("authorization", &pool[0])).status;
+            if status == 200 || name == "empty wasm filter" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        send_pool(&envoy, pool, passes * pool.len() as u64, dir);
+        // The filter adds its counters to Envoy's on its timer.
+        std::thread::sleep(Duration::from_millis(1500));
+        let counts = |e: &Envoy| {
+            let hit = e.stat("wasmcustom.api_auth.token_cache_hit");
+            let miss = e.stat("wasmcustom.api_auth.token_cache_miss");
+            (hit.unwrap_or(0), miss.unwrap_or(0), hit.is_some() || miss.is_some())
+        };
+        let (h0, m0, _) = counts(&envoy);
+        send_pool(&envoy, pool, pool.len() as u64, dir);
+        std::thread::sleep(Duration::from_millis(1500));
+        let (h1, m1, counted) = counts(&envoy);
+        let looked_up = (h1 + m1).saturating_sub(h0 + m0);
+        let hit_rate = (counted && name.starts_with("api-auth") && looked_up > 0).then(|| h1.saturating_sub(h0) as f64 / looked_up as f64);
+        let rss_kib = envoy.rss_kib();
+        eprintln!("memory: {name}: RSS {} KiB, token cache hit rate {hit_rate:?}", rss_kib.unwrap_or(0));
+        out.push(MemorySample { name: name.clone(), rss_kib, hit_rate });
+    }
+    out
+}
+
+fn memory_report(samples: &[MemorySample], pool_size: usize, passes: u64) -> String {
+    let mut r = String::new();
+    let empty = samples.iter().find(|s| s.name == "empty wasm filter").and_then(|s| s.rss_kib);
+    let _ = writeln!(
+        r,
+        "## Memory per worker\n\nEach contestant alone: Envoy --concurrency 4, direct response, {passes} passes of wrk -t1 -c16 over the \
+         {pool_size} pre-minted tokens in order (each worker gets its share of the connections, so it sees part of every \
+         pass), then one more pass, over which the filter's token-cache hit rate is counted \
+         (`api_auth.token_cache_hit` / (hit + miss)); then Envoy's VmRSS. `per worker above empty wasm` is \
+         (RSS − RSS of the empty wasm filter) / 4. `token_cache off` is the filter with `token_cache.max_entries: 0`: \
+         the part that is not the cache.\n\n\
+         | setup | RSS | per worker above empty wasm | token-cache hit rate (last pass) |\n|---|---|---|---|"
+    );
+    for s in samples {
+        let above = match (s.rss_kib, empty) {
+            (Some(k), Some(e)) if s.name != "empty wasm filter" => format!("{:.2} MiB", (k as f64 - e as f64) / 4.0 / 1024.0),
+            _ => "-".into(),
+        };
+        let hits = s.hit_rate.map_or("-".into(), |h| format!("{:.0} %", h * 100.0));
+        let rss = s.rss_kib.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        let _ = writeln!(r, "| {} | {rss} | {above} | {hits} |", s.name);
+    }
+    let _ = writeln!(r);
+    r
+}
+
 fn main() {
     let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let pool_size: usize = std::env::var("BENCH_POOL").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
@@ -220,7 +326,10 @@ fn main() {
         Load { name: "(e) public route", path: "/health", auth: vec![], expect_2xx: true },
     ];
     let iterations = std::env::var("BENCH_CORE_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
-    let mut core = core_costs(&cfg, &jwks_doc, &loads, iterations);
+    // `BENCH_ONLY=memory`: the memory phase alone (quick); `BENCH_ONLY=core`: the core alone.
+    let only = std::env::var("BENCH_ONLY").ok().filter(|v| !v.is_empty());
+    let memory_only = only.as_deref() == Some("memory");
+    let mut core = if memory_only { None } else { core_costs(&cfg, &jwks_doc, &loads, iterations) };
     // ES256 in the core alone: one P-256 key, one token, verified cold every time.
     {
         use base64::Engine;
@@ -236,7 +345,8 @@ fn main() {
         let mut es_cfg = cfg.clone();
         es_cfg["providers"]["clerk"]["algorithms"] = json!(["ES256"]);
         let load = Load { name: "(b) one ES256 token, cold", path: "/api/projects", auth: vec![format!("Bearer {token}")], expect_2xx: true };
-        if let (Some(rows), Some(es_rows)) = (core.as_mut(), core_costs(&es_cfg, &es_jwks.to_string(), &[load], iterations)) {
+        if let (Some(rows), false) = (core.as_mut(), memory_only) {
+            let es_rows = core_costs(&es_cfg, &es_jwks.to_string(), &[load], iterations).unwrap_or_default();
             rows.extend(es_rows.into_iter().map(|(name, ns, outcome)| (if name.starts_with("step") { format!("ES256 {name}") } else { name }, ns, outcome)));
         }
     }
@@ -279,14 +389,64 @@ fn main() {
         None => loads,
     };
 
+    // Memory per worker (`memory_phase`): the empty wasm filter, jwt_authn with its cache, this
+    // filter with its default cache and with the cache off, the sizes of
+    // `BENCH_MEMORY_SIZES=1024,8192` (`token_cache.max_entries`), and the A/B builds (with the
+    // configuration as it is: an older build may not know `token_cache`). `BENCH_SETUPS` picks
+    // among them too (the empty wasm filter always runs: it is the baseline).
+    let mut memory_section = String::new();
+    if only.is_none() || memory_only {
+        let passes: u64 = std::env::var("BENCH_MEMORY_PASSES").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+        let sizes: Vec<u64> =
+            std::env::var("BENCH_MEMORY_SIZES").unwrap_or_default().split(',').filter_map(|n| n.trim().parse().ok()).collect();
+        let jwks_port = jwks.port();
+        let filter = |c: Value, wasm: Option<PathBuf>| -> Setup {
+            Box::new(move |up| EnvoyOpts { wasm: wasm.clone(), ..EnvoyOpts::new(c.clone(), up).cluster("clerk_jwks", jwks_port) })
+        };
+        let with_cache = |n: u64| {
+            let mut c = cfg.clone();
+            c["token_cache"] = json!({ "max_entries": n });
+            c
+        };
+        let noop_filters = noop_yaml(&noop, false);
+        let native = jwt_authn_yaml(&jwks_doc, true);
+        let mut contestants: Vec<(String, Setup)> = vec![
+            ("empty wasm filter".into(), Box::new(move |up| EnvoyOpts { filters_yaml: Some(noop_filters.clone()), ..EnvoyOpts::new(json!({}), up) })),
+            ("jwt_authn + cache".into(), Box::new(move |up| EnvoyOpts { filters_yaml: Some(native.clone()), ..EnvoyOpts::new(json!({}), up) })),
+            ("api-auth-filter".into(), filter(cfg.clone(), None)),
+            ("api-auth-filter, token_cache off".into(), filter(with_cache(0), None)),
+        ];
+        for n in sizes {
+            contestants.push((format!("api-auth-filter, max_entries {n}"), filter(with_cache(n), None)));
+        }
+        for (name, other) in &ab {
+            contestants.push((name.clone(), filter(cfg.clone(), Some(other.clone()))));
+        }
+        if let Some(names) = &only_setups {
+            contestants.retain(|(name, _)| name == "empty wasm filter" || names.split(',').any(|n| name.contains(n.trim())));
+        }
+        let upstream = Server::echo();
+        let upstream_port = upstream.port();
+        let contestants: Vec<(String, Setup)> =
+            contestants.into_iter().map(|(name, make)| (name, Box::new(move |_| make(upstream_port)) as Setup)).collect();
+        let samples = memory_phase(&contestants, &pool, passes, &dir);
+        memory_section = memory_report(&samples, pool.len(), passes);
+        if memory_only {
+            print!("{memory_section}");
+            eprintln!("BENCH_ONLY=memory: BENCHMARKS.md left as it was");
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+    }
+
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let mut report = String::new();
     let _ = writeln!(
         report,
         "# Benchmarks\n\nWritten by `make bench` (wrk -t1 -c16, {seconds} s per cell, median of {rounds} rounds taken round-robin over \
          contestants that run side by side, Envoy {} --concurrency 1, loopback, \
-         {pool_size} pre-minted RS256 tokens for (b), more than the filter's 8192-entry token cache holds, so (b) \
-         measures cold verification). Ratios are requests/s over the empty wasm filter's and over \
+         {pool_size} pre-minted RS256 tokens for (b), sent in order, more than the filter's token cache holds \
+         (`token_cache.max_entries`, 4096 by default), so (b) measures cold verification). Ratios are requests/s over the empty wasm filter's and over \
          native jwt_authn's (with cache for (a), without for the others). The API key (c) and public route (e) rows of \
          jwt_authn run without a token rule that applies to them, so they are Envoy's floor, not a comparison.\n\n\
          `wasm host calls only` is the empty wasm filter making the host calls this filter makes on an allowed \
@@ -381,6 +541,7 @@ fn main() {
         }
         let _ = writeln!(report);
     }
+    report.push_str(&memory_section);
     let _ = writeln!(
         report,
         "`worker CPU µs/req` is the CPU time Envoy's worker thread spent per request (user + system, from /proc), the \
