@@ -219,8 +219,12 @@ fn send_pool(envoy: &Envoy, pool: &[String], total: u64, dir: &std::path::Path) 
 /// filter's verified-token cache hit rate over one more pass (`None` for other filters).
 struct MemorySample {
     name: String,
+    /// Right after start, and after the warm-up.
+    rss_start_kib: Option<u64>,
     rss_kib: Option<u64>,
     hit_rate: Option<f64>,
+    /// Each wasm VM's linear memory: (size, resident) KiB.
+    wasm: Vec<(u64, u64)>,
 }
 
 /// The memory phase: each contestant alone, Envoy --concurrency 4, `passes` passes over the
@@ -239,6 +243,7 @@ fn memory_phase(contestants: &[(String, Setup)], pool: &[String], passes: u64, d
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let rss_start_kib = envoy.rss_kib();
         send_pool(&envoy, pool, passes * pool.len() as u64, dir);
         // The filter adds its counters to Envoy's on its timer.
         std::thread::sleep(Duration::from_millis(1500));
@@ -254,8 +259,9 @@ fn memory_phase(contestants: &[(String, Setup)], pool: &[String], passes: u64, d
         let looked_up = (h1 + m1).saturating_sub(h0 + m0);
         let hit_rate = (counted && name.starts_with("api-auth") && looked_up > 0).then(|| h1.saturating_sub(h0) as f64 / looked_up as f64);
         let rss_kib = envoy.rss_kib();
-        eprintln!("memory: {name}: RSS {} KiB, token cache hit rate {hit_rate:?}", rss_kib.unwrap_or(0));
-        out.push(MemorySample { name: name.clone(), rss_kib, hit_rate });
+        let wasm = envoy.wasm_memories();
+        eprintln!("memory: {name}: RSS {} KiB (at start {}), token cache hit rate {hit_rate:?}, wasm memories {wasm:?}", rss_kib.unwrap_or(0), rss_start_kib.unwrap_or(0));
+        out.push(MemorySample { name: name.clone(), rss_start_kib, rss_kib, hit_rate, wasm });
     }
     out
 }
@@ -270,17 +276,31 @@ fn memory_report(samples: &[MemorySample], pool_size: usize, passes: u64) -> Str
          pass), then one more pass, over which the filter's token-cache hit rate is counted \
          (`api_auth.token_cache_hit` / (hit + miss)); then Envoy's VmRSS. `per worker above empty wasm` is \
          (RSS − RSS of the empty wasm filter) / 4. `token_cache off` is the filter with `token_cache.max_entries: 0`: \
-         the part that is not the cache.\n\n\
-         | setup | RSS | per worker above empty wasm | token-cache hit rate (last pass) |\n|---|---|---|---|"
+         the part that is not the cache. `at start` is the same before any request. `wasm heap` is each wasm VM's \
+         linear memory (resident / size, the mean over the VMs: one per worker and the main thread's), from \
+         /proc/<pid>/smaps.\n\n\
+         | setup | RSS | per worker above empty wasm | at start | wasm heap per VM | token-cache hit rate (last pass) |\n|---|---|---|---|---|---|"
     );
+    let start_empty = samples.iter().find(|s| s.name == "empty wasm filter").and_then(|s| s.rss_start_kib);
     for s in samples {
         let above = match (s.rss_kib, empty) {
             (Some(k), Some(e)) if s.name != "empty wasm filter" => format!("{:.2} MiB", (k as f64 - e as f64) / 4.0 / 1024.0),
             _ => "-".into(),
         };
+        let at_start = match (s.rss_start_kib, start_empty) {
+            (Some(k), Some(e)) if s.name != "empty wasm filter" => format!("{:.2} MiB", (k as f64 - e as f64) / 4.0 / 1024.0),
+            _ => "-".into(),
+        };
         let hits = s.hit_rate.map_or("-".into(), |h| format!("{:.0} %", h * 100.0));
         let rss = s.rss_kib.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
-        let _ = writeln!(r, "| {} | {rss} | {above} | {hits} |", s.name);
+        let vms = s.wasm.len().max(1) as f64;
+        let heap = if s.wasm.is_empty() {
+            "-".into()
+        } else {
+            let (size, res): (u64, u64) = s.wasm.iter().fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1));
+            format!("{:.2} / {:.2} MiB ({} VMs)", res as f64 / vms / 1024.0, size as f64 / vms / 1024.0, s.wasm.len())
+        };
+        let _ = writeln!(r, "| {} | {rss} | {above} | {at_start} | {heap} | {hits} |", s.name);
     }
     let _ = writeln!(r);
     r
