@@ -85,6 +85,21 @@ impl ApiKeys {
 }
 
 impl KeyEntry {
+    /// An estimate of the memory the entry holds, in bytes: its texts and lists, each list item
+    /// with the 16 bytes an allocation and its handle take, plus the entry itself.
+    pub fn approx_bytes(&self) -> usize {
+        let list = |v: &[String]| v.iter().map(|s| s.len() + 16).sum::<usize>() + 16;
+        let text = |t: &Option<String>| t.as_ref().map_or(0, |s| s.len() + 16);
+        std::mem::size_of::<KeyEntry>()
+            + self.id.len()
+            + 16
+            + list(&self.permissions)
+            + list(&self.scopes)
+            + list(&self.workspaces)
+            + text(&self.organization)
+            + text(&self.name)
+    }
+
     /// The principal of a known key, or why the key may not be used now.
     pub fn principal(&self, now: i64) -> Result<Principal, Reason> {
         match self.status {
