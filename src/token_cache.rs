@@ -123,13 +123,16 @@ impl VerifiedCache for TokenCache {
         let mut guard = self.entries.borrow_mut();
         let e = &mut *guard;
         let digest = if e.last_miss.0 == token { e.last_miss.1 } else { token_digest(token) };
-        e.recent[slot(token)] = Some((token.into(), entry.clone()));
         // A replaced entry (verified again after a key change, or for another provider)
         // keeps its place in the order.
-        if e.by_digest.insert(digest, entry).is_none() {
-            e.order.push_back(digest);
-            while e.order.len() > self.capacity {
-                if let Some(gone) = e.order.pop_front().and_then(|old| e.by_digest.remove(&old)) {
+        if let Some(kept) = e.by_digest.get_mut(&digest) {
+            *kept = entry.clone();
+        } else {
+            // Room first: the map and the order never hold more than `capacity`, not even for a
+            // moment (one more would double the order's buffer).
+            while e.order.len() >= self.capacity {
+                let Some(oldest) = e.order.pop_front() else { break };
+                if let Some(gone) = e.by_digest.remove(&oldest) {
                     // Out of the recent table too: the cache holds at most `capacity` entries.
                     for s in e.recent.iter_mut() {
                         if s.as_ref().is_some_and(|(_, entry)| Rc::ptr_eq(entry, &gone)) {
@@ -138,7 +141,10 @@ impl VerifiedCache for TokenCache {
                     }
                 }
             }
+            e.order.push_back(digest);
+            e.by_digest.insert(digest, entry.clone());
         }
+        e.recent[slot(token)] = Some((token.into(), entry));
     }
 }
 
@@ -208,6 +214,13 @@ mod tests {
         assert_eq!(cache.len(), 3);
         let found: Vec<&String> = tokens.iter().filter(|t| cache.get(t).is_some()).collect();
         assert_eq!(found, tokens[7..].iter().collect::<Vec<_>>(), "only the newest three, recent table or not");
+        // Never one more, even for a moment: the order's buffer stays the size of the cache.
+        let big = TokenCache::new(64);
+        for i in 0..1000 {
+            big.insert(&format!("h.p.sig{i:04}"), entry("x"));
+        }
+        assert_eq!(big.len(), 64);
+        assert!(big.entries.borrow().order.capacity() < 128, "{}", big.entries.borrow().order.capacity());
         cache.clear();
         assert!(cache.is_empty());
         assert!(tokens.iter().all(|t| cache.get(t).is_none()));
