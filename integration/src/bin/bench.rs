@@ -230,10 +230,10 @@ struct MemorySample {
 /// The memory phase: each contestant alone, Envoy --concurrency 4, `passes` passes over the
 /// token pool (each worker sees a part of every pass: its share of the connections), then one
 /// more pass for the hit rate, then VmRSS.
-fn memory_phase(contestants: &[(String, Setup)], pool: &[String], passes: u64, dir: &std::path::Path) -> Vec<MemorySample> {
+fn memory_phase(contestants: &[(String, Setup)], pool: &[String], passes: u64, workers: u32, dir: &std::path::Path) -> Vec<MemorySample> {
     let mut out = Vec::new();
     for (name, make) in contestants {
-        let mut opts = make(0).concurrency(4);
+        let mut opts = make(0).concurrency(workers);
         opts.direct_response = true;
         let envoy = Envoy::start(opts);
         for _ in 0..50 {
@@ -266,17 +266,17 @@ fn memory_phase(contestants: &[(String, Setup)], pool: &[String], passes: u64, d
     out
 }
 
-fn memory_report(samples: &[MemorySample], pool_size: usize, passes: u64) -> String {
+fn memory_report(samples: &[MemorySample], pool_size: usize, passes: u64, workers: u32) -> String {
     let mut r = String::new();
     let empty = samples.iter().find(|s| s.name == "empty wasm filter").and_then(|s| s.rss_kib);
     let _ = writeln!(
         r,
-        "## Memory per worker\n\nEach contestant alone: Envoy --concurrency 4, direct response, {passes} passes of wrk -t1 -c16 over the \
+        "## Memory per worker\n\nEach contestant alone: Envoy --concurrency {workers}, direct response, {passes} passes of wrk -t1 -c16 over the \
          {pool_size} pre-minted tokens in order (each worker gets its share of the connections, so it sees part of every \
          pass), then one more pass, over which the filter's token-cache hit rate is counted \
          (`api_auth.token_cache_hit` / (hit + miss)); then Envoy's VmRSS. `per worker above empty wasm` is \
-         (RSS − RSS of the empty wasm filter) / 4. `token_cache off` is the filter with `token_cache.max_entries: 0`: \
-         the part that is not the cache. `at start` is the same before any request. `wasm heap` is each wasm VM's \
+         (RSS − RSS of the empty wasm filter) / {workers}. `token_cache off` is the filter with `token_cache.max_entries: 0`: \
+         the part that is not the cache; `forwarding claim:org_id` adds a `claim:` header to `forward.headers`. `at start` is the same before any request. `wasm heap` is each wasm VM's \
          linear memory (resident / size, the mean over the VMs: one per worker and the main thread's), from \
          /proc/<pid>/smaps.\n\n\
          | setup | RSS | per worker above empty wasm | at start | wasm heap per VM | token-cache hit rate (last pass) |\n|---|---|---|---|---|---|"
@@ -284,11 +284,11 @@ fn memory_report(samples: &[MemorySample], pool_size: usize, passes: u64) -> Str
     let start_empty = samples.iter().find(|s| s.name == "empty wasm filter").and_then(|s| s.rss_start_kib);
     for s in samples {
         let above = match (s.rss_kib, empty) {
-            (Some(k), Some(e)) if s.name != "empty wasm filter" => format!("{:.2} MiB", (k as f64 - e as f64) / 4.0 / 1024.0),
+            (Some(k), Some(e)) if s.name != "empty wasm filter" => format!("{:.2} MiB", (k as f64 - e as f64) / f64::from(workers) / 1024.0),
             _ => "-".into(),
         };
         let at_start = match (s.rss_start_kib, start_empty) {
-            (Some(k), Some(e)) if s.name != "empty wasm filter" => format!("{:.2} MiB", (k as f64 - e as f64) / 4.0 / 1024.0),
+            (Some(k), Some(e)) if s.name != "empty wasm filter" => format!("{:.2} MiB", (k as f64 - e as f64) / f64::from(workers) / 1024.0),
             _ => "-".into(),
         };
         let hits = s.hit_rate.map_or("-".into(), |h| format!("{:.0} %", h * 100.0));
@@ -439,8 +439,14 @@ fn main() {
         for n in sizes {
             contestants.push((format!("api-auth-filter, max_entries {n}"), filter(with_cache(n), None)));
         }
+        // A forwarded claim: what an entry keeps of the claims (a build that kept the whole
+        // claims tree shows it here).
+        let mut with_claim = cfg.clone();
+        with_claim["forward"]["headers"]["x-org-claim"] = json!("claim:org_id");
+        contestants.push(("api-auth-filter, forwarding claim:org_id".into(), filter(with_claim.clone(), None)));
         for (name, other) in &ab {
             contestants.push((name.clone(), filter(cfg.clone(), Some(other.clone()))));
+            contestants.push((format!("{name}, forwarding claim:org_id"), filter(with_claim.clone(), Some(other.clone()))));
         }
         if let Some(names) = &only_setups {
             contestants.retain(|(name, _)| name == "empty wasm filter" || names.split(',').any(|n| name.contains(n.trim())));
@@ -449,8 +455,10 @@ fn main() {
         let upstream_port = upstream.port();
         let contestants: Vec<(String, Setup)> =
             contestants.into_iter().map(|(name, make)| (name, Box::new(move |_| make(upstream_port)) as Setup)).collect();
-        let samples = memory_phase(&contestants, &pool, passes, &dir);
-        memory_section = memory_report(&samples, pool.len(), passes);
+        // `BENCH_MEMORY_WORKERS`: Envoy's --concurrency here (4 unless set).
+        let workers: u32 = std::env::var("BENCH_MEMORY_WORKERS").ok().and_then(|s| s.parse().ok()).unwrap_or(4).max(1);
+        let samples = memory_phase(&contestants, &pool, passes, workers, &dir);
+        memory_section = memory_report(&samples, pool.len(), passes, workers);
         if memory_only {
             print!("{memory_section}");
             eprintln!("BENCH_ONLY=memory: BENCHMARKS.md left as it was");
