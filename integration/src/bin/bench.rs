@@ -268,39 +268,45 @@ fn memory_phase(contestants: &[(String, Setup)], pool: &[String], passes: u64, w
 
 fn memory_report(samples: &[MemorySample], pool_size: usize, passes: u64, workers: u32) -> String {
     let mut r = String::new();
-    let empty = samples.iter().find(|s| s.name == "empty wasm filter").and_then(|s| s.rss_kib);
+    let mib = |kib: f64| kib / 1024.0;
+    let base = samples.iter().find(|s| s.name == "empty wasm filter");
     let _ = writeln!(
         r,
         "## Memory per worker\n\nEach contestant alone: Envoy --concurrency {workers}, direct response, {passes} passes of wrk -t1 -c16 over the \
          {pool_size} pre-minted tokens in order (each worker gets its share of the connections, so it sees part of every \
          pass), then one more pass, over which the filter's token-cache hit rate is counted \
-         (`api_auth.token_cache_hit` / (hit + miss)); then Envoy's VmRSS. `per worker above empty wasm` is \
-         (RSS − RSS of the empty wasm filter) / {workers}. `token_cache off` is the filter with `token_cache.max_entries: 0`: \
-         the part that is not the cache; `forwarding claim:org_id` adds a `claim:` header to `forward.headers`. `at start` is the same before any request. `wasm heap` is each wasm VM's \
-         linear memory (resident / size, the mean over the VMs: one per worker and the main thread's), from \
-         /proc/<pid>/smaps.\n\n\
-         | setup | RSS | per worker above empty wasm | at start | wasm heap per VM | token-cache hit rate (last pass) |\n|---|---|---|---|---|---|"
+         (`api_auth.token_cache_hit` / (hit + miss)); then Envoy's VmRSS.\n\n\
+         - `per worker above empty wasm`: (RSS − the empty wasm filter's RSS) / {workers}. It has two parts:\n\
+         - `at start, whole process`: the same difference right after start, before the traffic: it does not grow with the \
+         number of workers (the same with --concurrency 1: `BENCH_MEMORY_WORKERS=1`), it is the module's compiled code;\n\
+         - `grown per worker`: what the traffic added, per worker, beyond what it added to the empty wasm filter (the \
+         caches, the heap's high-water mark).\n\n\
+         `token_cache off` is the filter with `token_cache.max_entries: 0`; `forwarding claim:org_id` adds a `claim:` \
+         header to `forward.headers`. `wasm heap per VM` is each wasm VM's linear memory, resident / size, the mean over \
+         the VMs (one per worker, and the main thread's), from /proc/<pid>/smaps.\n\n\
+         | setup | RSS | per worker above empty wasm | at start, whole process | grown per worker | wasm heap per VM | token-cache hit rate (last pass) |\n\
+         |---|---|---|---|---|---|---|"
     );
-    let start_empty = samples.iter().find(|s| s.name == "empty wasm filter").and_then(|s| s.rss_start_kib);
     for s in samples {
-        let above = match (s.rss_kib, empty) {
-            (Some(k), Some(e)) if s.name != "empty wasm filter" => format!("{:.2} MiB", (k as f64 - e as f64) / f64::from(workers) / 1024.0),
-            _ => "-".into(),
-        };
-        let at_start = match (s.rss_start_kib, start_empty) {
-            (Some(k), Some(e)) if s.name != "empty wasm filter" => format!("{:.2} MiB", (k as f64 - e as f64) / f64::from(workers) / 1024.0),
-            _ => "-".into(),
+        let is_base = s.name == "empty wasm filter";
+        let diff = |mine: Option<u64>, theirs: Option<u64>| mine.zip(theirs).filter(|_| !is_base).map(|(m, t)| m as f64 - t as f64);
+        let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2} MiB", mib(v)));
+        let above = diff(s.rss_kib, base.and_then(|b| b.rss_kib)).map(|d| d / f64::from(workers));
+        let at_start = diff(s.rss_start_kib, base.and_then(|b| b.rss_start_kib));
+        let grown = match (above, at_start) {
+            (Some(a), Some(st)) => Some(a - st / f64::from(workers)),
+            _ => None,
         };
         let hits = s.hit_rate.map_or("-".into(), |h| format!("{:.0} %", h * 100.0));
-        let rss = s.rss_kib.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        let rss = s.rss_kib.map_or("?".into(), |k| format!("{:.1} MiB", mib(k as f64)));
         let vms = s.wasm.len().max(1) as f64;
         let heap = if s.wasm.is_empty() {
             "-".into()
         } else {
             let (size, res): (u64, u64) = s.wasm.iter().fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1));
-            format!("{:.2} / {:.2} MiB ({} VMs)", res as f64 / vms / 1024.0, size as f64 / vms / 1024.0, s.wasm.len())
+            format!("{:.2} / {:.2} MiB ({} VMs)", mib(res as f64 / vms), mib(size as f64 / vms), s.wasm.len())
         };
-        let _ = writeln!(r, "| {} | {rss} | {above} | {at_start} | {heap} | {hits} |", s.name);
+        let _ = writeln!(r, "| {} | {rss} | {} | {} | {} | {heap} | {hits} |", s.name, show(above), show(at_start), show(grown));
     }
     let _ = writeln!(r);
     r
