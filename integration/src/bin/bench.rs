@@ -403,7 +403,8 @@ fn main() {
         setups.push((name.as_str(), Box::new(|up| EnvoyOpts { wasm: Some(other.clone()), ..EnvoyOpts::new(cfg.clone(), up).cluster("clerk_jwks", jwks.port()) })));
     }
     // Quick runs while working: `BENCH_SETUPS=empty,api-auth` (name substrings), `BENCH_LOADS=ace`
-    // (workload letters), `BENCH_MODES=direct` (or `upstream`). BENCHMARKS.md is then not written.
+    // (workload letters), `BENCH_MODES=direct` (or `upstream`), `BENCH_ONLY=memory` (the memory
+    // phase alone) or `core`. BENCHMARKS.md is then not written.
     let pick = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
     let (only_setups, only_loads, only_modes) = (pick("BENCH_SETUPS"), pick("BENCH_LOADS"), pick("BENCH_MODES"));
     let partial = only_setups.is_some() || only_loads.is_some() || only_modes.is_some();
@@ -420,8 +421,9 @@ fn main() {
     // `BENCH_MEMORY_SIZES=1024,8192` (`token_cache.max_entries`), and the A/B builds (with the
     // configuration as it is: an older build may not know `token_cache`). `BENCH_SETUPS` picks
     // among them too (the empty wasm filter always runs: it is the baseline).
+    // A quick run of some workloads or modes (`BENCH_LOADS`, `BENCH_MODES`) skips it.
     let mut memory_section = String::new();
-    if only.is_none() || memory_only {
+    if memory_only || (only.is_none() && only_loads.is_none() && only_modes.is_none()) {
         let passes: u64 = std::env::var("BENCH_MEMORY_PASSES").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
         let sizes: Vec<u64> =
             std::env::var("BENCH_MEMORY_SIZES").unwrap_or_default().split(',').filter_map(|n| n.trim().parse().ok()).collect();
