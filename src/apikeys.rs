@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use crate::deny::Reason;
-use crate::principal::{Kind, Principal};
+use crate::principal::{Kind, Names, Principal};
 
 #[derive(Debug)]
 pub struct ApiKeys {
@@ -85,6 +85,21 @@ impl ApiKeys {
 }
 
 impl KeyEntry {
+    /// An estimate of the memory the entry holds, in bytes: its texts and lists, each list item
+    /// with the 16 bytes an allocation and its handle take, plus the entry itself.
+    pub fn approx_bytes(&self) -> usize {
+        let list = |v: &[String]| v.iter().map(|s| s.len() + 16).sum::<usize>() + 16;
+        let text = |t: &Option<String>| t.as_ref().map_or(0, |s| s.len() + 16);
+        std::mem::size_of::<KeyEntry>()
+            + self.id.len()
+            + 16
+            + list(&self.permissions)
+            + list(&self.scopes)
+            + list(&self.workspaces)
+            + text(&self.organization)
+            + text(&self.name)
+    }
+
     /// The principal of a known key, or why the key may not be used now.
     pub fn principal(&self, now: i64) -> Result<Principal, Reason> {
         match self.status {
@@ -96,12 +111,12 @@ impl KeyEntry {
             return Err(Reason::KeyExpired);
         }
         let mut p = Principal::new(Kind::ApiKey);
-        p.key_id = Some(self.id.clone());
-        p.name = self.name.clone();
-        p.organization = self.organization.clone();
-        p.workspaces = self.workspaces.clone();
-        p.permissions = self.permissions.clone();
-        p.scopes = self.scopes.clone();
+        p.key_id = Some(self.id.as_str().into());
+        p.name = self.name.as_deref().map(Into::into);
+        p.organization = self.organization.as_deref().map(Into::into);
+        p.workspaces = Names::new(self.workspaces.iter().map(String::as_str));
+        p.permissions = Names::new(self.permissions.iter().map(String::as_str));
+        p.scopes = Names::new(self.scopes.iter().map(String::as_str));
         Ok(p)
     }
 }

@@ -13,7 +13,7 @@ use crate::credentials::{self, Credential, Headers};
 use crate::deny::{self, ChallengeInfo, Denial, LocalResponse, Reason};
 use crate::grants;
 use crate::jwt::{self, KeySet, VerifyError};
-use crate::principal::{Kind, Principal};
+use crate::principal::{ClaimValues, Kind, Principal};
 use crate::routes::{self, strip_query};
 
 /// A request as the core sees it. Header names are lower-case.
@@ -438,23 +438,23 @@ fn verify_jwt(cfg: &Config, auth: &AuthRequirements, token: &str, env: &Env<'_>)
         Err(_) => return Err(Reason::TokenInvalid.into()),
     }
     let paths = &provider.claims;
+    let text = |found: Option<String>| found.map(Rc::<str>::from);
     let mut p = Principal::new(Kind::Jwt);
-    p.provider = Some(provider.name.clone());
-    p.subject = jwt::first_string(&claims, &paths.subject);
-    p.email = jwt::first_string(&claims, &paths.email);
-    p.name = jwt::first_string(&claims, &paths.name);
-    p.organization = jwt::first_string(&claims, &paths.organization);
-    p.organizations = jwt::first_list(&claims, &paths.organizations, jwt::Split::Comma);
-    p.workspaces = jwt::first_list(&claims, &paths.workspaces, jwt::Split::None);
-    p.roles = jwt::first_list(&claims, &paths.roles, jwt::Split::None);
-    p.permissions = jwt::first_list(&claims, &paths.permissions, jwt::Split::Comma);
-    p.scopes = jwt::first_list(&claims, &paths.scopes, jwt::Split::Whitespace);
+    p.provider = Some(provider.shared_name.clone());
+    p.subject = text(jwt::first_string(&claims, &paths.subject));
+    p.email = text(jwt::first_string(&claims, &paths.email));
+    p.name = text(jwt::first_string(&claims, &paths.name));
+    p.organization = text(jwt::first_string(&claims, &paths.organization));
+    p.organizations = jwt::first_list(&claims, &paths.organizations, jwt::Split::Comma).into();
+    p.workspaces = jwt::first_list(&claims, &paths.workspaces, jwt::Split::None).into();
+    p.roles = jwt::first_list(&claims, &paths.roles, jwt::Split::None).into();
+    p.permissions = jwt::first_list(&claims, &paths.permissions, jwt::Split::Comma).into();
+    p.scopes = jwt::first_list(&claims, &paths.scopes, jwt::Split::Whitespace).into();
     p.full_access = provider.full_access;
-    // The claims are kept only where a forwarded header names one (`claim:<path>`).
-    if cfg.forward.forwards_claims {
-        p.claims = Some(Rc::new(claims));
-    }
+    // Of the claims, only the values forwarded headers name (`claim:<path>`) are kept.
+    p.claims = ClaimValues::extract(&claims, &cfg.forward.claim_paths);
     if cacheable {
+        // The entry shares every text and list with the principal: a clone counts references.
         env.verified.insert(token, Rc::new(VerifiedToken { provider: index, keys_version: slot.version, times, principal: p.clone() }));
     }
     Ok(p)
@@ -515,17 +515,18 @@ fn authorize(
             }
         }
     }
-    if !auth.roles.is_empty() && !auth.roles.iter().any(|r| p.roles.contains(r)) {
+    if !auth.roles.is_empty() && !auth.roles.iter().any(|r| p.roles.has(r)) {
         return Err(Reason::RoleRequired.into());
     }
     if let Some(org) = header_text(headers, &cfg.organization_header, Reason::OrganizationForbidden)? {
         // The override may only name an organisation the principal can act in: its own, or
         // one its token lists. `full_access` lifts permission and scope checks, never the
         // tenant boundary.
-        if p.organization.as_deref() == Some(org) || p.organizations.iter().any(|o| o == org) {
-            p.organization = Some(org.to_string());
-        } else {
-            return Err(Reason::OrganizationForbidden.into());
+        if p.organization.as_deref() != Some(org) {
+            if !p.organizations.has(org) {
+                return Err(Reason::OrganizationForbidden.into());
+            }
+            p.organization = Some(org.into());
         }
     }
     if auth.organization && p.organization.as_deref().is_none_or(str::is_empty) {
@@ -534,10 +535,10 @@ fn authorize(
     if auth.workspace {
         let ws = header_text(headers, &cfg.workspace_header, Reason::WorkspaceForbidden)?
             .ok_or(Denial::new(Reason::WorkspaceRequired))?;
-        if !p.workspaces.iter().any(|w| w == ws) {
+        if !p.workspaces.has(ws) {
             return Err(Reason::WorkspaceForbidden.into());
         }
-        p.workspace = Some(ws.to_string());
+        p.workspace = Some(ws.into());
     }
     Ok(())
 }

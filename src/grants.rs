@@ -4,8 +4,8 @@
 //! precedes the `*` (`tools:*`, `tools:platform.*`). Anything else grants only itself.
 
 /// Whether any of `held` grants `required`.
-pub fn grants(held: &[String], required: &str) -> bool {
-    held.iter().any(|h| grant_covers(h, required))
+pub fn grants<S: AsRef<str>>(held: &[S], required: &str) -> bool {
+    held.iter().any(|h| grant_covers(h.as_ref(), required))
 }
 
 fn grant_covers(held: &str, required: &str) -> bool {

@@ -1,4 +1,12 @@
 //! Who a request acts as, once a credential was verified.
+//!
+//! A principal is what the verified-token cache keeps per token, so it is compact and cheap to
+//! clone: every text is an `Rc<str>` and every list a shared boxed slice (no capacity slack),
+//! a clone only counts references, and of the claims only the values a `claim:<path>` field
+//! forwards are kept, rendered when the token was verified.
+
+use std::ops::Deref;
+use std::rc::Rc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -15,27 +23,120 @@ impl Kind {
     }
 }
 
+/// A shared text of a principal.
+pub type Text = Rc<str>;
+
+/// A list of names (roles, scopes, ...), shared between clones; an empty list allocates nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names(Option<Rc<[Box<str>]>>);
+
+impl Names {
+    pub fn new<S: Into<Box<str>>>(items: impl IntoIterator<Item = S>) -> Names {
+        let items: Box<[Box<str>]> = items.into_iter().map(Into::into).collect();
+        Names((!items.is_empty()).then(|| Rc::from(items)))
+    }
+
+    /// Whether `name` is in the list.
+    pub fn has(&self, name: &str) -> bool {
+        self.iter().any(|n| &**n == name)
+    }
+
+    /// The names joined with `,`; `None` when empty.
+    pub fn joined(&self) -> Option<String> {
+        (!self.is_empty()).then(|| self.join(","))
+    }
+}
+
+impl Deref for Names {
+    type Target = [Box<str>];
+    fn deref(&self) -> &[Box<str>] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+}
+
+impl serde::Serialize for Names {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(|n| &**n))
+    }
+}
+
+impl From<Vec<String>> for Names {
+    fn from(v: Vec<String>) -> Names {
+        Names::new(v)
+    }
+}
+
+/// The forwarded claims' values of a JWT principal, by the configuration's claim slot (see
+/// `Field::Claim`), each rendered as a header value when the token was verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimValues(Option<Rc<[Option<Box<str>>]>>);
+
+impl ClaimValues {
+    /// The values of `paths` (the configuration's claim slots, in order) in a token's claims.
+    pub fn extract(claims: &serde_json::Value, paths: &[Vec<String>]) -> ClaimValues {
+        if paths.is_empty() {
+            return ClaimValues(None);
+        }
+        let values: Box<[Option<Box<str>>]> = paths.iter().map(|p| render_claim(claims, p).map(String::into_boxed_str)).collect();
+        ClaimValues(Some(Rc::from(values)))
+    }
+
+    pub fn get(&self, slot: usize) -> Option<&str> {
+        self.0.as_deref()?.get(slot)?.as_deref()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+/// A claim as a header value: a string, number or bool as written, an array as its strings and
+/// numbers joined with `,`; `None` for anything else or an absent claim.
+pub fn render_claim(claims: &serde_json::Value, path: &[String]) -> Option<String> {
+    let mut v = claims;
+    for part in path {
+        v = v.get(part)?;
+    }
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::Array(items) => {
+            let parts: Vec<String> = items
+                .iter()
+                .filter_map(|i| match i {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(","))
+        }
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
     pub kind: Kind,
-    pub provider: Option<String>,
-    pub key_id: Option<String>,
-    pub subject: Option<String>,
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub organization: Option<String>,
+    pub provider: Option<Text>,
+    pub key_id: Option<Text>,
+    pub subject: Option<Text>,
+    pub email: Option<Text>,
+    pub name: Option<Text>,
+    pub organization: Option<Text>,
     /// Further organisations the token lets the principal act in (the provider's
     /// `claims.organizations`): the organisation header may name one of them.
-    pub organizations: Vec<String>,
-    pub workspaces: Vec<String>,
-    pub roles: Vec<String>,
-    pub permissions: Vec<String>,
-    pub scopes: Vec<String>,
+    pub organizations: Names,
+    pub workspaces: Names,
+    pub roles: Names,
+    pub permissions: Names,
+    pub scopes: Names,
     pub full_access: bool,
     /// The active workspace, once a route checked the workspace header.
-    pub workspace: Option<String>,
-    /// The verified JWT claims, for `claim:<path>` forwarding.
-    pub claims: Option<std::rc::Rc<serde_json::Value>>,
+    pub workspace: Option<Text>,
+    /// The values of the forwarded `claim:<path>` fields (JWT principals).
+    pub claims: ClaimValues,
 }
 
 impl Principal {
@@ -48,59 +149,45 @@ impl Principal {
             email: None,
             name: None,
             organization: None,
-            organizations: Vec::new(),
-            workspaces: Vec::new(),
-            roles: Vec::new(),
-            permissions: Vec::new(),
-            scopes: Vec::new(),
+            organizations: Names::default(),
+            workspaces: Names::default(),
+            roles: Names::default(),
+            permissions: Names::default(),
+            scopes: Names::default(),
             full_access: false,
             workspace: None,
-            claims: None,
+            claims: ClaimValues::default(),
         }
     }
 
     /// The value of a field as a header value (lists joined with `,`); `None` when empty.
     pub fn field_value(&self, field: &Field) -> Option<String> {
-        let joined = |v: &[String]| (!v.is_empty()).then(|| v.join(","));
+        let text = |t: &Option<Text>| t.as_deref().map(str::to_string);
         match field {
             Field::Kind => Some(self.kind.as_str().to_string()),
-            Field::Provider => self.provider.clone(),
-            Field::KeyId => self.key_id.clone(),
-            Field::Subject => self.subject.clone(),
-            Field::Email => self.email.clone(),
-            Field::Name => self.name.clone(),
-            Field::Organization => self.organization.clone(),
-            Field::Workspaces => joined(&self.workspaces),
-            Field::Workspace => self.workspace.clone(),
-            Field::Roles => joined(&self.roles),
-            Field::Permissions => joined(&self.permissions),
-            Field::Scopes => joined(&self.scopes),
+            Field::Provider => text(&self.provider),
+            Field::KeyId => text(&self.key_id),
+            Field::Subject => text(&self.subject),
+            Field::Email => text(&self.email),
+            Field::Name => text(&self.name),
+            Field::Organization => text(&self.organization),
+            Field::Workspaces => self.workspaces.joined(),
+            Field::Workspace => text(&self.workspace),
+            Field::Roles => self.roles.joined(),
+            Field::Permissions => self.permissions.joined(),
+            Field::Scopes => self.scopes.joined(),
             Field::FullAccess => Some(self.full_access.to_string()),
-            Field::Claim(path) => {
-                let mut v: &serde_json::Value = self.claims.as_deref()?;
-                for part in path {
-                    v = v.get(part)?;
-                }
-                match v {
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    serde_json::Value::Bool(b) => Some(b.to_string()),
-                    serde_json::Value::Array(items) => {
-                        let parts: Vec<String> = items
-                            .iter()
-                            .filter_map(|i| match i {
-                                serde_json::Value::String(s) => Some(s.clone()),
-                                serde_json::Value::Number(n) => Some(n.to_string()),
-                                _ => None,
-                            })
-                            .collect();
-                        joined(&parts)
-                    }
-                    _ => None,
-                }
-            }
+            Field::Claim(c) => self.claims.get(c.slot).map(str::to_string),
         }
     }
+}
+
+/// A `claim:<path>` field: the dotted path, and the slot the configuration gave the path
+/// among every forwarded claim (`Forward::claim_paths`), where a principal keeps its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimField {
+    pub path: Vec<String>,
+    pub slot: usize,
 }
 
 /// A principal field named in `forward.headers`.
@@ -119,7 +206,8 @@ pub enum Field {
     Permissions,
     Scopes,
     FullAccess,
-    Claim(Vec<String>),
+    /// Parsed with slot 0; the configuration numbers the slots.
+    Claim(ClaimField),
 }
 
 impl Field {
@@ -144,7 +232,7 @@ impl Field {
                 if parts.iter().any(String::is_empty) {
                     return None;
                 }
-                Field::Claim(parts)
+                Field::Claim(ClaimField { path: parts, slot: 0 })
             }
         })
     }
@@ -158,18 +246,39 @@ mod tests {
     #[test]
     fn fields_render_as_header_values() {
         let mut p = Principal::new(Kind::Jwt);
-        p.roles = vec!["admin".into(), "member".into()];
+        p.roles = Names::new(["admin", "member"]);
         p.subject = Some("usr_1".into());
-        p.claims = Some(std::rc::Rc::new(json!({"email": "a@b.c", "o": {"id": "org_1", "n": 3}, "list": ["x", 2, {"no": 1}]})));
+        let claims = json!({"email": "a@b.c", "o": {"id": "org_1", "n": 3}, "list": ["x", 2, {"no": 1}]});
+        let paths: Vec<Vec<String>> =
+            ["o.id", "o.n", "list", "o.missing"].iter().map(|p| p.split('.').map(str::to_string).collect()).collect();
+        p.claims = ClaimValues::extract(&claims, &paths);
+        let claim = |path: &str, slot: usize| {
+            let Some(Field::Claim(c)) = Field::parse(&format!("claim:{path}")) else { panic!("a claim field") };
+            Field::Claim(ClaimField { slot, ..c })
+        };
         assert_eq!(p.field_value(&Field::Roles).as_deref(), Some("admin,member"));
         assert_eq!(p.field_value(&Field::Scopes), None);
         assert_eq!(p.field_value(&Field::Kind).as_deref(), Some("jwt"));
-        assert_eq!(p.field_value(&Field::parse("claim:o.id").unwrap()).as_deref(), Some("org_1"));
-        assert_eq!(p.field_value(&Field::parse("claim:o.n").unwrap()).as_deref(), Some("3"));
-        assert_eq!(p.field_value(&Field::parse("claim:list").unwrap()).as_deref(), Some("x,2"));
-        assert_eq!(p.field_value(&Field::parse("claim:o.missing").unwrap()), None);
+        assert_eq!(p.field_value(&claim("o.id", 0)).as_deref(), Some("org_1"));
+        assert_eq!(p.field_value(&claim("o.n", 1)).as_deref(), Some("3"));
+        assert_eq!(p.field_value(&claim("list", 2)).as_deref(), Some("x,2"));
+        assert_eq!(p.field_value(&claim("o.missing", 3)), None);
+        assert_eq!(p.field_value(&claim("beyond", 4)), None);
         assert_eq!(Field::parse("claim:"), None);
         assert_eq!(Field::parse("claim:a..b"), None);
         assert_eq!(Field::parse("subjects"), None);
+    }
+
+    #[test]
+    fn a_clone_shares_every_text_and_list() {
+        let mut p = Principal::new(Kind::Jwt);
+        p.subject = Some("usr_1".into());
+        p.roles = Names::new(["admin"]);
+        p.claims = ClaimValues::extract(&json!({"a": "b"}), &[vec!["a".to_string()]]);
+        let q = p.clone();
+        assert!(Rc::ptr_eq(p.subject.as_ref().unwrap(), q.subject.as_ref().unwrap()));
+        assert!(Rc::ptr_eq(p.roles.0.as_ref().unwrap(), q.roles.0.as_ref().unwrap()));
+        assert!(Rc::ptr_eq(p.claims.0.as_ref().unwrap(), q.claims.0.as_ref().unwrap()));
+        assert!(Names::new(Vec::<String>::new()).0.is_none(), "an empty list allocates nothing");
     }
 }

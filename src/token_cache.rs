@@ -1,4 +1,6 @@
-//! The verified-token cache of one VM (one Envoy worker): bounded, oldest entry out first.
+//! The verified-token cache of one VM (one Envoy worker): at most `token_cache.max_entries`
+//! entries (0: no cache), oldest entry out first. An entry is compact (`principal::Principal`
+//! shares its texts and lists with the principal a hit hands out: a hit allocates nothing).
 //!
 //! Entries are keyed by `engine::token_digest` (SHA-256 of the whole token), so the cache never
 //! holds the tokens themselves, except the few most recently used: those are kept whole in a
@@ -49,7 +51,7 @@ impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         let entries =
             Entries { by_digest: HashMap::new(), order: VecDeque::new(), recent: vec![None; RECENT_SLOTS], last_miss: (String::new(), token_digest("")) };
-        TokenCache { capacity: capacity.max(1), entries: RefCell::new(entries), hits: Cell::new(0), misses: Cell::new(0) }
+        TokenCache { capacity, entries: RefCell::new(entries), hits: Cell::new(0), misses: Cell::new(0) }
     }
 
     /// The keys changed: nothing verified with the old ones will be used again (the version
@@ -84,6 +86,11 @@ impl TokenCache {
 
 impl VerifiedCache for TokenCache {
     fn get(&self, token: &str) -> Option<Rc<VerifiedToken>> {
+        if self.capacity == 0 {
+            // No cache: every token is verified in full, and counted so.
+            self.count(false);
+            return None;
+        }
         let i = slot(token);
         let mut e = self.entries.borrow_mut();
         if let Some((recent, entry)) = &e.recent[i] {
@@ -110,16 +117,22 @@ impl VerifiedCache for TokenCache {
     }
 
     fn insert(&self, token: &str, entry: Rc<VerifiedToken>) {
+        if self.capacity == 0 {
+            return;
+        }
         let mut guard = self.entries.borrow_mut();
         let e = &mut *guard;
         let digest = if e.last_miss.0 == token { e.last_miss.1 } else { token_digest(token) };
-        e.recent[slot(token)] = Some((token.into(), entry.clone()));
         // A replaced entry (verified again after a key change, or for another provider)
         // keeps its place in the order.
-        if e.by_digest.insert(digest, entry).is_none() {
-            e.order.push_back(digest);
-            while e.order.len() > self.capacity {
-                if let Some(gone) = e.order.pop_front().and_then(|old| e.by_digest.remove(&old)) {
+        if let Some(kept) = e.by_digest.get_mut(&digest) {
+            *kept = entry.clone();
+        } else {
+            // Room first: the map and the order never hold more than `capacity`, not even for a
+            // moment (one more would double the order's buffer).
+            while e.order.len() >= self.capacity {
+                let Some(oldest) = e.order.pop_front() else { break };
+                if let Some(gone) = e.by_digest.remove(&oldest) {
                     // Out of the recent table too: the cache holds at most `capacity` entries.
                     for s in e.recent.iter_mut() {
                         if s.as_ref().is_some_and(|(_, entry)| Rc::ptr_eq(entry, &gone)) {
@@ -128,7 +141,10 @@ impl VerifiedCache for TokenCache {
                     }
                 }
             }
+            e.order.push_back(digest);
+            e.by_digest.insert(digest, entry.clone());
         }
+        e.recent[slot(token)] = Some((token.into(), entry));
     }
 }
 
@@ -198,6 +214,13 @@ mod tests {
         assert_eq!(cache.len(), 3);
         let found: Vec<&String> = tokens.iter().filter(|t| cache.get(t).is_some()).collect();
         assert_eq!(found, tokens[7..].iter().collect::<Vec<_>>(), "only the newest three, recent table or not");
+        // Never one more, even for a moment: the order's buffer stays the size of the cache.
+        let big = TokenCache::new(64);
+        for i in 0..1000 {
+            big.insert(&format!("h.p.sig{i:04}"), entry("x"));
+        }
+        assert_eq!(big.len(), 64);
+        assert!(big.entries.borrow().order.capacity() < 128, "{}", big.entries.borrow().order.capacity());
         cache.clear();
         assert!(cache.is_empty());
         assert!(tokens.iter().all(|t| cache.get(t).is_none()));

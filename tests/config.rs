@@ -89,6 +89,10 @@ fn broken_configs_name_the_field() {
         ("unknown reason in a format", json!({ "error_formats": { "mine": { "reasons": { "role_requird": {} } } } }), "error_formats.mine.reasons.role_requird: unknown reason"),
         ("bad base format", json!({ "error_formats": { "mine": { "base": "xml" } } }), "error_formats.mine.base: unknown built-in format 'xml'"),
         ("bad override status", json!({ "error_formats": { "mine": { "reasons": { "role_required": { "status": 200 } } } } }), "error_formats.mine.reasons.role_required.status: must be a 4xx or 5xx status"),
+        ("token cache too large", json!({ "token_cache": { "max_entries": 65537 } }), "token_cache.max_entries: at most 65536"),
+        ("token cache negative", json!({ "token_cache": { "max_entries": -1 } }), "token_cache.max_entries: invalid value: integer"),
+        ("token cache of the wrong type", json!({ "token_cache": { "max_entries": "big" } }), "token_cache.max_entries: invalid type: string"),
+        ("unknown token cache field", json!({ "token_cache": { "entries": 10 } }), "token_cache.entries: unknown field `entries`"),
         ("not JSON", json!("just a string"), "invalid type: string"),
     ];
     for (what, doc, want) in cases {
@@ -139,6 +143,12 @@ fn defaults() {
     assert_eq!(cfg.workspace_header, "x-workspace-id");
     assert_eq!(cfg.organization_header, "x-organization-id");
     assert_eq!(cfg.unmatched, api_auth_filter::config::Unmatched::Deny);
+    assert_eq!(cfg.token_cache_entries, api_auth_filter::config::DEFAULT_TOKEN_CACHE_ENTRIES);
+    assert_eq!(cfg.token_cache_entries, 4096, "docs/configuration.md gives the default");
+    for n in [0, 1, 65_536] {
+        assert_eq!(load(json!({ "token_cache": { "max_entries": n } })).unwrap().token_cache_entries, n, "{n} is allowed");
+    }
+    assert_eq!(load(json!({ "token_cache": {} })).unwrap().token_cache_entries, 4096, "an empty section keeps the default");
     let empty_headers = load(json!({ "api_keys": { "prefixes": ["wsk_"], "headers": [] } })).unwrap();
     assert!(empty_headers.api_keys.unwrap().headers.is_empty());
 }

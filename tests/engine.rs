@@ -325,29 +325,51 @@ fn claim_forwarding_works_from_the_cache_too_and_claims_are_kept_only_when_forwa
             "forward": forward
         }))
     };
-    let token = hs256(secret, &json!({ "iss": "https://iss", "sub": "a", "email": "a@b.test", "exp": NOW + 100 }));
+    let token = hs256(
+        secret,
+        &json!({ "iss": "https://iss", "sub": "a", "email": "a@b.test", "o": { "id": "org_9", "n": 3 }, "l": ["x", 2, {}], "exp": NOW + 100 }),
+    );
     let headers = vec![("authorization".to_string(), format!("Bearer {token}").into_bytes())];
     let allow = |cfg: &Config, cache: &TokenCache| {
         let keys = api_auth_filter::engine::inline_keys(cfg);
         let env = Env { now: NOW, keys: &keys, random: [0; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: cache };
         match decide(cfg, &Request { method: "GET", path: "/", headers: &api_auth_filter::credentials::view(&headers) }, &env) {
-            Decision::Allow(a) => a,
+            Decision::Allow(mut a) => {
+                a.set.sort();
+                a
+            }
             other => panic!("not allowed: {other:?}"),
         }
     };
-    let cfg = with_forward(json!({ "headers": { "x-email": "claim:email" } }));
+    // Two headers name the same path (one slot), a nested string, a number, a list, a claim
+    // the token lacks.
+    let cfg = with_forward(json!({ "headers": {
+        "x-email": "claim:email", "x-org": "claim:o.id", "x-org-again": "claim:o.id",
+        "x-n": "claim:o.n", "x-l": "claim:l", "x-none": "claim:o.none"
+    } }));
+    assert_eq!(cfg.forward.claim_paths.len(), 5, "one slot per distinct path");
+    let want: Vec<(String, String)> =
+        [("x-email", "a@b.test"), ("x-l", "x,2"), ("x-n", "3"), ("x-org", "org_9"), ("x-org-again", "org_9")]
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
     let cache = TokenCache::new(4);
     for round in ["verified", "cached"] {
         let a = allow(&cfg, &cache);
-        assert_eq!(a.set, vec![("x-email".to_string(), "a@b.test".to_string())], "{round}");
+        assert_eq!(a.set, want, "{round}");
     }
     assert_eq!(cache.take_counts(), (1, 1));
+    // What the entry keeps of the claims: the forwarded values, nothing else.
+    let entry = cache.get(&token).expect("cached");
+    let kept: Vec<Option<&str>> = (0..6).map(|slot| entry.principal.claims.get(slot)).collect();
+    // Slots in the order of the header names: email, l, o.n, o.none, o.id.
+    assert_eq!(kept, vec![Some("a@b.test"), Some("x,2"), Some("3"), None, Some("org_9"), None]);
     // No claim forwarded: the cached principal holds no claims.
     let cfg = with_forward(json!({ "headers": { "x-sub": "subject" } }));
     let cache = TokenCache::new(4);
     assert_eq!(allow(&cfg, &cache).set, vec![("x-sub".to_string(), "a".to_string())]);
     let entry = cache.get(&token).expect("cached");
-    assert!(entry.principal.claims.is_none());
+    assert!(entry.principal.claims.is_empty());
 }
 
 #[test]

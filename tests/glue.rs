@@ -280,6 +280,28 @@ fn the_correlation_id_goes_back_on_the_response_and_counters_flush_on_the_tick()
 }
 
 #[test]
+fn the_token_cache_holds_the_configured_number_of_tokens_and_hits_forward_the_right_principal() {
+    // FIFO over a, b, c, c, a, b: two entries evict a before it comes back, three keep all.
+    for (max_entries, want_hits) in [(2, 1), (3, 3), (0, 0)] {
+        let mut cfg = config();
+        cfg["token_cache"] = json!({ "max_entries": max_entries });
+        cfg["forward"]["headers"]["x-auth-email"] = json!("claim:sub");
+        let w = Worker::configure(MockHost::new(NOW_MS), &serde_json::to_vec(&cfg).unwrap()).expect("loads");
+        serve_jwks(&w);
+        for (ctx, sub) in (1..).zip(["a", "b", "c", "c", "a", "b"]) {
+            w.host.start(ctx, "GET", "/api/x", &[("authorization", &bearer(&token(sub)))]);
+            assert_eq!(w.on_request_headers(ctx, true), Action::Continue, "{max_entries}: {sub}");
+            assert_eq!(w.host.header(ctx, "x-auth-subject").as_deref(), Some(sub.as_bytes()), "{max_entries}: request {ctx}");
+            assert_eq!(w.host.header(ctx, "x-auth-email").as_deref(), Some(sub.as_bytes()), "{max_entries}: request {ctx}, the claim");
+            w.on_done(ctx);
+        }
+        w.on_tick();
+        assert_eq!(w.host.counter("api_auth.token_cache_hit"), want_hits, "max_entries {max_entries}");
+        assert_eq!(w.host.counter("api_auth.token_cache_miss"), 6 - want_hits, "max_entries {max_entries}");
+    }
+}
+
+#[test]
 fn headers_the_host_will_not_give_are_refused_never_passed() {
     let w = worker(MockHost::new(NOW_MS));
     w.host.start(1, "GET", "/api/x", &[]);

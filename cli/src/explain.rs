@@ -535,8 +535,8 @@ fn requirements(cfg: &Config, auth: &AuthRequirements) -> (Value, Vec<String>) {
 
 fn principal_json(p: &Principal) -> Value {
     json!({
-        "kind": p.kind.as_str(), "provider": p.provider, "key_id": p.key_id, "subject": p.subject,
-        "email": p.email, "name": p.name, "organization": p.organization, "workspace": p.workspace,
+        "kind": p.kind.as_str(), "provider": p.provider.as_deref(), "key_id": p.key_id.as_deref(), "subject": p.subject.as_deref(),
+        "email": p.email.as_deref(), "name": p.name.as_deref(), "organization": p.organization.as_deref(), "workspace": p.workspace.as_deref(),
         "workspaces": p.workspaces, "roles": p.roles, "permissions": p.permissions, "scopes": p.scopes,
         "full_access": p.full_access, "organizations": p.organizations,
     })

@@ -144,7 +144,7 @@ fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) 
                         let entry = presented
                             .iter()
                             .filter_map(|k| table.get(&apikeys::digest(k)))
-                            .find(|e| Some(&e.id) == p.key_id.as_ref())
+                            .find(|e| Some(e.id.as_str()) == p.key_id.as_deref())
                             .expect("the principal's key was presented and is in the table");
                         assert_eq!(entry.status, KeyStatus::Active);
                         assert!(entry.expires_at.is_none_or(|t| t > NOW));
@@ -158,7 +158,7 @@ fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) 
                             .map(str::trim)
                             .find_map(|t| jwt::decode(t).ok())
                             .expect("a JWT principal presented a JWT");
-                        let provider = cfg.providers.iter().find(|pr| Some(&pr.name) == p.provider.as_ref()).expect("provider");
+                        let provider = cfg.providers.iter().find(|pr| Some(pr.name.as_str()) == p.provider.as_deref()).expect("provider");
                         let KeySource::Inline(set) = &provider.keys else { panic!("allowed with remote keys it does not have") };
                         assert_eq!(jwt::verify_signature(&token, set, &provider.algorithms), Ok(()));
                         let claims = token.claims().expect("claims");
@@ -174,7 +174,7 @@ fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) 
                         let value = std::str::from_utf8(value).expect("an accepted organisation is text");
                         assert_eq!(p.organization.as_deref(), Some(value));
                         assert!(
-                            own_org.as_deref() == Some(value) || p.organizations.iter().any(|o| o == value),
+                            own_org.as_deref() == Some(value) || p.organizations.has(value),
                             "{method} {path}: organisation {value:?} is neither the principal's ({own_org:?}) nor listed ({:?})",
                             p.organizations
                         );

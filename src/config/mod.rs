@@ -77,11 +77,20 @@ pub struct Config {
     pub cookie_names: Vec<String>,
     /// Some route follows the router's choice: the glue asks Envoy which route it chose.
     pub binds_routes: bool,
+    /// Verified tokens each worker keeps (`token_cache.max_entries`); 0: none.
+    pub token_cache_entries: usize,
 }
+
+/// `token_cache.max_entries` when not set: measured in BENCHMARKS.md ("Memory per worker").
+pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 4096;
+/// The most `token_cache.max_entries` may be.
+pub const MAX_TOKEN_CACHE_ENTRIES: u64 = 65_536;
 
 #[derive(Debug)]
 pub struct Provider {
     pub name: String,
+    /// `name`, shared by the principals of the provider's tokens.
+    pub shared_name: std::rc::Rc<str>,
     /// Cookies that may carry this provider's tokens.
     pub from_cookies: Vec<String>,
     pub rules: ClaimRules,
@@ -185,8 +194,9 @@ pub struct Forward {
     pub strip_credentials: bool,
     /// (lower-case header name, principal field)
     pub headers: Vec<(String, Field)>,
-    /// Some header forwards a `claim:<path>`: a JWT principal must keep its claims.
-    pub forwards_claims: bool,
+    /// The distinct claim paths the headers forward (`claim:<path>`), by slot: a JWT
+    /// principal keeps only these claims' values (`principal::ClaimValues`).
+    pub claim_paths: Vec<Vec<String>>,
 }
 
 impl Config {
@@ -319,7 +329,18 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             RawPathParameters::Strip => PathParameters::Strip,
         },
         guarded_headers,
+        token_cache_entries: compile_token_cache(raw.token_cache.as_ref())?,
     })
+}
+
+fn compile_token_cache(raw: Option<&RawTokenCache>) -> Result<usize, ConfigError> {
+    match raw.and_then(|t| t.max_entries) {
+        None => Ok(DEFAULT_TOKEN_CACHE_ENTRIES),
+        Some(n) if n > MAX_TOKEN_CACHE_ENTRIES => {
+            Err(ConfigError::new("token_cache.max_entries", format!("at most {MAX_TOKEN_CACHE_ENTRIES}")))
+        }
+        Some(n) => usize::try_from(n).map_err(|_| ConfigError::new("token_cache.max_entries", "out of range")),
+    }
 }
 
 fn compile_provider(name: String, p: RawProvider) -> Result<Provider, ConfigError> {
@@ -392,6 +413,7 @@ fn compile_provider(name: String, p: RawProvider) -> Result<Provider, ConfigErro
         }
     }
     Ok(Provider {
+        shared_name: name.as_str().into(),
         from_cookies: p.from_cookies,
         rules: ClaimRules {
             issuer: p.issuer,
@@ -803,20 +825,29 @@ fn compile_requirements(path: &str, items: &[String], variables: &[String]) -> R
 
 fn compile_forward(raw: Option<RawForward>, key_headers: &[String]) -> Result<Forward, ConfigError> {
     let Some(raw) = raw else {
-        return Ok(Forward { strip_credentials: true, headers: Vec::new(), forwards_claims: false });
+        return Ok(Forward { strip_credentials: true, headers: Vec::new(), claim_paths: Vec::new() });
     };
     let mut headers = Vec::with_capacity(raw.headers.len());
+    let mut claim_paths: Vec<Vec<String>> = Vec::new();
     for (name, field) in &raw.headers {
         let path = format!("forward.headers.{name}");
         let lname = header_name(&path, name)?;
         if lname == "authorization" || key_headers.contains(&lname) || lname.starts_with(':') || lname == "host" {
             return Err(ConfigError::new(path, "cannot overwrite a credential or pseudo header"));
         }
-        let f = Field::parse(field).ok_or_else(|| ConfigError::new(&path, format!("unknown principal field '{field}'")))?;
+        let mut f = Field::parse(field).ok_or_else(|| ConfigError::new(&path, format!("unknown principal field '{field}'")))?;
+        if let Field::Claim(c) = &mut f {
+            c.slot = match claim_paths.iter().position(|p| *p == c.path) {
+                Some(slot) => slot,
+                None => {
+                    claim_paths.push(c.path.clone());
+                    claim_paths.len() - 1
+                }
+            };
+        }
         headers.push((lname, f));
     }
-    let forwards_claims = headers.iter().any(|(_, f)| matches!(f, Field::Claim(_)));
-    Ok(Forward { strip_credentials: raw.strip_credentials.unwrap_or(true), headers, forwards_claims })
+    Ok(Forward { strip_credentials: raw.strip_credentials.unwrap_or(true), headers, claim_paths })
 }
 
 /// Filter state is written only where configured: each field is a host call and an object in

@@ -38,6 +38,14 @@ pub struct RawConfig {
     pub path_parameters: RawPathParameters,
     /// Principal fields written to Envoy filter state (`wasm.api_auth.<field>`) after an allow.
     pub filter_state: Option<Vec<String>>,
+    /// The verified-token cache of each worker.
+    pub token_cache: Option<RawTokenCache>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenCache {
+    pub max_entries: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

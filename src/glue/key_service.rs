@@ -24,8 +24,11 @@ use super::{Action, Body, Call, Host, Worker};
 /// service's JSON entry. A slot stores the full digest: a collision costs a lookup, never a
 /// wrong answer.
 pub const KEY_CACHE_SLOTS: u32 = 4096;
-/// Parsed answers kept per worker.
+/// Parsed answers kept per worker: at most this many,
 pub const PARSED_ENTRIES: usize = 1024;
+/// and at most this many bytes of them (by `parsed_bytes`, an estimate). An answer alone larger
+/// than this is not kept parsed: it is parsed again from the shared record when used.
+pub const PARSED_BYTES: usize = 256 * 1024;
 /// A key-service answer larger than this is garbage.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -40,11 +43,57 @@ pub struct Lookups {
     orphans: Vec<[u8; 32]>,
     /// Answers this worker parsed: digest to (expiry in ms, answer).
     parsed: HashMap<[u8; 32], (u64, Lookup)>,
+    /// The estimated size of `parsed` (`parsed_bytes` of each answer).
+    parsed_total: usize,
+}
+
+/// The estimated memory of one parsed answer, its digest and map slot included.
+pub fn parsed_bytes(answer: &Lookup) -> usize {
+    let entry = match answer {
+        Lookup::Found(e) => e.approx_bytes(),
+        Lookup::NotFound => 0,
+    };
+    std::mem::size_of::<([u8; 32], (u64, Lookup))>() + 8 + entry
 }
 
 impl Lookups {
     pub(crate) fn any_in_flight(&self) -> bool {
         !self.in_flight.is_empty()
+    }
+
+    /// Parsed answers kept, and their estimated bytes.
+    pub fn parsed_usage(&self) -> (usize, usize) {
+        (self.parsed.len(), self.parsed_total)
+    }
+
+    /// Keeps a parsed answer within `PARSED_ENTRIES` and `PARSED_BYTES`: older answers (any,
+    /// expired first) make room; one larger than the whole bound is not kept.
+    fn keep(&mut self, d: &[u8; 32], expires: u64, answer: Lookup, now: u64) {
+        if let Some((_, old)) = self.parsed.remove(d) {
+            self.parsed_total = self.parsed_total.saturating_sub(parsed_bytes(&old));
+        }
+        let size = parsed_bytes(&answer);
+        if size > PARSED_BYTES {
+            return;
+        }
+        if self.parsed.len() >= PARSED_ENTRIES || self.parsed_total + size > PARSED_BYTES {
+            let expired: Vec<[u8; 32]> = self.parsed.iter().filter(|(_, (exp, _))| now >= *exp).map(|(k, _)| *k).collect();
+            for k in expired {
+                self.forget(&k);
+            }
+        }
+        while self.parsed.len() >= PARSED_ENTRIES || self.parsed_total + size > PARSED_BYTES {
+            let Some(k) = self.parsed.keys().next().copied() else { break };
+            self.forget(&k);
+        }
+        self.parsed_total += size;
+        self.parsed.insert(*d, (expires, answer));
+    }
+
+    fn forget(&mut self, d: &[u8; 32]) {
+        if let Some((_, old)) = self.parsed.remove(d) {
+            self.parsed_total = self.parsed_total.saturating_sub(parsed_bytes(&old));
+        }
     }
 }
 
@@ -67,14 +116,8 @@ impl<H: Host> Worker<H> {
     }
 
     fn keep_parsed(&self, d: &[u8; 32], expires: u64, answer: Lookup) {
-        let mut st = self.st.borrow_mut();
-        let parsed = &mut st.lookups.parsed;
-        if parsed.len() >= PARSED_ENTRIES && !parsed.contains_key(d) {
-            if let Some(old) = parsed.keys().next().copied() {
-                parsed.remove(&old);
-            }
-        }
-        parsed.insert(*d, (expires, answer));
+        let now = self.host.now_ms();
+        self.st.borrow_mut().lookups.keep(d, expires, answer, now);
     }
 
     fn read_shared_answer(&self, d: &[u8; 32], now: u64) -> Option<(u64, Lookup)> {
@@ -250,5 +293,77 @@ impl<H: Host> Worker<H> {
         for id in self.lookup_waiters(&digest) {
             self.resume(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apikeys::{KeyEntry, KeyStatus};
+
+    fn found(id: &str, permissions: usize, width: usize) -> Lookup {
+        Lookup::Found(KeyEntry {
+            id: id.into(),
+            digest: [0; 32],
+            status: KeyStatus::Active,
+            expires_at: None,
+            permissions: (0..permissions).map(|i| format!("{i:0width$}")).collect(),
+            scopes: vec![],
+            organization: None,
+            workspaces: vec![],
+            name: None,
+        })
+    }
+
+    fn digest(i: usize) -> [u8; 32] {
+        let mut d = [0u8; 32];
+        d[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        d
+    }
+
+    #[test]
+    fn parsed_answers_stay_within_their_bytes_and_entries() {
+        let mut l = Lookups::default();
+        // About 4 KiB each: the byte bound, not the count, limits them (to about 64).
+        let size = parsed_bytes(&found("k", 100, 24));
+        assert!((4000..6000).contains(&size), "{size}");
+        for i in 0..1000 {
+            l.keep(&digest(i), u64::MAX, found("k", 100, 24), 0);
+            let (n, bytes) = l.parsed_usage();
+            assert!(bytes <= PARSED_BYTES, "{bytes}");
+            assert_eq!(bytes, l.parsed.values().map(|(_, a)| parsed_bytes(a)).sum::<usize>(), "the running total is right");
+            assert!(n <= PARSED_BYTES / size);
+        }
+        assert_eq!(l.parsed_usage().0, PARSED_BYTES / size, "full to the byte bound");
+        assert!(l.parsed.contains_key(&digest(999)), "the newest answer is kept");
+        // Small answers: the count bounds them.
+        let mut l = Lookups::default();
+        for i in 0..3000 {
+            l.keep(&digest(i), u64::MAX, Lookup::NotFound, 0);
+        }
+        assert_eq!(l.parsed_usage().0, PARSED_ENTRIES);
+        // Replacing an answer does not count it twice.
+        let before = l.parsed_usage();
+        l.keep(&digest(2999), u64::MAX, Lookup::NotFound, 0);
+        assert_eq!(l.parsed_usage(), before);
+        // One answer larger than the whole bound is not kept parsed.
+        let huge = found("k", 12_000, 8);
+        assert!(parsed_bytes(&huge) > PARSED_BYTES);
+        l.keep(&digest(5000), u64::MAX, huge, 0);
+        assert!(!l.parsed.contains_key(&digest(5000)));
+        assert!(l.parsed_usage().1 <= PARSED_BYTES);
+    }
+
+    #[test]
+    fn expired_answers_make_room_first() {
+        let mut l = Lookups::default();
+        for i in 0..PARSED_ENTRIES {
+            // The even ones expired at 10.
+            let expires = if i % 2 == 0 { 10 } else { u64::MAX };
+            l.keep(&digest(i), expires, Lookup::NotFound, 0);
+        }
+        l.keep(&digest(PARSED_ENTRIES), u64::MAX, Lookup::NotFound, 20);
+        assert_eq!(l.parsed_usage().0, PARSED_ENTRIES / 2 + 1);
+        assert!((0..PARSED_ENTRIES).filter(|i| i % 2 == 1).all(|i| l.parsed.contains_key(&digest(i))), "the fresh ones all stay");
     }
 }

@@ -47,7 +47,6 @@ pub const KEY_WAIT_MS: u64 = 3000;
 pub const TICK: Duration = Duration::from_millis(200);
 /// Otherwise the timer only flushes counters and follows the host's log level.
 pub const IDLE_TICK: Duration = Duration::from_secs(1);
-const TOKEN_CACHE_ENTRIES: usize = 8192;
 
 /// One worker's filter: the host, and what the worker knows. State sits in a `RefCell` that is
 /// borrowed only between host calls: a local reply may run this filter's response callback
@@ -124,6 +123,7 @@ impl<H: Host> Worker<H> {
             || config.api_keys.as_ref().is_some_and(|k| k.lookup.is_some() || k.usage_report.is_some());
         log::info!("api-auth-filter: configuration loaded ({} routes, {} providers)", config.routes.len(), config.providers.len());
         let telemetry = telemetry::Telemetry::define(&host);
+        let cache_entries = config.token_cache_entries;
         let now = host.now_ms();
         let worker = Worker {
             st: RefCell::new(State {
@@ -133,7 +133,7 @@ impl<H: Host> Worker<H> {
                 fetches: HashMap::new(),
                 lookups: key_service::Lookups::default(),
                 usage: usage::Usage::default(),
-                verified: Rc::new(TokenCache::new(TOKEN_CACHE_ENTRIES)),
+                verified: Rc::new(TokenCache::new(cache_entries)),
                 telemetry,
                 random: Random { keys: std::collections::hash_map::RandomState::new(), counter: now },
             }),

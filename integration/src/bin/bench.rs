@@ -180,6 +180,138 @@ fn core_costs(cfg: &Value, jwks_doc: &str, loads: &[Load], iterations: usize) ->
     Some(rows)
 }
 
+/// Sends `total` requests with the pool's Authorization values, in pool order (continuing
+/// where the last burst stopped), in bursts of wrk runs of a second or two.
+fn send_pool(envoy: &Envoy, pool: &[String], total: u64, dir: &std::path::Path) {
+    let script = dir.join("memory-pool.lua");
+    if !script.is_file() {
+        let mut lua = String::from("local t = {\n");
+        for a in pool {
+            let _ = writeln!(lua, "  {:?},", a);
+        }
+        lua.push_str(
+            "}\nlocal i = 0\ninit = function(args)\n  i = (tonumber(args[1]) or 0) % #t\nend\n\
+             request = function()\n  i = i % #t + 1\n  return wrk.format(nil, nil, { [\"Authorization\"] = t[i] })\nend\n",
+        );
+        std::fs::write(&script, lua).expect("write wrk script");
+    }
+    let mut sent = 0u64;
+    while sent < total {
+        let out = Command::new("wrk")
+            .args(["-t1", "-c16", "-d2s", "-s"])
+            .arg(&script)
+            .arg(format!("http://127.0.0.1:{}/api/projects", envoy.port()))
+            .arg("--")
+            .arg(sent.to_string())
+            .output()
+            .expect("wrk (make wrk installs it)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n: u64 = text.lines().find_map(|l| l.trim().split_once(" requests in ").and_then(|(n, _)| n.trim().parse().ok())).unwrap_or(0);
+        if n == 0 {
+            eprintln!("memory: wrk sent nothing: {}", String::from_utf8_lossy(&out.stderr));
+            return;
+        }
+        sent += n;
+    }
+}
+
+/// One contestant of the memory phase, measured: Envoy's RSS after the warm-up, and the
+/// filter's verified-token cache hit rate over one more pass (`None` for other filters).
+struct MemorySample {
+    name: String,
+    /// Right after start, and after the warm-up.
+    rss_start_kib: Option<u64>,
+    rss_kib: Option<u64>,
+    hit_rate: Option<f64>,
+    /// Each wasm VM's linear memory: (size, resident) KiB.
+    wasm: Vec<(u64, u64)>,
+}
+
+/// The memory phase: each contestant alone, Envoy --concurrency 4, `passes` passes over the
+/// token pool (each worker sees a part of every pass: its share of the connections), then one
+/// more pass for the hit rate, then VmRSS.
+fn memory_phase(contestants: &[(String, Setup)], pool: &[String], passes: u64, workers: u32, dir: &std::path::Path) -> Vec<MemorySample> {
+    let mut out = Vec::new();
+    for (name, make) in contestants {
+        let mut opts = make(0).concurrency(workers);
+        opts.direct_response = true;
+        let envoy = Envoy::start(opts);
+        for _ in 0..50 {
+            let status = envoy.send(&Req::get("/api/projects").header("authorization", &pool[0])).status;
+            if status == 200 || name == "empty wasm filter" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let rss_start_kib = envoy.rss_kib();
+        send_pool(&envoy, pool, passes * pool.len() as u64, dir);
+        // The filter adds its counters to Envoy's on its timer.
+        std::thread::sleep(Duration::from_millis(1500));
+        let counts = |e: &Envoy| {
+            let hit = e.stat("wasmcustom.api_auth.token_cache_hit");
+            let miss = e.stat("wasmcustom.api_auth.token_cache_miss");
+            (hit.unwrap_or(0), miss.unwrap_or(0), hit.is_some() || miss.is_some())
+        };
+        let (h0, m0, _) = counts(&envoy);
+        send_pool(&envoy, pool, pool.len() as u64, dir);
+        std::thread::sleep(Duration::from_millis(1500));
+        let (h1, m1, counted) = counts(&envoy);
+        let looked_up = (h1 + m1).saturating_sub(h0 + m0);
+        let hit_rate = (counted && name.starts_with("api-auth") && looked_up > 0).then(|| h1.saturating_sub(h0) as f64 / looked_up as f64);
+        let rss_kib = envoy.rss_kib();
+        let wasm = envoy.wasm_memories();
+        eprintln!("memory: {name}: RSS {} KiB (at start {}), token cache hit rate {hit_rate:?}, wasm memories {wasm:?}", rss_kib.unwrap_or(0), rss_start_kib.unwrap_or(0));
+        out.push(MemorySample { name: name.clone(), rss_start_kib, rss_kib, hit_rate, wasm });
+    }
+    out
+}
+
+fn memory_report(samples: &[MemorySample], pool_size: usize, passes: u64, workers: u32) -> String {
+    let mut r = String::new();
+    let mib = |kib: f64| kib / 1024.0;
+    let base = samples.iter().find(|s| s.name == "empty wasm filter");
+    let _ = writeln!(
+        r,
+        "## Memory per worker\n\nEach contestant alone: Envoy --concurrency {workers}, direct response, {passes} passes of wrk -t1 -c16 over the \
+         {pool_size} pre-minted tokens in order (each worker gets its share of the connections, so it sees part of every \
+         pass), then one more pass, over which the filter's token-cache hit rate is counted \
+         (`api_auth.token_cache_hit` / (hit + miss)); then Envoy's VmRSS.\n\n\
+         - `per worker above empty wasm`: (RSS − the empty wasm filter's RSS) / {workers}. It has two parts:\n\
+         - `at start, whole process`: the same difference right after start, before the traffic: it does not grow with the \
+         number of workers (the same with --concurrency 1: `BENCH_MEMORY_WORKERS=1`), it is the module's compiled code;\n\
+         - `grown per worker`: what the traffic added, per worker, beyond what it added to the empty wasm filter (the \
+         caches, the heap's high-water mark).\n\n\
+         `token_cache off` is the filter with `token_cache.max_entries: 0`; `forwarding claim:org_id` adds a `claim:` \
+         header to `forward.headers`. `wasm heap per VM` is each wasm VM's linear memory, resident / size, the mean over \
+         the VMs (one per worker, and the main thread's), from /proc/<pid>/smaps.\n\n\
+         | setup | RSS | per worker above empty wasm | at start, whole process | grown per worker | wasm heap per VM | token-cache hit rate (last pass) |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    for s in samples {
+        let is_base = s.name == "empty wasm filter";
+        let diff = |mine: Option<u64>, theirs: Option<u64>| mine.zip(theirs).filter(|_| !is_base).map(|(m, t)| m as f64 - t as f64);
+        let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2} MiB", mib(v)));
+        let above = diff(s.rss_kib, base.and_then(|b| b.rss_kib)).map(|d| d / f64::from(workers));
+        let at_start = diff(s.rss_start_kib, base.and_then(|b| b.rss_start_kib));
+        let grown = match (above, at_start) {
+            (Some(a), Some(st)) => Some(a - st / f64::from(workers)),
+            _ => None,
+        };
+        let hits = s.hit_rate.map_or("-".into(), |h| format!("{:.0} %", h * 100.0));
+        let rss = s.rss_kib.map_or("?".into(), |k| format!("{:.1} MiB", mib(k as f64)));
+        let vms = s.wasm.len().max(1) as f64;
+        let heap = if s.wasm.is_empty() {
+            "-".into()
+        } else {
+            let (size, res): (u64, u64) = s.wasm.iter().fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1));
+            format!("{:.2} / {:.2} MiB ({} VMs)", mib(res as f64 / vms), mib(size as f64 / vms), s.wasm.len())
+        };
+        let _ = writeln!(r, "| {} | {rss} | {} | {} | {} | {heap} | {hits} |", s.name, show(above), show(at_start), show(grown));
+    }
+    let _ = writeln!(r);
+    r
+}
+
 fn main() {
     let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let pool_size: usize = std::env::var("BENCH_POOL").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
@@ -222,7 +354,10 @@ fn main() {
         Load { name: "(e) public route", path: "/health", auth: vec![], expect_2xx: true },
     ];
     let iterations = std::env::var("BENCH_CORE_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
-    let mut core = core_costs(&cfg, &jwks_doc, &loads, iterations);
+    // `BENCH_ONLY=memory`: the memory phase alone (quick); `BENCH_ONLY=core`: the core alone.
+    let only = std::env::var("BENCH_ONLY").ok().filter(|v| !v.is_empty());
+    let memory_only = only.as_deref() == Some("memory");
+    let mut core = if memory_only { None } else { core_costs(&cfg, &jwks_doc, &loads, iterations) };
     // ES256 in the core alone: one P-256 key, one token, verified cold every time.
     {
         use base64::Engine;
@@ -238,7 +373,8 @@ fn main() {
         let mut es_cfg = cfg.clone();
         es_cfg["providers"]["clerk"]["algorithms"] = json!(["ES256"]);
         let load = Load { name: "(b) one ES256 token, cold", path: "/api/projects", auth: vec![format!("Bearer {token}")], expect_2xx: true };
-        if let (Some(rows), Some(es_rows)) = (core.as_mut(), core_costs(&es_cfg, &es_jwks.to_string(), &[load], iterations)) {
+        if let (Some(rows), false) = (core.as_mut(), memory_only) {
+            let es_rows = core_costs(&es_cfg, &es_jwks.to_string(), &[load], iterations).unwrap_or_default();
             rows.extend(es_rows.into_iter().map(|(name, ns, outcome)| (if name.starts_with("step") { format!("ES256 {name}") } else { name }, ns, outcome)));
         }
     }
@@ -270,7 +406,8 @@ fn main() {
         setups.push((name.as_str(), Box::new(|up| EnvoyOpts { wasm: Some(other.clone()), ..EnvoyOpts::new(cfg.clone(), up).cluster("clerk_jwks", jwks.port()) })));
     }
     // Quick runs while working: `BENCH_SETUPS=empty,api-auth` (name substrings), `BENCH_LOADS=ace`
-    // (workload letters), `BENCH_MODES=direct` (or `upstream`). BENCHMARKS.md is then not written.
+    // (workload letters), `BENCH_MODES=direct` (or `upstream`), `BENCH_ONLY=memory` (the memory
+    // phase alone) or `core`. BENCHMARKS.md is then not written.
     let pick = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
     let (only_setups, only_loads, only_modes) = (pick("BENCH_SETUPS"), pick("BENCH_LOADS"), pick("BENCH_MODES"));
     let partial = only_setups.is_some() || only_loads.is_some() || only_modes.is_some();
@@ -282,14 +419,73 @@ fn main() {
         None => loads,
     };
 
+    // Memory per worker (`memory_phase`): the empty wasm filter, jwt_authn with its cache, this
+    // filter with its default cache and with the cache off, the sizes of
+    // `BENCH_MEMORY_SIZES=1024,8192` (`token_cache.max_entries`), and the A/B builds (with the
+    // configuration as it is: an older build may not know `token_cache`). `BENCH_SETUPS` picks
+    // among them too (the empty wasm filter always runs: it is the baseline).
+    // A quick run of some workloads or modes (`BENCH_LOADS`, `BENCH_MODES`) skips it.
+    let mut memory_section = String::new();
+    if memory_only || (only.is_none() && only_loads.is_none() && only_modes.is_none()) {
+        let passes: u64 = std::env::var("BENCH_MEMORY_PASSES").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+        let sizes: Vec<u64> =
+            std::env::var("BENCH_MEMORY_SIZES").unwrap_or_default().split(',').filter_map(|n| n.trim().parse().ok()).collect();
+        let jwks_port = jwks.port();
+        let filter = |c: Value, wasm: Option<PathBuf>| -> Setup {
+            Box::new(move |up| EnvoyOpts { wasm: wasm.clone(), ..EnvoyOpts::new(c.clone(), up).cluster("clerk_jwks", jwks_port) })
+        };
+        let with_cache = |n: u64| {
+            let mut c = cfg.clone();
+            c["token_cache"] = json!({ "max_entries": n });
+            c
+        };
+        let noop_filters = noop_yaml(&noop, false);
+        let native = jwt_authn_yaml(&jwks_doc, true);
+        let mut contestants: Vec<(String, Setup)> = vec![
+            ("empty wasm filter".into(), Box::new(move |up| EnvoyOpts { filters_yaml: Some(noop_filters.clone()), ..EnvoyOpts::new(json!({}), up) })),
+            ("jwt_authn + cache".into(), Box::new(move |up| EnvoyOpts { filters_yaml: Some(native.clone()), ..EnvoyOpts::new(json!({}), up) })),
+            ("api-auth-filter".into(), filter(cfg.clone(), None)),
+            ("api-auth-filter, token_cache off".into(), filter(with_cache(0), None)),
+        ];
+        for n in sizes {
+            contestants.push((format!("api-auth-filter, max_entries {n}"), filter(with_cache(n), None)));
+        }
+        // A forwarded claim: what an entry keeps of the claims (a build that kept the whole
+        // claims tree shows it here).
+        let mut with_claim = cfg.clone();
+        with_claim["forward"]["headers"]["x-org-claim"] = json!("claim:org_id");
+        contestants.push(("api-auth-filter, forwarding claim:org_id".into(), filter(with_claim.clone(), None)));
+        for (name, other) in &ab {
+            contestants.push((name.clone(), filter(cfg.clone(), Some(other.clone()))));
+            contestants.push((format!("{name}, forwarding claim:org_id"), filter(with_claim.clone(), Some(other.clone()))));
+        }
+        if let Some(names) = &only_setups {
+            contestants.retain(|(name, _)| name == "empty wasm filter" || names.split(',').any(|n| name.contains(n.trim())));
+        }
+        let upstream = Server::echo();
+        let upstream_port = upstream.port();
+        let contestants: Vec<(String, Setup)> =
+            contestants.into_iter().map(|(name, make)| (name, Box::new(move |_| make(upstream_port)) as Setup)).collect();
+        // `BENCH_MEMORY_WORKERS`: Envoy's --concurrency here (4 unless set).
+        let workers: u32 = std::env::var("BENCH_MEMORY_WORKERS").ok().and_then(|s| s.parse().ok()).unwrap_or(4).max(1);
+        let samples = memory_phase(&contestants, &pool, passes, workers, &dir);
+        memory_section = memory_report(&samples, pool.len(), passes, workers);
+        if memory_only {
+            print!("{memory_section}");
+            eprintln!("BENCH_ONLY=memory: BENCHMARKS.md left as it was");
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+    }
+
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let mut report = String::new();
     let _ = writeln!(
         report,
         "# Benchmarks\n\nWritten by `make bench` (wrk -t1 -c16, {seconds} s per cell, median of {rounds} rounds taken round-robin over \
          contestants that run side by side, Envoy {} --concurrency 1, loopback, \
-         {pool_size} pre-minted RS256 tokens for (b), more than the filter's 8192-entry token cache holds, so (b) \
-         measures cold verification). Ratios are requests/s over the empty wasm filter's and over \
+         {pool_size} pre-minted RS256 tokens for (b), sent in order, more than the filter's token cache holds \
+         (`token_cache.max_entries`, 4096 by default), so (b) measures cold verification). Ratios are requests/s over the empty wasm filter's and over \
          native jwt_authn's (with cache for (a), without for the others). The API key (c) and public route (e) rows of \
          jwt_authn run without a token rule that applies to them, so they are Envoy's floor, not a comparison.\n\n\
          `wasm host calls only` is the empty wasm filter making the host calls this filter makes on an allowed \
@@ -389,6 +585,7 @@ fn main() {
         }
         let _ = writeln!(report);
     }
+    report.push_str(&memory_section);
     let _ = writeln!(
         report,
         "`worker CPU µs/req` is the CPU time Envoy's worker thread spent per request (user + system, from /proc), the \
