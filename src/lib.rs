@@ -27,7 +27,7 @@ pub mod time;
 pub mod token_cache;
 pub mod webhook;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "filter"))]
 proxy_wasm::main! {{
     glue::install();
 }}

@@ -19,6 +19,7 @@ pub mod host;
 pub mod jwks;
 pub mod key_service;
 pub mod mock;
+pub mod signatures;
 pub mod stream;
 pub mod telemetry;
 pub mod usage;
@@ -71,6 +72,8 @@ pub(crate) struct State {
     pub usage: usage::Usage,
     pub verified: Rc<TokenCache>,
     pub telemetry: telemetry::Telemetry,
+    /// What the host verifies in this VM (`signatures::probe`, once).
+    pub delegation: crate::jwt::foreign::Delegation,
     random: Random,
 }
 
@@ -127,6 +130,7 @@ impl<H: Host> Worker<H> {
             || config.api_keys.as_ref().is_some_and(|k| k.lookup.is_some() || k.usage_report.is_some());
         log::info!("api-auth-filter: configuration loaded ({} routes, {} providers)", config.routes.len(), config.providers.len());
         let telemetry = telemetry::Telemetry::define(&host);
+        let delegation = signatures::probe(&host, signatures::PREFERRED);
         let now = host.now_ms();
         let worker = Worker {
             st: RefCell::new(State {
@@ -138,6 +142,7 @@ impl<H: Host> Worker<H> {
                 usage: usage::Usage::default(),
                 verified: Rc::new(TokenCache::new(TOKEN_CACHE_ENTRIES)),
                 telemetry,
+                delegation,
                 random: Random { keys: std::collections::hash_map::RandomState::new(), counter: now },
             }),
             host,
