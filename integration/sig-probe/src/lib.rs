@@ -13,6 +13,10 @@
 //! Answer: `{"key": bool, "verdicts": ["host:true", "host:false", "fallback:true", "refused",
 //! "own:false", ...], "ns": n}`; `key: false` when the JWK is refused (every verdict is then
 //! "nokey").
+//!
+//! Only for wasm32 (the ABI host is): on any other target the crate is empty, so workspace-wide
+//! host builds still work.
+#![cfg(target_arch = "wasm32")]
 
 use api_auth_filter::glue::abi::AbiHost;
 use api_auth_filter::glue::signatures::HostSignatures;
