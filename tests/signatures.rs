@@ -96,8 +96,12 @@ fn varint(b: &[u8], at: &mut usize) -> u64 {
     unreachable!()
 }
 
-/// `VerifySignatureArguments`: hash, key, signature, text. Only length-delimited fields 1-4.
-fn decode_arguments(b: &[u8]) -> Option<(String, Vec<u8>, Vec<u8>, Vec<u8>)> {
+/// hash, key, signature, text.
+type Arguments = (String, Vec<u8>, Vec<u8>, Vec<u8>);
+type Foreign = Box<dyn Fn(&str, &[u8]) -> HostResult<Vec<u8>>>;
+
+/// `VerifySignatureArguments`. Only length-delimited fields 1-4.
+fn decode_arguments(b: &[u8]) -> Option<Arguments> {
     let mut fields: [Option<Vec<u8>>; 5] = Default::default();
     let mut at = 0;
     while at < b.len() {
@@ -234,7 +238,7 @@ fn without_verify_signature_our_own_code_verifies() {
 fn a_host_that_fails_its_probe_is_never_asked() {
     // Says valid to everything (the known-bad signature too), or answers what is no answer.
     let k = keys();
-    let answers: Vec<Box<dyn Fn(&str, &[u8]) -> HostResult<Vec<u8>>>> = vec![
+    let answers: Vec<Foreign> = vec![
         Box::new(|_: &str, _: &[u8]| Ok(result(true))),
         Box::new(|_: &str, _: &[u8]| Ok(result(false))),
         Box::new(|_: &str, _: &[u8]| Ok(vec![0x08])),
