@@ -25,8 +25,10 @@ struct Keys {
     ec: ES256KeyPair,
 }
 
-fn keys() -> Keys {
-    Keys { rsa: RS256KeyPair::generate(2048).unwrap().with_key_id("r1"), ec: ES256KeyPair::generate().with_key_id("e1") }
+/// One key pair of each, for every test (an RSA key takes a while, in V8 more so).
+fn keys() -> &'static Keys {
+    static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| Keys { rsa: RS256KeyPair::generate(2048).unwrap().with_key_id("r1"), ec: ES256KeyPair::generate().with_key_id("e1") })
 }
 
 fn config(k: &Keys) -> Vec<u8> {
@@ -197,10 +199,10 @@ fn with_host(f: impl Fn(&str, &[u8]) -> HostResult<Vec<u8>> + 'static) -> MockHo
 #[test]
 fn a_host_that_verifies_right_gets_rs256_and_es256() {
     let k = keys();
-    let w = Worker::configure(with_host(real_verify), &config(&k)).unwrap();
+    let w = Worker::configure(with_host(real_verify), &config(k)).unwrap();
     let probed = w.host.foreign_calls.get();
     assert!(probed >= 5, "the probe asked the host ({probed} calls)");
-    for (i, t) in [rs256(&k, "u1"), es256(&k, "u2")].iter().enumerate() {
+    for (i, t) in [rs256(k, "u1"), es256(k, "u2")].iter().enumerate() {
         let before = w.host.foreign_calls.get();
         assert_eq!(status(&w, 10 + i as u32, t), 200, "a valid token is allowed");
         assert_eq!(w.host.foreign_calls.get(), before + 1, "verified by the host, once");
@@ -217,20 +219,20 @@ fn the_host_decides_when_it_answers() {
     let k = keys();
     let lying = Rc::new(std::cell::Cell::new(false));
     let l = lying.clone();
-    let w = Worker::configure(with_host(move |n, a| if l.get() { Ok(result(true)) } else { real_verify(n, a) }), &config(&k)).unwrap();
+    let w = Worker::configure(with_host(move |n, a| if l.get() { Ok(result(true)) } else { real_verify(n, a) }), &config(k)).unwrap();
     lying.set(true);
-    assert_eq!(status(&w, 1, &forged(&rs256(&k, "u1"))), 200);
+    assert_eq!(status(&w, 1, &forged(&rs256(k, "u1"))), 200);
 }
 
 #[test]
 fn without_verify_signature_our_own_code_verifies() {
     let k = keys();
-    let w = Worker::configure(MockHost::new(NOW_MS), &config(&k)).unwrap();
+    let w = Worker::configure(MockHost::new(NOW_MS), &config(k)).unwrap();
     assert_eq!(w.host.foreign_calls.get(), 1, "one probe call, answered NotFound");
-    assert_eq!(status(&w, 1, &rs256(&k, "u1")), 200);
-    assert_eq!(status(&w, 2, &forged(&rs256(&k, "u1"))), 401);
-    assert_eq!(status(&w, 3, &es256(&k, "u1")), 200);
-    assert_eq!(status(&w, 4, &forged(&es256(&k, "u1"))), 401);
+    assert_eq!(status(&w, 1, &rs256(k, "u1")), 200);
+    assert_eq!(status(&w, 2, &forged(&rs256(k, "u1"))), 401);
+    assert_eq!(status(&w, 3, &es256(k, "u1")), 200);
+    assert_eq!(status(&w, 4, &forged(&es256(k, "u1"))), 401);
     assert_eq!(w.host.foreign_calls.get(), 1, "never asked again");
 }
 
@@ -245,12 +247,12 @@ fn a_host_that_fails_its_probe_is_never_asked() {
         Box::new(|_: &str, _: &[u8]| Err(HostError::Status(10))),
     ];
     for answer in answers {
-        let w = Worker::configure(with_host(answer), &config(&k)).unwrap();
+        let w = Worker::configure(with_host(answer), &config(k)).unwrap();
         let probed = w.host.foreign_calls.get();
-        assert_eq!(status(&w, 1, &forged(&rs256(&k, "u1"))), 401);
-        assert_eq!(status(&w, 2, &forged(&es256(&k, "u1"))), 401);
-        assert_eq!(status(&w, 3, &rs256(&k, "u1")), 200);
-        assert_eq!(status(&w, 4, &es256(&k, "u1")), 200);
+        assert_eq!(status(&w, 1, &forged(&rs256(k, "u1"))), 401);
+        assert_eq!(status(&w, 2, &forged(&es256(k, "u1"))), 401);
+        assert_eq!(status(&w, 3, &rs256(k, "u1")), 200);
+        assert_eq!(status(&w, 4, &es256(k, "u1")), 200);
         assert_eq!(w.host.foreign_calls.get(), probed, "not asked after a failed probe");
     }
 }
@@ -269,13 +271,13 @@ fn a_host_error_after_the_probe_falls_back_to_our_code_for_that_signature() {
             3 => Ok([vec![0x08, 0x01], result(false)].concat()),
             _ => Ok(b"\x12\x16sha256 is not supported.".to_vec()),
         }),
-        &config(&k),
+        &config(k),
     )
     .unwrap();
     let mut ctx = 0;
     for m in 1..=4 {
         mode.set(m);
-        for (sub, t) in [("a", rs256(&k, &format!("u{m}"))), ("b", es256(&k, &format!("v{m}")))] {
+        for (sub, t) in [("a", rs256(k, &format!("u{m}"))), ("b", es256(k, &format!("v{m}")))] {
             ctx += 1;
             let before = w.host.foreign_calls.get();
             assert_eq!(status(&w, ctx, &forged(&t)), 401, "mode {m} {sub}: a host error never allows");

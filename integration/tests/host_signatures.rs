@@ -152,3 +152,57 @@ fn timing_host_against_own_code() {
         }
     }
 }
+
+/// Not an assertion: forged ES256 tokens (never cached, so every request verifies) through
+/// the real filter under wrk, for each build in `SIG_AB` (`name=path.wasm,...`, default: the
+/// filter under test). make bench has no ES256 workload; this is the Envoy-level figure.
+/// `SIG_AB=before=/tmp/a.wasm,after=/tmp/b.wasm cargo test -p api-auth-integration --test
+/// host_signatures es256_under_load -- --ignored --nocapture`, under /tmp/bench.lock.
+#[test]
+#[ignore]
+fn es256_under_load() {
+    use base64::Engine;
+    use jwt_simple::prelude::*;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let kp = ES256KeyPair::generate().with_key_id("e1");
+    let point = kp.public_key().public_key().to_bytes_uncompressed();
+    let jwk = json!({ "kty": "EC", "crv": "P-256", "kid": "e1", "alg": "ES256", "x": b64.encode(&point[1..33]), "y": b64.encode(&point[33..65]) });
+    let iss = "https://es.bench.example";
+    let token = kp.sign(Claims::create(jwt_simple::prelude::Duration::from_hours(2)).with_issuer(iss).with_subject("u")).unwrap();
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let mut sig = b64.decode(sig).unwrap();
+    sig[10] ^= 1;
+    let forged = format!("{input}.{}", b64.encode(&sig));
+    let cfg = json!({
+        "providers": { "es": { "issuer": iss, "algorithms": ["ES256"], "jwks": { "inline": { "keys": [jwk] } } } },
+        "routes": [ { "match": { "prefix": "/" }, "auth": {} } ]
+    });
+    let builds: Vec<(String, Option<PathBuf>)> = match std::env::var("SIG_AB") {
+        Ok(v) => v.split(',').filter_map(|i| i.split_once('=')).map(|(n, p)| (n.to_string(), Some(PathBuf::from(p)))).collect(),
+        Err(_) => vec![("under test".into(), None)],
+    };
+    let envoys: Vec<(String, Envoy)> = builds
+        .into_iter()
+        .map(|(name, wasm)| {
+            let mut opts = EnvoyOpts::new(cfg.clone(), free_port());
+            opts.wasm = wasm;
+            opts.direct_response = true;
+            (name, Envoy::start(opts))
+        })
+        .collect();
+    for round in 0..3 {
+        for (name, envoy) in &envoys {
+            assert_eq!(envoy.send(&Req::get("/x").bearer(&forged)).status, 401);
+            let before = envoy.worker_cpu_us().unwrap();
+            let out = std::process::Command::new("wrk")
+                .args(["-t1", "-c16", "-d4s", "-H", &format!("Authorization: Bearer {forged}"), &format!("http://127.0.0.1:{}/x", envoy.port())])
+                .output()
+                .expect("wrk");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let rps: f64 = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok()).unwrap();
+            let total: f64 = text.lines().find_map(|l| l.trim().split_once(" requests in ")).and_then(|(n, _)| n.trim().parse().ok()).unwrap();
+            let cpu = envoy.worker_cpu_us().unwrap() - before;
+            println!("round {round} forged ES256, {name}: {rps:.0} requests/s, {:.1} worker CPU µs/req", cpu as f64 / total);
+        }
+    }
+}

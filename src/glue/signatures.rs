@@ -9,8 +9,9 @@ use crate::jwt::{jwk, Alg, PublicKey, Signatures};
 use super::host::{Host, HostError};
 
 /// What the filter hands to the host when the host answers correctly. Chosen by measurement
-/// (docs/configuration.md, "How signatures are verified"): RS256/384/512 run faster in Envoy's
-/// BoringSSL than in our own code inside V8; ES256 too.
+/// (docs/configuration.md, "How signatures are verified"): per signature inside Envoy 1.40,
+/// RS256 about 23 µs through the host against 50 µs in our own code in V8, ES256 about 59 µs
+/// against 90 µs (`timing_host_against_own_code` in integration/tests/host_signatures.rs).
 pub const PREFERRED: Delegation = Delegation { rsa: true, es256: true };
 
 /// A JWT signature check through the host (where `delegation` says so) or our own code.
