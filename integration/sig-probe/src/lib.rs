@@ -10,6 +10,11 @@
 //! the filter's own code. With `repeat`, the first test is verified n times and the answer
 //! also gives the wall-clock nanoseconds that took.
 //!
+//! With `{"raw": {"hash": "sha256", "key": hex DER SubjectPublicKeyInfo, "tests": [...]}}`
+//! instead, each signature goes to the host as it is, in the filter's protobuf encoding, and
+//! the answer is `{"raw": ["valid" | "invalid" | "error", ...]}`: what the host itself can
+//! verify (PSS, for one).
+//!
 //! Answer: `{"key": bool, "verdicts": ["host:true", "host:false", "fallback:true", "refused",
 //! "own:false", ...], "ns": n}`; `key: false` when the JWK is refused (every verdict is then
 //! "nokey").
@@ -60,8 +65,32 @@ fn now_ns() -> u128 {
     hostcalls::get_current_time().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos())
 }
 
+fn raw(req: &Value) -> Value {
+    use api_auth_filter::glue::Host;
+    use api_auth_filter::jwt::foreign::{self, HostVerdict};
+    let (Some(hash), Some(key)) = (req["hash"].as_str(), req["key"].as_str().and_then(unhex)) else { return json!({"error": "raw"}) };
+    let verdicts: Vec<&str> = req["tests"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| Some((unhex(t["msg"].as_str()?)?, unhex(t["sig"].as_str()?)?))).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .map(|(msg, sig)| {
+            let args = foreign::encode_arguments(hash, &key, sig, msg);
+            match AbiHost.call_foreign(foreign::FUNCTION, &args).map(|r| foreign::decode_result(&r)) {
+                Ok(HostVerdict::Valid) => "valid",
+                Ok(HostVerdict::Invalid) => "invalid",
+                _ => "error",
+            }
+        })
+        .collect();
+    json!({ "raw": verdicts })
+}
+
 fn answer(body: &[u8]) -> Value {
     let Ok(req) = serde_json::from_slice::<Value>(body) else { return json!({"error": "not JSON"}) };
+    if req.get("raw").is_some() {
+        return raw(&req["raw"]);
+    }
     let Some(alg) = req["alg"].as_str().and_then(Alg::parse) else { return json!({"error": "alg"}) };
     let delegation = if req["via"] == "host" { Delegation { rsa: true, es256: true } } else { Delegation::NONE };
     let tests: Vec<(Vec<u8>, Vec<u8>)> = req["tests"]
