@@ -287,3 +287,29 @@ fn a_host_error_after_the_probe_falls_back_to_our_code_for_that_signature() {
         }
     }
 }
+
+#[test]
+fn signatures_our_code_refuses_on_sight_never_reach_the_host() {
+    use base64::Engine;
+    let k = keys();
+    let w = Worker::configure(with_host(real_verify), &config(k)).unwrap();
+    let probed = w.host.foreign_calls.get();
+    let dec = |t: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.rsplit_once('.').unwrap().1).unwrap();
+    let with_sig = |t: &str, sig: &[u8]| format!("{}.{}", t.rsplit_once('.').unwrap().0, b64(sig));
+    let rs = rs256(k, "w1");
+    let es = es256(k, "w2");
+    let es_sig = dec(&es);
+    // P-256's n, big-endian: an s of exactly n is out of range.
+    let n: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&"ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551"[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let cases = [
+        with_sig(&rs, &dec(&rs)[1..]),
+        with_sig(&rs, &[dec(&rs), vec![0]].concat()),
+        with_sig(&es, &es_sig[..63]),
+        with_sig(&es, &[es_sig[..32].to_vec(), n.clone()].concat()),
+        with_sig(&es, &[vec![0; 32], es_sig[32..].to_vec()].concat()),
+    ];
+    for (i, t) in cases.iter().enumerate() {
+        assert_eq!(status(&w, 100 + i as u32, t), 401, "case {i}");
+    }
+    assert_eq!(w.host.foreign_calls.get(), probed, "none of them was sent to the host");
+}
