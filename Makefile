@@ -12,7 +12,7 @@ SHARED        ?= $(abspath $(CURDIR)/../shared)
 export ENVOY WASM SHARED
 
 .PHONY: test-oldest test-matrix test-wasm
-.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli soak
+.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli soak sig-probe
 
 build: wasm-target
 	cargo build --release --target wasm32-wasip1 -p api-auth-filter
@@ -38,6 +38,7 @@ lint: wasm-target
 	cargo clippy -p api-auth-filter -p api-auth-cli -p api-auth-integration --all-targets -- -D warnings
 	# The ABI host and the SDK contexts (src/glue/abi.rs, contexts.rs) only exist for wasm32: lint them there too.
 	cargo clippy -p api-auth-filter --target wasm32-wasip1 -- -D warnings
+	cargo clippy -p sig-probe --target wasm32-wasip1 -- -D warnings
 
 test-host:
 	cargo test -p api-auth-filter
@@ -58,7 +59,12 @@ clean:
 validate: envoy build
 	@for f in envoy/*.yaml; do echo "validate $$f"; $(ENVOY) --mode validate -c $$f --log-level warn >/dev/null || exit 1; done
 
-test-e2e: envoy build
+# The signature probe (integration/sig-probe) for integration/tests/host_signatures.rs: built on
+# its own, as it links the library without the filter's entry point.
+sig-probe: wasm-target
+	cargo build --release --target wasm32-wasip1 -p sig-probe
+
+test-e2e: envoy build sig-probe
 	cargo test -p api-auth-integration -- --test-threads=2
 
 # The version matrix: the oldest supported Envoy minor (latest patch) beside the default.

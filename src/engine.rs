@@ -58,6 +58,8 @@ pub struct Env<'a> {
     pub key_lookup: &'a dyn Fn(&[u8; 32]) -> LookupState,
     /// Tokens whose signature already verified with the same keys.
     pub verified: &'a dyn VerifiedCache,
+    /// Who checks signatures (`jwt::OwnCode`, or the host's verifier through the glue).
+    pub signatures: &'a dyn jwt::Signatures,
 }
 
 /// Tokens already verified. An implementation must find an entry only for the very token it
@@ -432,7 +434,7 @@ fn verify_jwt(cfg: &Config, auth: &AuthRequirements, token: &str, env: &Env<'_>)
     let Some(keys) = slot.keys else {
         return Err(if slot.can_wait { Fail::Wait(Wait::Jwks { provider: index, refetch: false }) } else { Reason::KeysUnavailable.into() });
     };
-    match jwt::verify_signature(&decoded, &keys, &provider.algorithms) {
+    match jwt::verify_signature_by(&decoded, &keys, &provider.algorithms, env.signatures) {
         Ok(()) => {}
         Err(VerifyError::UnknownKid) if slot.can_refetch => return Err(Fail::Wait(Wait::Jwks { provider: index, refetch: true })),
         Err(_) => return Err(Reason::TokenInvalid.into()),

@@ -164,7 +164,7 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
     let now = o.now.unwrap_or_else(util::unix_now);
     // A key outside the static table goes to the key service, which only Envoy can ask.
     let lookup = |_: &[u8; 32]| LookupState::Missing { can_wait: true };
-    let env = Env { now, keys: &slots, random: random16(), key_lookup: &lookup, verified: &NoCache };
+    let env = Env { now, keys: &slots, random: random16(), key_lookup: &lookup, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
     let headers = api_auth_filter::credentials::view(&o.headers);
     let req = Request { method: &o.method, path: &o.path, headers: &headers };
     let metadata = |filter: &str, key: &str| o.route_metadata.iter().find(|(f, k, _)| f == filter && k == key).map(|(_, _, v)| v.clone());

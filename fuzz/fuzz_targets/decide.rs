@@ -93,7 +93,7 @@ fn claim<'v>(claims: &'v Value, path: &str) -> Option<&'v str> {
 
 fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) {
     let (cfg, keys) = (&ex.cfg, ex.keys.as_slice());
-    let env = Env { now: NOW, keys, random: [7; 16], key_lookup: &no_lookup, verified: &NoCache };
+    let env = Env { now: NOW, keys, random: [7; 16], key_lookup: &no_lookup, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
     let decision = decide(cfg, &Request { method, path, headers: &api_auth_filter::credentials::view(headers) }, &env);
     let has = |name: &str| headers.iter().any(|(n, _)| n == name);
     let key_headers: &[String] = cfg.api_keys.as_ref().map_or(&[], |k| k.headers.as_slice());

@@ -63,6 +63,14 @@ pub fn wasm_path() -> PathBuf {
     p.canonicalize().expect("canonical wasm path")
 }
 
+/// The signature probe (integration/sig-probe), beside the filter's wasm: `make test-e2e`
+/// builds it.
+pub fn sig_probe_wasm() -> PathBuf {
+    let p = wasm_path().with_file_name("sig_probe.wasm");
+    assert!(p.is_file(), "the signature probe is not built at {}: run `cargo build --release --target wasm32-wasip1 -p sig-probe` (make test-e2e does)", p.display());
+    p
+}
+
 /// Polls `f` every 100 ms until it holds or `within` has passed; its last answer.
 pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + within;

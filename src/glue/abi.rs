@@ -70,6 +70,14 @@ extern "C" {
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_call_foreign_function(
+        function_name_data: *const u8,
+        function_name_size: usize,
+        arguments_data: *const u8,
+        arguments_size: usize,
+        results_data: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
 }
 
 fn status(code: u32) -> HostResult<()> {
@@ -310,5 +318,13 @@ impl Host for AbiHost {
             4 => Level::Error,
             _ => Level::Critical,
         })
+    }
+
+    fn call_foreign(&self, name: &str, args: &[u8]) -> HostResult<Vec<u8>> {
+        let (mut data, mut size) = (null_mut(), 0usize);
+        // SAFETY: pointers to live slices with their lengths, out-pointers to locals; the
+        // returned bytes are taken once.
+        status(unsafe { proxy_call_foreign_function(name.as_ptr(), name.len(), args.as_ptr(), args.len(), &mut data, &mut size) })?;
+        Ok(unsafe { take(data, size) })
     }
 }

@@ -108,6 +108,10 @@ pub trait Host {
 
     /// The level the host logs this plugin at now.
     fn log_level(&self) -> HostResult<Level>;
+
+    /// Calls one of the host's foreign functions (`proxy_call_foreign_function`) with its
+    /// serialized arguments; its answer's bytes. `NotFound`: the host has no such function.
+    fn call_foreign(&self, name: &str, args: &[u8]) -> HostResult<Vec<u8>>;
 }
 
 /// The ABI's encoding of a header map: the pair count, each pair's name and value lengths

@@ -77,7 +77,15 @@ pub struct MockHost {
     pub header_writes_fail: Cell<bool>,
     /// Makes reading the request body fail.
     pub body_fails: Cell<bool>,
+    /// The host's foreign functions: name and arguments to the answer. None: the host has
+    /// none (every call is NotFound).
+    pub foreign: RefCell<Option<ForeignFn>>,
+    /// How many foreign calls were made.
+    pub foreign_calls: Cell<u32>,
 }
+
+/// A foreign function of the mock host.
+pub type ForeignFn = Box<dyn Fn(&str, &[u8]) -> HostResult<Vec<u8>>>;
 
 impl MockHost {
     pub fn new(now_ms: u64) -> MockHost {
@@ -278,5 +286,13 @@ impl Host for MockHost {
 
     fn log_level(&self) -> HostResult<Level> {
         self.level.get().ok_or(HostError::Status(2))
+    }
+
+    fn call_foreign(&self, name: &str, args: &[u8]) -> HostResult<Vec<u8>> {
+        self.foreign_calls.set(self.foreign_calls.get() + 1);
+        match &*self.foreign.borrow() {
+            Some(f) => f(name, args),
+            None => Err(HostError::NotFound),
+        }
     }
 }

@@ -19,13 +19,14 @@ pub mod host;
 pub mod jwks;
 pub mod key_service;
 pub mod mock;
+pub mod signatures;
 pub mod stream;
 pub mod telemetry;
 pub mod usage;
 
 #[cfg(target_arch = "wasm32")]
 pub mod abi;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "filter"))]
 mod exports;
 
 use std::cell::RefCell;
@@ -67,6 +68,8 @@ pub(crate) struct State {
     pub usage: usage::Usage,
     pub verified: Rc<TokenCache>,
     pub telemetry: telemetry::Telemetry,
+    /// What the host verifies in this VM (`signatures::probe`, once).
+    pub delegation: crate::jwt::foreign::Delegation,
     random: Random,
 }
 
@@ -124,6 +127,7 @@ impl<H: Host> Worker<H> {
         log::info!("api-auth-filter: configuration loaded ({} routes, {} providers)", config.routes.len(), config.providers.len());
         let telemetry = telemetry::Telemetry::define(&host);
         let cache_entries = config.token_cache_entries;
+        let delegation = signatures::probe(&host, signatures::PREFERRED);
         let now = host.now_ms();
         let worker = Worker {
             st: RefCell::new(State {
@@ -135,6 +139,7 @@ impl<H: Host> Worker<H> {
                 usage: usage::Usage::default(),
                 verified: Rc::new(TokenCache::new(cache_entries)),
                 telemetry,
+                delegation,
                 random: Random { keys: std::collections::hash_map::RandomState::new(), counter: now },
             }),
             host,

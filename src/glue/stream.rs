@@ -182,7 +182,7 @@ impl<H: Host> Worker<H> {
         let now = self.host.now_ms();
         let first = turn == Turn::Callback;
 
-        let (config, slots, random, verified) = {
+        let (config, slots, random, verified, delegation) = {
             let mut st = self.st.borrow_mut();
             let random = st.random16();
             let slots: Vec<KeySlot> = st
@@ -195,7 +195,7 @@ impl<H: Host> Worker<H> {
                     can_refetch: first && s.remote.as_ref().is_some_and(|r| cache::refetch_allowed(&r.timing, s.fetched_at, now)),
                 })
                 .collect();
-            (st.config.clone(), slots, random, st.verified.clone())
+            (st.config.clone(), slots, random, st.verified.clone(), st.delegation)
         };
         let lookup = |d: &[u8; 32]| {
             let cached = self.cached_lookup(d, now);
@@ -207,7 +207,8 @@ impl<H: Host> Worker<H> {
                 None => LookupState::Missing { can_wait: first },
             }
         };
-        let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup, verified: &*verified };
+        let signatures = super::signatures::HostSignatures { host: &self.host, delegation };
+        let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup, verified: &*verified, signatures: &signatures };
         // The router's choice costs host calls: asked only where a route is bound to it.
         let route_name = if config.binds_routes { self.host.get_property(&["xds", "route_name"]).ok().flatten() } else { None };
         let metadata = |filter: &str, key: &str| {
