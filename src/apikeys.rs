@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use crate::deny::Reason;
-use crate::principal::{Kind, Names, Principal};
+use crate::principal::{Kind, Names, Principal, Text};
 
 #[derive(Debug)]
 pub struct ApiKeys {
@@ -49,16 +49,18 @@ pub enum Lookup {
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyEntry {
-    pub id: String,
+    pub id: Text,
     pub digest: [u8; 32],
     pub status: KeyStatus,
     /// Unix seconds.
     pub expires_at: Option<i64>,
-    pub permissions: Vec<String>,
-    pub scopes: Vec<String>,
-    pub organization: Option<String>,
-    pub workspaces: Vec<String>,
-    pub name: Option<String>,
+    // In the principal's shared forms: a request's principal is made of them by counting
+    // references, without an allocation.
+    pub permissions: Names,
+    pub scopes: Names,
+    pub organization: Option<Text>,
+    pub workspaces: Names,
+    pub name: Option<Text>,
 }
 
 // The digest identifies a key to anyone holding a leaked table; keep it out of logs.
@@ -88,8 +90,8 @@ impl KeyEntry {
     /// An estimate of the memory the entry holds, in bytes: its texts and lists, each list item
     /// with the 16 bytes an allocation and its handle take, plus the entry itself.
     pub fn approx_bytes(&self) -> usize {
-        let list = |v: &[String]| v.iter().map(|s| s.len() + 16).sum::<usize>() + 16;
-        let text = |t: &Option<String>| t.as_ref().map_or(0, |s| s.len() + 16);
+        let list = |v: &Names| v.iter().map(|s| s.len() + 16).sum::<usize>() + 16;
+        let text = |t: &Option<Text>| t.as_ref().map_or(0, |s| s.len() + 16);
         std::mem::size_of::<KeyEntry>()
             + self.id.len()
             + 16
@@ -111,12 +113,12 @@ impl KeyEntry {
             return Err(Reason::KeyExpired);
         }
         let mut p = Principal::new(Kind::ApiKey);
-        p.key_id = Some(self.id.as_str().into());
-        p.name = self.name.as_deref().map(Into::into);
-        p.organization = self.organization.as_deref().map(Into::into);
-        p.workspaces = Names::new(self.workspaces.iter().map(String::as_str));
-        p.permissions = Names::new(self.permissions.iter().map(String::as_str));
-        p.scopes = Names::new(self.scopes.iter().map(String::as_str));
+        p.key_id = Some(self.id.clone());
+        p.name = self.name.clone();
+        p.organization = self.organization.clone();
+        p.workspaces = self.workspaces.clone();
+        p.permissions = self.permissions.clone();
+        p.scopes = self.scopes.clone();
         Ok(p)
     }
 }
@@ -131,10 +133,10 @@ mod tests {
             digest: digest(key.as_bytes()),
             status,
             expires_at,
-            permissions: vec!["llm".into()],
-            scopes: vec![],
+            permissions: Names::new(["llm"]),
+            scopes: Names::default(),
             organization: Some("org_1".into()),
-            workspaces: vec!["ws_1".into()],
+            workspaces: Names::new(["ws_1"]),
             name: None,
         }
     }

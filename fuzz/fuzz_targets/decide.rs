@@ -144,11 +144,11 @@ fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) 
                         let entry = presented
                             .iter()
                             .filter_map(|k| table.get(&apikeys::digest(k)))
-                            .find(|e| Some(e.id.as_str()) == p.key_id.as_deref())
+                            .find(|e| Some(&*e.id) == p.key_id.as_deref())
                             .expect("the principal's key was presented and is in the table");
                         assert_eq!(entry.status, KeyStatus::Active);
                         assert!(entry.expires_at.is_none_or(|t| t > NOW));
-                        entry.organization.clone()
+                        entry.organization.as_deref().map(str::to_string)
                     }
                     Kind::Jwt => {
                         let token = headers

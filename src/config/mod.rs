@@ -612,15 +612,15 @@ pub fn compile_key(path: &str, k: RawKey) -> Result<KeyEntry, ConfigError> {
         None => None,
     };
     Ok(KeyEntry {
-        id: k.id,
+        id: k.id.into(),
         digest,
         status: k.status,
         expires_at,
-        permissions: k.permissions,
-        scopes: k.scopes,
-        organization: k.organization,
-        workspaces: k.workspaces,
-        name: k.name,
+        permissions: k.permissions.into(),
+        scopes: k.scopes.into(),
+        organization: k.organization.map(Into::into),
+        workspaces: k.workspaces.into(),
+        name: k.name.map(Into::into),
     })
 }
 

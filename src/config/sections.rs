@@ -135,7 +135,7 @@ mod tests {
     fn key_service_answers_must_name_the_digest_asked_about() {
         let d = digest(b"cm_live");
         let body = format!(r#"{{"id":"k9","sha256":"{}","status":"active","scopes":["a"]}}"#, crate::text::hex(&d));
-        assert_eq!(key_service_answer(body.as_bytes(), &d).map(|e| e.id), Some("k9".to_string()));
+        assert_eq!(key_service_answer(body.as_bytes(), &d).map(|e| e.id.to_string()), Some("k9".to_string()));
         assert_eq!(key_service_answer(body.as_bytes(), &digest(b"other")), None);
         assert_eq!(key_service_answer(b"{\"id\":\"k\"}", &d), None);
         assert_eq!(key_service_answer(b"<html>", &d), None);

@@ -300,6 +300,7 @@ impl<H: Host> Worker<H> {
 mod tests {
     use super::*;
     use crate::apikeys::{KeyEntry, KeyStatus};
+    use crate::principal::Names;
 
     fn found(id: &str, permissions: usize, width: usize) -> Lookup {
         Lookup::Found(KeyEntry {
@@ -307,10 +308,10 @@ mod tests {
             digest: [0; 32],
             status: KeyStatus::Active,
             expires_at: None,
-            permissions: (0..permissions).map(|i| format!("{i:0width$}")).collect(),
-            scopes: vec![],
+            permissions: Names::new((0..permissions).map(|i| format!("{i:0width$}"))),
+            scopes: Names::default(),
             organization: None,
-            workspaces: vec![],
+            workspaces: Names::default(),
             name: None,
         })
     }
