@@ -35,37 +35,28 @@ type Pos = Vec<Step>;
 
 /// The position as the parser's error paths spell it (`routes[0].auth`).
 fn error_path(pos: &[Step]) -> String {
-    let mut out = String::new();
-    for step in pos {
-        match step {
-            Step::Field(name) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(name);
-            }
-            Step::Entry => out.push_str(if out.is_empty() { "x" } else { ".x" }),
-            Step::Index => out.push_str("[0]"),
-        }
-    }
-    out
+    spell(pos, "x", "[0]")
 }
 
 /// The position as the reference's headings spell it (`routes[].auth`, `webhooks.<name>`),
 /// with any `<...>` placeholder read as `<>`.
 fn heading_path(pos: &[Step]) -> String {
+    spell(pos, "<>", "[]")
+}
+
+/// A position with fields joined by `.`, a map entry written `entry`, a list element `index`.
+fn spell(pos: &[Step], entry: &str, index: &str) -> String {
     let mut out = String::new();
     for step in pos {
-        match step {
-            Step::Field(name) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(name);
-            }
-            Step::Entry => out.push_str(".<>"),
-            Step::Index => out.push_str("[]"),
+        let (dot, text) = match step {
+            Step::Field(name) => (true, name.as_str()),
+            Step::Entry => (true, entry),
+            Step::Index => (false, index),
+        };
+        if dot && !out.is_empty() {
+            out.push('.');
         }
+        out.push_str(text);
     }
     out
 }
