@@ -71,6 +71,33 @@ pub fn sig_probe_wasm() -> PathBuf {
     p
 }
 
+/// One `envoy.filters.http.wasm` entry of an HTTP filter chain: plugin `name` (also its
+/// root_id) in the VM `vm_id` running `wasm`, with `settings` (YAML lines already indented
+/// under `config:`), the plugin configuration as a string when given, and `vm_extra` (lines
+/// under `vm_config:`, such as environment variables).
+pub fn wasm_filter_yaml(name: &str, vm_id: &str, settings: &str, configuration: Option<&str>, wasm: &Path, vm_extra: &str) -> String {
+    let configuration = configuration.map_or(String::new(), |c| {
+        format!(
+            "\n                configuration:\n                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n                  value: {}",
+            serde_json::to_string(c).expect("quoted")
+        )
+    });
+    format!(
+        r#"
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: {name}
+                root_id: {name}{settings}{configuration}
+                vm_config:
+                  vm_id: {vm_id}
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {wasm} }} }}{vm_extra}"#,
+        wasm = serde_json::to_string(&wasm.display().to_string()).expect("path"),
+    )
+}
+
 /// Polls `f` every 100 ms until it holds or `within` has passed; its last answer.
 pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + within;
@@ -685,28 +712,11 @@ fn bootstrap(opts: &EnvoyOpts, port: u16, admin_port: u16, wasm: &Path, access_l
     } else if !opts.with_filter {
         String::new()
     } else {
-        format!(
-            r#"
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: api_auth
-                root_id: api_auth
-{failure}
-                # Hold the headers while a webhook body is buffered and verified (Envoy >= 1.35).
-                allow_on_headers_stop_iteration: true
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {config_json}
-                vm_config:
-                  vm_id: api_auth
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {wasm} }} }}{env}"#,
-            failure = if opts.has(Shipped::FailurePolicy) { Shipped::FailurePolicy.yaml(16).trim_end().to_string() } else { "                fail_open: false".to_string() },
-            config_json = serde_json::to_string(&config).expect("quoted"),
-            wasm = serde_json::to_string(&wasm.display().to_string()).expect("path"),
-        )
+        let failure = if opts.has(Shipped::FailurePolicy) { Shipped::FailurePolicy.yaml(16).trim_end().to_string() } else { "                fail_open: false".to_string() };
+        let settings = format!(
+            "\n{failure}\n                # Hold the headers while a webhook body is buffered and verified (Envoy >= 1.35).\n                allow_on_headers_stop_iteration: true"
+        );
+        wasm_filter_yaml("api_auth", "api_auth", &settings, Some(&config), wasm, &env)
     };
     // The filters that act on the verdict, after the filter, in the order of envoy/envoy.yaml.
     let mut after_filter = String::new();

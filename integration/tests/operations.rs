@@ -95,25 +95,7 @@ fn two_filters_sharing_one_vm_judge_with_their_own_configuration() {
         })
     };
     let filter = |name: &str, cfg: &serde_json::Value| {
-        format!(
-            r#"
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: {name}
-                root_id: {name}
-                fail_open: false
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {config}
-                vm_config:
-                  vm_id: shared
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {wasm} }} }}"#,
-            config = serde_json::to_string(&cfg.to_string()).unwrap(),
-            wasm = serde_json::to_string(&wasm_path().display().to_string()).unwrap(),
-        )
+        wasm_filter_yaml(name, "shared", "\n                fail_open: false", Some(&cfg.to_string()), &wasm_path(), "")
     };
     let filters = format!("{}{}", filter("a", &guard("/a/", "detail")), filter("b", &guard("/b/", "openai")));
     let upstream = Server::echo();

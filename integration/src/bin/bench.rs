@@ -113,25 +113,7 @@ fn jwt_authn_yaml(jwks: &str, cache: bool) -> String {
 /// The empty wasm filter; with `host_calls`, the same module making the real filter's host
 /// calls and nothing else (see bench/noop).
 fn noop_yaml(wasm: &std::path::Path, host_calls: bool) -> String {
-    let configuration = if host_calls {
-        "\n                configuration: { \"@type\": type.googleapis.com/google.protobuf.StringValue, value: host-calls }"
-    } else {
-        ""
-    };
-    format!(
-        r#"
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: noop
-                root_id: noop{configuration}
-                vm_config:
-                  vm_id: noop
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {} }} }}"#,
-        serde_json::to_string(&wasm.display().to_string()).expect("path")
-    )
+    wasm_filter_yaml("noop", "noop", "", host_calls.then_some("host-calls"), wasm, "")
 }
 
 /// The core's decision per workload, timed inside V8 by node's WASI (bench/core): what each
