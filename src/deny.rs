@@ -40,10 +40,16 @@ pub enum Reason {
     /// A token from a cookie on an unsafe method without an allowed `Origin`: a browser sends
     /// cookies without its user's intent (cross-site request forgery).
     OriginForbidden,
+    /// An MCP route's body is not one strict JSON text (JSON-RPC -32700).
+    McpParseError,
+    /// An MCP route's body is JSON but not one JSON-RPC 2.0 message the filter judges (-32600).
+    McpInvalidRequest,
+    /// `Mcp-Method` or `Mcp-Name` disagrees with the body.
+    McpHeaderMismatch,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 30] = [
         Reason::CredentialsMissing,
         Reason::CredentialsMalformed,
         Reason::CredentialNotAccepted,
@@ -71,6 +77,9 @@ impl Reason {
         Reason::PathNotNormalized,
         Reason::MethodInvalid,
         Reason::OriginForbidden,
+        Reason::McpParseError,
+        Reason::McpInvalidRequest,
+        Reason::McpHeaderMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +111,9 @@ impl Reason {
             Reason::PathNotNormalized => "path_not_normalized",
             Reason::MethodInvalid => "method_invalid",
             Reason::OriginForbidden => "origin_forbidden",
+            Reason::McpParseError => "mcp_parse_error",
+            Reason::McpInvalidRequest => "mcp_invalid_request",
+            Reason::McpHeaderMismatch => "mcp_header_mismatch",
         }
     }
 
@@ -118,7 +130,12 @@ impl Reason {
             | Reason::OrganizationForbidden
             | Reason::WorkspaceForbidden
             | Reason::OriginForbidden => 403,
-            Reason::WorkspaceRequired | Reason::PathNotNormalized | Reason::MethodInvalid => 400,
+            Reason::WorkspaceRequired
+            | Reason::PathNotNormalized
+            | Reason::MethodInvalid
+            | Reason::McpParseError
+            | Reason::McpInvalidRequest
+            | Reason::McpHeaderMismatch => 400,
             Reason::BodyTooLarge => 413,
             Reason::RouteNotFound => 404,
             Reason::KeysUnavailable => 503,
@@ -139,6 +156,9 @@ impl Reason {
             Reason::RouteNotFound => "Not found",
             Reason::KeysUnavailable => "Service unavailable",
             Reason::PathNotNormalized | Reason::MethodInvalid => "Bad request",
+            Reason::McpParseError => "Parse error",
+            Reason::McpInvalidRequest => "Invalid Request",
+            Reason::McpHeaderMismatch => "Mcp-Method or Mcp-Name does not match the body",
             _ => "Could not validate credentials",
         }
     }
@@ -335,6 +355,12 @@ fn challenge_header(denial: &Denial, status: u16, challenge: ChallengeInfo<'_>) 
 /// Keeps a value inside an HTTP quoted-string: no quotes, backslashes or control characters.
 fn quoted_string_safe(s: &str) -> String {
     s.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect()
+}
+
+/// The message of a denial in a format: the format's override for the reason, or its default.
+pub fn message(denial: &Denial, format: &ErrorFormat) -> String {
+    let template = format.overrides.get(&denial.reason).and_then(|o| o.message.as_deref()).unwrap_or_else(|| denial.reason.default_message());
+    fill(template, denial)
 }
 
 fn fill(template: &str, denial: &Denial) -> String {

@@ -178,6 +178,9 @@ pub struct Allow {
     pub route: Option<usize>,
     /// A webhook whose signature over the complete body must still verify.
     pub webhook: Option<usize>,
+    /// An MCP route: the JSON-RPC call in the body must still be judged (what the headers
+    /// say of it).
+    pub mcp: Option<crate::mcp::HeldHeaders>,
     pub correlation: Option<String>,
 }
 
@@ -611,8 +614,10 @@ fn forward(
     if let (Some(c), Some(id)) = (&cfg.correlation, &correlation) {
         set.push((c.header.clone(), id.clone()));
     }
-    let webhook = route.and_then(|i| cfg.routes.get(i)).and_then(|r| r.webhook);
-    Allow { remove, set, state, principal: principal.map(Box::new), route, webhook, correlation }
+    let route_cfg = route.and_then(|i| cfg.routes.get(i));
+    let webhook = route_cfg.and_then(|r| r.webhook);
+    let mcp = route_cfg.filter(|r| r.mcp.is_some()).map(|_| crate::mcp::HeldHeaders::of(headers));
+    Allow { remove, set, state, principal: principal.map(Box::new), route, webhook, mcp, correlation }
 }
 
 /// Whether `name` reads as `guarded` (lower-case) once `_` is read as `-`, in any case.

@@ -17,6 +17,7 @@ pub mod glue;
 pub mod grants;
 pub mod jwks_cache;
 pub mod jwt;
+pub mod mcp;
 pub mod metadata;
 pub mod principal;
 pub mod routes;

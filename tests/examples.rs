@@ -73,27 +73,3 @@ fn demo_json_is_the_configuration_make_run_uses() {
     assert_eq!(cfg.providers.len(), 1, "the demo issuer");
     assert!(cfg.api_keys.is_some(), "the contract 002 keys");
 }
-
-/// The design examples in `../shared` (not part of the product) are the repository's copies,
-/// byte for byte, and still load with the current parser.
-#[test]
-fn design_examples_are_the_repository_copies() {
-    let Some(shared) = common::shared_dir() else {
-        eprintln!("skipping the design-examples identity check: ../shared (or $SHARED) not found; examples/ is tested on its own");
-        return;
-    };
-    let dir = shared.join("design/examples");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    names.sort();
-    assert_eq!(names, CONTRACT_EXAMPLES, "the design examples are the contract examples");
-    for name in &names {
-        let design = std::fs::read(dir.join(name)).unwrap();
-        let ours = std::fs::read(common::examples_dir().join(name)).unwrap_or_else(|e| panic!("examples/{name}: {e}"));
-        assert!(design == ours, "examples/{name} differs from {}", dir.join(name).display());
-        compile(name, &serde_json::from_slice(&design).unwrap_or_else(|e| panic!("{name}: {e}")));
-    }
-}

@@ -109,9 +109,19 @@ fn wasmplugin_is_example_003_with_the_istio_jwks_cluster() {
     let cfg = Config::from_json(&serde_json::to_vec(&config).unwrap()).unwrap_or_else(|e| panic!("pluginConfig: {e}"));
     assert_remote_jwks(&cfg, &cluster);
 
-    // Put the example's cluster back: then it is example 003, exactly.
+    // A WasmPlugin cannot hold headers (allow_on_headers_stop_iteration): no route of it may
+    // need to (webhook, mcp), or such requests would hang.
+    let routes = config["routes"].as_array().expect("routes");
+    assert!(routes.iter().all(|r| r.get("mcp").is_none() && r.get("webhook").is_none()), "no route holds headers");
+    // Put the example's cluster back and its MCP judging: then it is example 003, exactly.
     *jwks_cluster(&mut config, "clerk") = example["providers"]["clerk"]["jwks"]["remote"]["cluster"].clone();
-    assert_eq!(config, example, "pluginConfig is example 003 but for the JWKS cluster");
+    let mut example = example;
+    let mcp_routes: Vec<usize> = example["routes"].as_array().expect("routes").iter().enumerate().filter(|(_, r)| r.get("mcp").is_some()).map(|(i, _)| i).collect();
+    assert_eq!(mcp_routes.len(), 1, "example 003 judges MCP on one route");
+    for i in mcp_routes {
+        example["routes"][i].as_object_mut().expect("route").remove("mcp");
+    }
+    assert_eq!(config, example, "pluginConfig is example 003 but for the JWKS cluster and MCP judging");
 }
 
 #[test]

@@ -130,7 +130,25 @@ pub struct Route {
     /// Index into `Config::webhooks`: the body signature that must verify.
     pub webhook: Option<usize>,
     pub format: usize,
+    /// The route serves MCP: a request's JSON-RPC body is judged (`routes[].mcp`).
+    pub mcp: Option<Box<McpRules>>,
 }
+
+/// `routes[].mcp`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpRules {
+    pub tools: crate::mcp::ScopeTemplate,
+    pub prompts: Option<crate::mcp::ScopeTemplate>,
+    pub resources: Option<crate::mcp::ScopeTemplate>,
+    pub max_body_bytes: u64,
+    /// Insufficient scope on `tools/call` answers 403 with a step-up challenge instead of a
+    /// tool error.
+    pub challenge: bool,
+    pub filter_tools_list: bool,
+}
+
+/// `routes[].mcp.max_body_bytes` when not set.
+pub const DEFAULT_MCP_BODY_BYTES: u64 = 1 << 20;
 
 /// A route that follows the route Envoy's router selected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -711,8 +729,41 @@ fn compile_route(path: &str, r: RawRoute, ctx: &RouteContext<'_>) -> Result<Rout
         RawAuth::None => None,
         RawAuth::Required(spec) => Some(compile_auth(&format!("{path}.auth"), spec, &variables, ctx)?),
     };
-    Ok(Route { methods, pattern, binding, auth, webhook, format })
+    let mcp = match r.mcp {
+        Some(raw) => {
+            if auth.is_none() {
+                return Err(ConfigError::new(format!("{path}.mcp"), "an MCP route needs auth: its scopes are the principal's"));
+            }
+            if webhook.is_some() {
+                return Err(ConfigError::new(format!("{path}.mcp"), "a route is a webhook or serves MCP, not both"));
+            }
+            Some(Box::new(compile_mcp(&format!("{path}.mcp"), raw)?))
+        }
+        None => None,
+    };
+    Ok(Route { methods, pattern, binding, auth, webhook, format, mcp })
 }
+
+fn compile_mcp(path: &str, raw: RawMcp) -> Result<McpRules, ConfigError> {
+    use crate::mcp::ScopeTemplate;
+    let template = |field: &str, text: &str, variable: &str| ScopeTemplate::parse(text, variable).map_err(|e| ConfigError::new(format!("{path}.{field}"), e));
+    let tools = template("tools", raw.tools.as_deref().unwrap_or("tools:{name}"), "name")?;
+    let prompts = raw.prompts.as_deref().map(|t| template("prompts", t, "name")).transpose()?;
+    let resources = raw.resources.as_deref().map(|t| template("resources", t, "uri")).transpose()?;
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MCP_BODY_BYTES);
+    if max_body_bytes == 0 || max_body_bytes > MAX_MCP_BODY_BYTES {
+        return Err(ConfigError::new(format!("{path}.max_body_bytes"), format!("must be between 1 and {MAX_MCP_BODY_BYTES}")));
+    }
+    let challenge = match raw.scope_denial.as_deref() {
+        None | Some("tool_error") => false,
+        Some("challenge") => true,
+        Some(_) => return Err(ConfigError::new(format!("{path}.scope_denial"), "must be \"tool_error\" or \"challenge\"")),
+    };
+    Ok(McpRules { tools, prompts, resources, max_body_bytes, challenge, filter_tools_list: raw.filter_tools_list.unwrap_or(true) })
+}
+
+/// The most `routes[].mcp.max_body_bytes` may be: the body is held in the worker's memory.
+pub const MAX_MCP_BODY_BYTES: u64 = 16 << 20;
 
 fn route_path(path: &str, p: String) -> Result<String, ConfigError> {
     if !p.starts_with('/') {

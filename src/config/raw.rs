@@ -229,6 +229,24 @@ pub struct RawRoute {
     pub auth: RawAuth,
     pub webhook: Option<String>,
     pub errors: Option<String>,
+    /// The route serves MCP (streamable HTTP): the JSON-RPC call in the body is judged.
+    pub mcp: Option<RawMcp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMcp {
+    /// The scope a `tools/call` needs, from `{name}` (default `tools:{name}`).
+    pub tools: Option<String>,
+    /// The scope a `prompts/get` needs, from `{name}` (default: authentication only).
+    pub prompts: Option<String>,
+    /// The scope a `resources/read` needs, from `{uri}` (default: authentication only).
+    pub resources: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    /// `"tool_error"` (default) or `"challenge"`.
+    pub scope_denial: Option<String>,
+    /// Filter `tools/list` answers to the tools the principal may call (default true).
+    pub filter_tools_list: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,7 +21,7 @@ pub enum Action {
 
 /// What the worker holds for a request between callbacks. A request it holds nothing for
 /// (decided and forwarded without a correlation id, or answered) has no entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Stream {
     /// Paused until a provider's keys reach `version` (first keys, or a refetch for an
     /// unknown `kid`), or until `deadline` (ms).
@@ -30,6 +30,9 @@ pub enum Stream {
     WaitingForLookup { digest: [u8; 32], deadline: u64, body_done: bool },
     /// Allowed, headers held: the webhook signature over the whole body must verify first.
     AwaitingBody { webhook: usize, route: Option<usize>, headers: Vec<(String, Vec<u8>)>, correlation: Option<String>, kind: Option<Kind> },
+    /// Allowed on an MCP route, headers held: the JSON-RPC call in the whole body must be
+    /// judged first.
+    AwaitingMcp(Box<crate::mcp::Hold>),
     /// Gone upstream; the correlation id goes back on the response.
     Forwarded { correlation: String },
 }
@@ -85,13 +88,17 @@ impl<H: Host> Worker<H> {
                 Some(Stream::AwaitingBody { webhook, .. }) => {
                     (true, st.config.webhooks.get(*webhook).map_or(0, |(_, w)| w.max_body_bytes), false)
                 }
+                Some(Stream::AwaitingMcp(hold)) => {
+                    let rules = st.config.routes.get(hold.route).and_then(|r| r.mcp.as_deref());
+                    (true, rules.map_or(0, |m| m.max_body_bytes), false)
+                }
                 Some(s) => (false, 0, s.waiting()),
                 None => (false, 0, false),
             }
         };
         // Stop buffering as soon as the body is known to be too large.
         if held && size as u64 > limit {
-            return self.finish_webhook(ctx, BodyRead::TooLarge, Turn::Callback);
+            return self.finish_held(ctx, BodyRead::TooLarge, Turn::Callback);
         }
         if !end_of_stream {
             return if held || waiting { Action::Pause } else { Action::Continue };
@@ -154,12 +161,12 @@ impl<H: Host> Worker<H> {
                     s.mark_body_done();
                     return Action::Pause;
                 }
-                Some(Stream::AwaitingBody { .. }) => true,
+                Some(Stream::AwaitingBody { .. } | Stream::AwaitingMcp(_)) => true,
                 _ => false,
             }
         };
         if state {
-            return self.finish_webhook(ctx, body, Turn::Callback);
+            return self.finish_held(ctx, body, Turn::Callback);
         }
         Action::Continue
     }
@@ -242,6 +249,16 @@ impl<H: Host> Worker<H> {
                 if let Some(id) = allow.principal.as_ref().and_then(|p| p.key_id.as_deref()) {
                     self.record_use(id, now / 1000);
                 }
+                if let (Some(headers), Some(principal), Some(route)) = (allow.mcp, allow.principal.clone(), allow.route) {
+                    // The JSON-RPC call in the body is judged before anything goes upstream.
+                    let post = method == "POST";
+                    let hold = crate::mcp::Hold { route, principal, headers, post, correlation: allow.correlation };
+                    self.st.borrow_mut().streams.insert(ctx, Stream::AwaitingMcp(Box::new(hold)));
+                    if !ended {
+                        return Action::Pause;
+                    }
+                    return self.finish_held(ctx, BodyRead::All, turn);
+                }
                 if let Some(webhook) = allow.webhook {
                     // Nothing reaches the upstream before the signature over the whole body is
                     // checked: the headers are held (allow_on_headers_stop_iteration) meanwhile.
@@ -252,7 +269,7 @@ impl<H: Host> Worker<H> {
                     if !ended {
                         return Action::Pause;
                     }
-                    return self.finish_webhook(ctx, BodyRead::All, turn);
+                    return self.finish_held(ctx, BodyRead::All, turn);
                 }
                 if let Some(correlation) = allow.correlation {
                     self.st.borrow_mut().streams.insert(ctx, Stream::Forwarded { correlation });
@@ -299,25 +316,64 @@ impl<H: Host> Worker<H> {
         Action::Continue
     }
 
-    /// Verifies a held webhook over the complete body and lets the request go or answers it.
-    /// A body the host will not give is never taken for an empty one: 503.
-    fn finish_webhook(&self, ctx: u32, body_read: BodyRead, turn: Turn) -> Action {
+    /// Judges a held request (a webhook, an MCP call) on its complete body and lets it go or
+    /// answers it.
+    fn finish_held(&self, ctx: u32, body_read: BodyRead, turn: Turn) -> Action {
         let held = self.st.borrow_mut().streams.remove(&ctx);
-        let Some(Stream::AwaitingBody { webhook, route, headers, correlation, kind }) = held else { return Action::Continue };
-        let max = match body_read {
-            BodyRead::TooLarge => None,
-            BodyRead::Upto(size) => Some(size),
-            BodyRead::All => Some(usize::MAX),
-        };
-        let body = match max {
-            None => None,
-            Some(0) => Some(Vec::new()),
-            // No buffer at all (Ok(None)): the request has no body.
-            Some(max) => match self.host.body(Body::Request, max) {
-                Ok(body) => Some(body.unwrap_or_default()),
-                Err(_) => return self.fail_closed(route, correlation.as_deref()),
+        match held {
+            Some(held @ Stream::AwaitingBody { .. }) => match self.held_body(body_read) {
+                Ok(body) => self.finish_webhook(ctx, held, body, turn),
+                Err(()) => {
+                    let Stream::AwaitingBody { route, correlation, .. } = held else { return Action::Continue };
+                    self.fail_closed(route, correlation.as_deref())
+                }
             },
+            Some(Stream::AwaitingMcp(hold)) => {
+                let Ok(body) = self.held_body(body_read) else { return self.fail_closed(Some(hold.route), hold.correlation.as_deref()) };
+                self.finish_mcp(ctx, *hold, body, turn)
+            }
+            _ => Action::Continue,
+        }
+    }
+
+    /// The whole body of a held request; `None` when it grew beyond its limit. A body the host
+    /// will not give is never taken for an empty one: `Err` (then 503).
+    fn held_body(&self, body_read: BodyRead) -> Result<Option<Vec<u8>>, ()> {
+        let max = match body_read {
+            BodyRead::TooLarge => return Ok(None),
+            BodyRead::Upto(size) => size,
+            BodyRead::All => usize::MAX,
         };
+        if max == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        // No buffer at all (Ok(None)): the request has no body.
+        self.host.body(Body::Request, max).map(|b| Some(b.unwrap_or_default())).map_err(|_| ())
+    }
+
+    /// Judges the JSON-RPC call of a held MCP request.
+    fn finish_mcp(&self, ctx: u32, hold: crate::mcp::Hold, body: Option<Vec<u8>>, turn: Turn) -> Action {
+        let config = self.config();
+        match crate::mcp::judge(&config, &hold, body.as_deref()) {
+            Ok(_verdict) => {
+                if let Some(correlation) = hold.correlation {
+                    self.st.borrow_mut().streams.insert(ctx, Stream::Forwarded { correlation });
+                }
+                self.count_allowed(Some(hold.principal.kind));
+                self.go_on(turn)
+            }
+            Err((reason, response)) => {
+                self.count(Counter::Denied(reason));
+                self.log_denial(reason, Some(hold.route), hold.correlation.as_deref());
+                self.send(&response);
+                Action::Pause
+            }
+        }
+    }
+
+    /// Verifies a held webhook over the complete body and lets the request go or answers it.
+    fn finish_webhook(&self, ctx: u32, held: Stream, body: Option<Vec<u8>>, turn: Turn) -> Action {
+        let Stream::AwaitingBody { webhook, route, headers, correlation, kind } = held else { return Action::Continue };
         let check = engine::WebhookCheck { webhook, route, correlation: correlation.as_deref() };
         let now = (self.host.now_ms() / 1000) as i64;
         match engine::check_webhook(&self.config(), &check, &crate::credentials::view(&headers), body.as_deref(), now) {
