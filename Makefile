@@ -12,6 +12,7 @@ SHARED        ?= $(abspath $(CURDIR)/../shared)
 export ENVOY WASM SHARED
 
 .PHONY: test-oldest test-matrix test-wasm
+.PHONY: python-tools
 .PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli soak sig-probe
 
 build: wasm-target
@@ -32,7 +33,17 @@ $(ENVOY):
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
-tools: wasm-target envoy
+tools: wasm-target envoy python-tools
+
+# The official MCP Python SDK, pinned, for integration/tests/mcp.rs (a real MCP server behind
+# Envoy and a real client in front of it), in a virtual environment of its own.
+# Every package pinned in integration/mcp/requirements.txt (mcp 2.3.0 and what it pulls in).
+PY := $(TOOLS)/py/bin/python
+python-tools: $(TOOLS)/py/.installed
+$(TOOLS)/py/.installed: integration/mcp/requirements.txt
+	python3 -m venv $(TOOLS)/py
+	$(PY) -m pip install --quiet --disable-pip-version-check -r integration/mcp/requirements.txt
+	@touch $@
 
 lint: wasm-target
 	cargo clippy -p api-auth-filter -p api-auth-cli -p api-auth-integration --all-targets -- -D warnings
@@ -64,7 +75,7 @@ validate: envoy build
 sig-probe: wasm-target
 	cargo build --release --target wasm32-wasip1 -p sig-probe
 
-test-e2e: envoy build sig-probe
+test-e2e: envoy build sig-probe python-tools
 	cargo test -p api-auth-integration -- --test-threads=2
 
 # The version matrix: the oldest supported Envoy minor (latest patch) beside the default.

@@ -298,10 +298,12 @@ pub fn error_response(id: Option<&Id>, code: i32, message: &str) -> String {
 }
 
 /// A tool's error result (MCP's "error in tool response"): the call was answered, not run.
+/// `resultType` is required of servers by MCP 2026-07-28 (the official SDKs refuse a result
+/// without it there) and an extra member, which results may carry, to earlier versions.
 pub fn tool_error_response(id: &Id, text: &str) -> String {
     let text = serde_json::Value::String(text.to_string());
     format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":{text}}}],\"isError\":true}}}}",
+        "{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":{text}}}],\"isError\":true,\"resultType\":\"complete\"}}}}",
         id.to_json()
     )
 }

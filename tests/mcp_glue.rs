@@ -78,7 +78,7 @@ fn a_granted_tool_goes_on_and_another_is_the_contracts_tool_error() {
     assert_eq!(status, 200);
     assert_eq!(
         body,
-        json!({ "jsonrpc": "2.0", "id": "req-9", "result": { "content": [{ "type": "text", "text": "Insufficient scope: tools:platform.create_roadmap_item" }], "isError": true } })
+        json!({ "jsonrpc": "2.0", "id": "req-9", "result": { "content": [{ "type": "text", "text": "Insufficient scope: tools:platform.create_roadmap_item" }], "isError": true, "resultType": "complete" } })
     );
     assert!(headers.contains(&("content-type".into(), "application/json".into())), "{headers:?}");
     assert!(headers.contains(&("x-correlation-id".into(), "cid-2".into())), "{headers:?}");

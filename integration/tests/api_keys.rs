@@ -118,7 +118,7 @@ fn contract_003_scoped_keys() {
         denied("revoked key", Req::get("/v1/projects").bearer("cf_ak_example_revoked"), 401, json!({"detail": CREDS})),
         denied("expired key", Req::get("/v1/projects").bearer("cf_ak_example_expired"), 401, json!({"detail": CREDS})),
         mcp,
-        allowed("MCP with a key", Req::post("/v1/mcp").bearer("cf_ak_example_agents_only"), org("key_agents")),
+        allowed("MCP with a key", Req::post("/v1/mcp").bearer("cf_ak_example_agents_only").body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), org("key_agents")),
         allowed("own organisation override", Req::get("/v1/projects").bearer("cf_ak_example_list_roadmap").header("x-organization-id", "org_abc123"), org("key_list")),
         denied("foreign organisation override", Req::get("/v1/projects").bearer("cf_ak_example_list_roadmap").header("x-organization-id", "org_other"), 403, json!({"detail": "Forbidden"})),
         Case {

@@ -952,7 +952,7 @@ fn example_003_bypasses_are_refused() {
         // The MCP prefix covers /v1/mcp, /v1/mcp/ and /v1/mcp/x, never /v1/mcp-admin.
         passed("OAuth: GET /v1/mcp", Req::get("/v1/mcp").bearer(&v1), org("org_abc123"), &[]),
         passed("OAuth: GET /v1/mcp/", Req::get("/v1/mcp/").bearer(&v1), org("org_abc123"), &[]),
-        passed("OAuth: POST /v1/mcp/x", Req::post("/v1/mcp/x").bearer(&v2), org("org_abc123"), &[]),
+        passed("OAuth: POST /v1/mcp/x", Req::post("/v1/mcp/x").bearer(&v2).body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), org("org_abc123"), &[]),
         not_accepted,
         passed("a key on /v1/mcp-admin (the /v1/ route)", Req::get("/v1/mcp-admin").bearer(LIST_KEY), keyed("key_list"), &[]),
         // The organisation header never crosses a tenant, full_access or not.

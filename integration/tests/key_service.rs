@@ -163,8 +163,8 @@ fn contract_004_session_tokens_and_003_oauth_organisation() {
     let human = clerk.token("c1", &json!({ "iss": "https://your-app.clerk.accounts.dev", "sub": "user_h", "exp": now + 600, "org_id": "org_abc123" }));
     let org = |o: &str| vec![("x-organization-id", o.to_string())];
     let cases = vec![
-        allowed("OAuth on MCP, own organisation", Req::post("/v1/mcp").bearer(&human), org("org_abc123")),
-        allowed("OAuth naming its own organisation", Req::post("/v1/mcp").bearer(&human).header("x-organization-id", "org_abc123"), org("org_abc123")),
+        allowed("OAuth on MCP, own organisation", Req::post("/v1/mcp").bearer(&human).body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), org("org_abc123")),
+        allowed("OAuth naming its own organisation", Req::post("/v1/mcp").bearer(&human).header("x-organization-id", "org_abc123").body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), org("org_abc123")),
         denied("OAuth naming another organisation", Req::post("/v1/mcp").bearer(&human).header("x-organization-id", "org_other"), 403, json!({"error": "forbidden"})),
         allowed("OAuth bypasses scope checks", Req::post("/v1/mcp/tools/create").bearer(&human), org("org_abc123")),
         denied(
