@@ -41,6 +41,38 @@ impl Json {
             _ => None,
         }
     }
+
+    /// The value as compact JSON, members in document order.
+    pub fn write(&self, out: &mut String) {
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Number(n) => out.push_str(&n.to_string()),
+            Json::String(s) => out.push_str(&serde_json::Value::String(s.clone()).to_string()),
+            Json::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write(out);
+                }
+                out.push(']');
+            }
+            Json::Object(members) => {
+                out.push('{');
+                for (i, (name, value)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(name.clone()).to_string());
+                    out.push(':');
+                    value.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Json {
@@ -118,11 +150,12 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 }
 
-/// Parses a whole body as one JSON text, strictly (see the module's documentation).
-pub fn parse(body: &[u8]) -> Result<Json, ()> {
+/// Parses a whole body as one JSON text, strictly (see the module's documentation); `None`
+/// when it is not one.
+pub fn parse(body: &[u8]) -> Option<Json> {
     // serde_json refuses a BOM, invalid UTF-8, lone surrogates, NaN, trailing data and nesting
     // beyond 128; `Json` refuses duplicate members.
-    serde_json::from_slice::<Json>(body).map_err(|_| ())
+    serde_json::from_slice::<Json>(body).ok()
 }
 
 /// A request id as sent: a string, or an integer (its digits).
@@ -198,7 +231,7 @@ impl Refusal {
 
 /// Reads one message from a request body.
 pub fn read(body: &[u8]) -> Result<Message, (Refusal, Option<Id>)> {
-    let json = parse(body).map_err(|()| (Refusal::Parse, None))?;
+    let json = parse(body).ok_or((Refusal::Parse, None))?;
     let Json::Object(_) = &json else { return Err((Refusal::Invalid, None)) };
     let id = match json.get("id") {
         None => None,
@@ -383,7 +416,8 @@ pub struct Hold {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Pass,
-    FilterToolList,
+    /// The request's id, for the error that replaces an answer the filter cannot read.
+    FilterToolList(Option<Id>),
 }
 
 /// JSON-RPC code of a call the principal may not make (a server error code: JSON-RPC reserves
@@ -426,7 +460,7 @@ pub fn judge(cfg: &crate::config::Config, hold: &Hold, body: Option<&[u8]>) -> R
         Ask::Resource(_) => rules.resources.as_ref(),
         Ask::ToolList => {
             let filter = rules.filter_tools_list && !hold.principal.full_access;
-            return Ok(if filter { Verdict::FilterToolList } else { Verdict::Pass });
+            return Ok(if filter { Verdict::FilterToolList(message.id.clone()) } else { Verdict::Pass });
         }
         Ask::Other => None,
     };
@@ -472,6 +506,134 @@ fn rpc_response(cfg: &crate::config::Config, hold: &Hold, reason: crate::deny::R
         headers.push((c.header.clone(), id.clone()));
     }
     crate::deny::LocalResponse { status, headers, body: body.into_bytes(), details: format!("api_auth.{}", reason.as_str()), grpc_status: None }
+}
+
+// --- filtering a tools/list answer ----------------------------------------------------------
+
+/// The largest `tools/list` answer the filter holds to filter; a larger one is replaced.
+pub const MAX_TOOL_LIST_BYTES: usize = 4 << 20;
+
+/// JSON-RPC code of an answer the filter could not read (internal error).
+pub const UNREADABLE_CODE: i32 = -32603;
+
+/// How an upstream answer is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Json,
+    EventStream,
+    /// Neither: a body is replaced by an error.
+    Other,
+}
+
+impl Framing {
+    pub fn of(content_type: Option<&[u8]>) -> Framing {
+        let media = content_type.map(|v| v.split(|b| *b == b';').next().unwrap_or_default().trim_ascii());
+        match media {
+            Some(m) if m.eq_ignore_ascii_case(b"application/json") => Framing::Json,
+            Some(m) if m.eq_ignore_ascii_case(b"text/event-stream") => Framing::EventStream,
+            _ => Framing::Other,
+        }
+    }
+}
+
+/// A `tools/list` answer on its way back: which tools the principal may see.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolFilter {
+    pub route: usize,
+    pub scopes: crate::principal::Names,
+    pub id: Option<Id>,
+    pub correlation: Option<String>,
+    /// Known once the response headers came.
+    pub framing: Option<Framing>,
+    /// The body went over `MAX_TOOL_LIST_BYTES`: replaced, the rest dropped.
+    pub replaced: bool,
+}
+
+impl ToolFilter {
+    /// Whether the principal may call `name` on this route.
+    pub fn grants(&self, cfg: &crate::config::Config, name: &str) -> bool {
+        let Some(rules) = cfg.routes.get(self.route).and_then(|r| r.mcp.as_deref()) else { return false };
+        rules.tools.scope(name).is_ok_and(|scope| crate::grants::grants(&self.scopes, &scope))
+    }
+
+    /// The error that replaces an answer the filter cannot read.
+    pub fn unreadable(&self) -> Vec<u8> {
+        let json = error_response(self.id.as_ref(), UNREADABLE_CODE, "The tool list could not be read");
+        match self.framing {
+            Some(Framing::EventStream) => sse_event(&json).into_bytes(),
+            _ => json.into_bytes(),
+        }
+    }
+}
+
+/// Keeps in every JSON-RPC result's `tools` list only the tools `keep` grants. `None`: the
+/// message is not JSON (then the whole answer is replaced).
+fn filter_message(text: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<String> {
+    let mut json = parse(text)?;
+    if let Json::Object(members) = &mut json {
+        if let Some((_, Json::Object(result))) = members.iter_mut().find(|(n, _)| n == "result") {
+            if let Some((_, Json::Array(tools))) = result.iter_mut().find(|(n, _)| n == "tools") {
+                tools.retain(|t| t.get("name").and_then(Json::as_str).is_some_and(keep));
+            }
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    json.write(&mut out);
+    Some(out)
+}
+
+/// A `tools/list` answer with only the tools `keep` grants: a JSON body, or an event stream
+/// whose events carrying JSON-RPC messages are filtered (events without data pass as they
+/// are). `None`: the answer cannot be read.
+pub fn filter_tool_list(body: &[u8], framing: Framing, keep: &dyn Fn(&str) -> bool) -> Option<Vec<u8>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Some(body.to_vec());
+    }
+    match framing {
+        Framing::Json => filter_message(body, keep).map(String::into_bytes),
+        Framing::Other => None,
+        Framing::EventStream => {
+            let text = std::str::from_utf8(body).ok()?;
+            // Line ends are CRLF, LF or CR; an empty line ends an event.
+            let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
+            let mut out = String::with_capacity(body.len());
+            let mut events = normalized.split("\n\n").peekable();
+            while let Some(event) = events.next() {
+                let last = events.peek().is_none();
+                if last && event.is_empty() {
+                    break;
+                }
+                let mut fields = Vec::new();
+                let mut data: Option<String> = None;
+                for line in event.split('\n') {
+                    match line.strip_prefix("data") {
+                        Some(rest) if rest.is_empty() || rest.starts_with(':') => {
+                            let value = rest.strip_prefix(':').map_or("", |v| v.strip_prefix(' ').unwrap_or(v));
+                            let d = data.get_or_insert_with(String::new);
+                            if !d.is_empty() {
+                                d.push('\n');
+                            }
+                            d.push_str(value);
+                        }
+                        _ => fields.push(line),
+                    }
+                }
+                for f in fields {
+                    out.push_str(f);
+                    out.push('\n');
+                }
+                if let Some(d) = data.filter(|d| !d.is_empty()) {
+                    out.push_str("data: ");
+                    out.push_str(&filter_message(d.as_bytes(), keep)?);
+                    out.push('\n');
+                }
+                if !last {
+                    out.push('\n');
+                }
+            }
+            Some(out.into_bytes())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -581,5 +743,29 @@ mod tests {
         assert!(!wants_event_stream(&[b"application/json, text/event-stream"]));
         assert!(!wants_event_stream(&[]));
         assert!(!wants_event_stream(&[b"text/event-stream", b"*/*"]));
+    }
+
+    #[test]
+    fn tool_lists_keep_only_the_granted_tools() {
+        let keep = |n: &str| n.starts_with("agents.");
+        let json = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"agents.deploy","inputSchema":{}},{"name":"platform.x"},{"nameless":1}],"nextCursor":"c"}}"#;
+        let out = filter_tool_list(json, Framing::Json, &keep).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"agents.deploy","inputSchema":{}}],"nextCursor":"c"}}"#
+        );
+        let sse = "id: 1\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"platform.x\"},{\"name\":\"agents.a\"}]}}\r\n\r\nid: 0\ndata:\n\n";
+        let out = String::from_utf8(filter_tool_list(sse.as_bytes(), Framing::EventStream, &keep).unwrap()).unwrap();
+        assert_eq!(out, "id: 1\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"agents.a\"}]}}\n\nid: 0\n\n");
+        // Data split over lines is one message.
+        let split = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\ndata: \"result\":{\"tools\":[{\"name\":\"platform.x\"}]}}\n\n";
+        let out = String::from_utf8(filter_tool_list(split.as_bytes(), Framing::EventStream, &keep).unwrap()).unwrap();
+        assert!(out.contains(r#""tools":[]"#) && !out.contains("platform.x"), "{out}");
+        // What cannot be read is never passed.
+        assert_eq!(filter_tool_list(b"<html>", Framing::Json, &keep), None);
+        assert_eq!(filter_tool_list(b"{}", Framing::Other, &keep), None);
+        assert_eq!(filter_tool_list(b"data: not json\n\n", Framing::EventStream, &keep), None);
+        assert_eq!(filter_tool_list(br#"{"a":1,"a":2}"#, Framing::Json, &keep), None);
+        assert_eq!(filter_tool_list(b"", Framing::Other, &keep), Some(Vec::new()), "no body: nothing to filter");
     }
 }

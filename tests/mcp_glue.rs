@@ -61,7 +61,10 @@ fn post(w: &Worker<MockHost>, ctx: u32, key: &str, headers: &[(&str, &[u8])], bo
     last
 }
 
-fn answer(w: &Worker<MockHost>, ctx: u32) -> Option<(u16, Vec<(String, String)>, Value)> {
+/// A local answer: status, headers, body as JSON.
+type Answer = (u16, Vec<(String, String)>, Value);
+
+fn answer(w: &Worker<MockHost>, ctx: u32) -> Option<Answer> {
     w.host.request(ctx).answered.map(|(s, h, b)| (s, h, serde_json::from_slice(&b).unwrap_or(Value::Null)))
 }
 
@@ -167,4 +170,73 @@ fn a_call_waiting_for_the_key_service_is_judged_with_the_whole_body() {
     assert_eq!(w.host.request(5).resumed, 0, "never let go");
     // The same key on a tool its scopes grant.
     assert_eq!(post(&w, 6, REMOTE_KEY, &[], &call(json!(4), "platform.list_roadmap_items"), 9), Action::Continue);
+}
+
+fn list_tools(w: &Worker<MockHost>, ctx: u32, key: &str) {
+    let body = json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/list" }).to_string();
+    assert_eq!(post(w, ctx, key, &[], body.as_bytes(), 4), Action::Continue);
+}
+
+#[test]
+fn a_tool_list_answer_shows_only_the_granted_tools_or_an_error() {
+    let w = worker(json!({}));
+    let answer = json!({ "jsonrpc": "2.0", "id": 5, "result": { "tools": [{ "name": "agents.deploy" }, { "name": "platform.x" }, { "name": "agents.stop" }] } }).to_string();
+    // JSON in two chunks: held to the end, then filtered; the length goes.
+    list_tools(&w, 1, AGENTS_KEY);
+    w.host.respond(1, &[(":status", b"200"), ("content-type", b"application/json"), ("content-length", answer.len().to_string().as_bytes())], b"");
+    assert_eq!(w.on_response_headers(1), Action::Continue);
+    assert_eq!(w.host.request(1).response_headers.iter().find(|(n, _)| n == "content-length"), None);
+    let (a, b) = answer.as_bytes().split_at(20);
+    let n = w.host.respond(1, &[], a);
+    assert_eq!(w.on_response_body(1, n, false), Action::Pause);
+    let n = w.host.respond(1, &[], b);
+    assert_eq!(w.on_response_body(1, n, true), Action::Continue);
+    let v: Value = serde_json::from_slice(&w.host.request(1).response_body).unwrap();
+    assert_eq!(v["result"]["tools"], json!([{ "name": "agents.deploy" }, { "name": "agents.stop" }]));
+    assert_eq!(w.stream(1), None);
+    // An answer that is not JSON is replaced by an error with the request's id.
+    list_tools(&w, 2, AGENTS_KEY);
+    w.host.respond(2, &[(":status", b"200"), ("content-type", b"text/html")], b"");
+    w.on_response_headers(2);
+    let n = w.host.respond(2, &[], answer.as_bytes());
+    assert_eq!(w.on_response_body(2, n, true), Action::Continue);
+    let r = w.host.request(2);
+    let v: Value = serde_json::from_slice(&r.response_body).unwrap();
+    assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!(5), json!(-32603)));
+    assert!(r.response_headers.contains(&("content-type".into(), b"application/json".to_vec())));
+    // Trailers end a held answer, filtered too.
+    list_tools(&w, 3, AGENTS_KEY);
+    w.host.respond(3, &[(":status", b"200"), ("content-type", b"application/json")], b"");
+    w.on_response_headers(3);
+    let n = w.host.respond(3, &[], answer.as_bytes());
+    assert_eq!(w.on_response_body(3, n, false), Action::Pause);
+    assert_eq!(w.on_response_trailers(3), Action::Continue);
+    assert!(!String::from_utf8(w.host.request(3).response_body).unwrap().contains("platform.x"));
+    // Other calls' answers are never held.
+    assert_eq!(post(&w, 4, AGENTS_KEY, &[], &call(json!(1), "agents.deploy"), 64), Action::Continue);
+    w.host.respond(4, &[(":status", b"200"), ("content-type", b"application/json")], b"");
+    w.on_response_headers(4);
+    let n = w.host.respond(4, &[], b"{\"partial\":");
+    assert_eq!(w.on_response_body(4, n, false), Action::Continue);
+    // Full access sees everything, unfiltered and unheld.
+    let full = Worker::configure(MockHost::new(NOW_MS), &serde_json::to_vec(&json!({
+        "api_keys": { "prefixes": ["mk_"], "keys": [{ "id": "k", "sha256": sha256_hex(AGENTS_KEY.as_bytes()), "scopes": ["*"] }] },
+        "routes": [{ "match": { "prefix": "/mcp" }, "auth": {}, "mcp": { "filter_tools_list": false } }]
+    })).unwrap()).unwrap();
+    list_tools(&full, 5, AGENTS_KEY);
+    assert_eq!(full.stream(5), None, "filter_tools_list off: nothing held");
+}
+
+#[test]
+fn an_oversized_tool_list_is_replaced_and_the_rest_dropped() {
+    let w = worker(json!({}));
+    list_tools(&w, 1, AGENTS_KEY);
+    w.host.respond(1, &[(":status", b"200"), ("content-type", b"text/event-stream")], b"");
+    w.on_response_headers(1);
+    let big = vec![b'x'; api_auth_filter::mcp::MAX_TOOL_LIST_BYTES + 1];
+    let n = w.host.respond(1, &[], &big);
+    assert_eq!(w.on_response_body(1, n, false), Action::Continue);
+    let body = String::from_utf8(w.host.request(1).response_body).unwrap();
+    assert!(body.starts_with("event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"error\""), "{}", &body[..80.min(body.len())]);
+    assert!(matches!(w.stream(1), Some(Stream::FilteringTools(f)) if f.replaced), "what follows is dropped");
 }

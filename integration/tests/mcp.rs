@@ -50,6 +50,7 @@ fn contract_rows(answers: Answers) {
             let want = if allowed.contains(&tool) { ran(tool) } else { denied(tool) };
             assert_eq!(got["calls"][tool], want, "{who} calling {tool} ({answers:?})");
         }
+        assert_eq!(got["tools"], json!(allowed), "{who}: tools/list shows exactly the granted tools ({answers:?})");
         let mut ran_tools = server.ran();
         ran_tools.sort();
         let mut want: Vec<String> = allowed.iter().map(|t| t.to_string()).collect();

@@ -21,6 +21,7 @@ const REQUEST_HEADERS: u32 = 0;
 const RESPONSE_HEADERS: u32 = 2;
 const CALL_RESPONSE_HEADERS: u32 = 6;
 const REQUEST_BODY: u32 = 0;
+const RESPONSE_BODY: u32 = 1;
 const CALL_RESPONSE_BODY: u32 = 4;
 const PLUGIN_CONFIGURATION: u32 = 7;
 const STREAM_REQUEST: u32 = 0;
@@ -33,6 +34,7 @@ extern "C" {
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_get_buffer_bytes(buffer_type: u32, start: usize, max_size: usize, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
+    fn proxy_set_buffer_bytes(buffer_type: u32, start: usize, size: usize, data: *const u8, data_size: usize) -> u32;
     fn proxy_get_header_map_pairs(map_type: u32, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
     fn proxy_get_header_map_value(map_type: u32, key_data: *const u8, key_size: usize, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
     fn proxy_replace_header_map_value(map_type: u32, key_data: *const u8, key_size: usize, value_data: *const u8, value_size: usize) -> u32;
@@ -148,6 +150,15 @@ impl AbiHost {
     }
 }
 
+fn buffer_code(which: Body) -> u32 {
+    match which {
+        Body::Request => REQUEST_BODY,
+        Body::Response => RESPONSE_BODY,
+        Body::CallResponse => CALL_RESPONSE_BODY,
+        Body::PluginConfiguration => PLUGIN_CONFIGURATION,
+    }
+}
+
 fn level_code(level: Level) -> u32 {
     match level {
         Level::Trace => 0,
@@ -175,13 +186,18 @@ impl Host for AbiHost {
         Self::set_map_value(RESPONSE_HEADERS, name, value)
     }
 
+    fn response_header(&self, name: &str) -> HostResult<Option<Vec<u8>>> {
+        Self::map_value(RESPONSE_HEADERS, name)
+    }
+
     fn body(&self, which: Body, max: usize) -> HostResult<Option<Vec<u8>>> {
-        let code = match which {
-            Body::Request => REQUEST_BODY,
-            Body::CallResponse => CALL_RESPONSE_BODY,
-            Body::PluginConfiguration => PLUGIN_CONFIGURATION,
-        };
-        Self::buffer(code, max)
+        Self::buffer(buffer_code(which), max)
+    }
+
+    fn set_body(&self, which: Body, size: usize, bytes: &[u8]) -> HostResult<()> {
+        // Envoy drains `size` bytes from the start, then prepends `bytes`.
+        // SAFETY: a pointer to a live slice with its length.
+        status(unsafe { proxy_set_buffer_bytes(buffer_code(which), 0, size, bytes.as_ptr(), bytes.len()) })
     }
 
     fn send_response(&self, status_code: u16, headers: &[(&str, &str)], body: &[u8], details: &str, grpc_status: Option<u32>) -> HostResult<()> {

@@ -6,7 +6,8 @@
 //!   Envoy then enters the VM for each of them on every request (`on_response_body`, `on_log`,
 //!   `on_done`...) although this filter has nothing to do there. Exported here is what the
 //!   filter uses: a request costs four calls into the VM (create, request headers, response
-//!   headers, delete) instead of seven or more;
+//!   headers, delete) and one per response body chunk (where MCP `tools/list` answers are
+//!   filtered; others return at once) instead of seven or more;
 //! - the SDK's dispatcher panics on what it does not expect (an unknown context or call token,
 //!   a root context that declines a stream), and a panic kills the VM with every request on it.
 //!
@@ -205,6 +206,22 @@ pub extern "C" fn proxy_on_request_trailers(context: u32, _trailers: usize) -> u
 pub extern "C" fn proxy_on_response_headers(context: u32, _headers: usize, _end_of_stream: u32) -> u32 {
     match worker_of(context) {
         Some(Some(w)) => code(w.on_response_headers(context)),
+        _ => code(Action::Continue),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_body(context: u32, body_size: usize, end_of_stream: u32) -> u32 {
+    match worker_of(context) {
+        Some(Some(w)) => code(w.on_response_body(context, body_size, end_of_stream != 0)),
+        _ => code(Action::Continue),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_trailers(context: u32, _trailers: usize) -> u32 {
+    match worker_of(context) {
+        Some(Some(w)) => code(w.on_response_trailers(context)),
         _ => code(Action::Continue),
     }
 }

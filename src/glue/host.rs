@@ -35,6 +35,8 @@ pub enum Level {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body {
     Request,
+    /// The response body buffered so far (an MCP `tools/list` answer being filtered).
+    Response,
     CallResponse,
     PluginConfiguration,
 }
@@ -73,6 +75,11 @@ pub trait Host {
     /// Sets (`Some`) or removes (`None`) a request header of the effective context.
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> HostResult<()>;
     fn set_response_header(&self, name: &str, value: Option<&[u8]>) -> HostResult<()>;
+    /// A response header of the effective context.
+    fn response_header(&self, name: &str) -> HostResult<Option<Vec<u8>>>;
+    /// Replaces the first `size` bytes of a buffered body (all of it: `size` is what the body
+    /// callback reported) with `bytes`.
+    fn set_body(&self, which: Body, size: usize, bytes: &[u8]) -> HostResult<()>;
     /// Up to `max` bytes of a buffer, from its start. `Ok(None)`: there is no such buffer.
     fn body(&self, which: Body, max: usize) -> HostResult<Option<Vec<u8>>>;
     /// Answers the effective context's request locally. `details` become Envoy's

@@ -29,6 +29,8 @@ pub struct MockRequest {
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
     pub response_headers: Vec<(String, Vec<u8>)>,
+    /// The response body as the worker left it.
+    pub response_body: Vec<u8>,
     /// The local response sent, if any.
     pub answered: Option<Answered>,
     /// Its response-code details and gRPC status.
@@ -118,6 +120,18 @@ impl MockHost {
         req.body.len()
     }
 
+    /// The upstream's answer to a request: its headers, then body bytes appended; returns the
+    /// buffered size.
+    pub fn respond(&self, ctx: u32, headers: &[(&str, &[u8])], body: &[u8]) -> usize {
+        let mut r = self.requests.borrow_mut();
+        let req = r.entry(ctx).or_default();
+        if !headers.is_empty() {
+            req.response_headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+        }
+        req.response_body.extend_from_slice(body);
+        req.response_body.len()
+    }
+
     pub fn request(&self, ctx: u32) -> MockRequest {
         self.requests.borrow().get(&ctx).cloned().unwrap_or_default()
     }
@@ -176,10 +190,28 @@ impl Host for MockHost {
         self.with_request(|r| set(&mut r.response_headers, name, value))
     }
 
+    fn response_header(&self, name: &str) -> HostResult<Option<Vec<u8>>> {
+        self.with_request(|r| r.response_headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+    }
+
+    fn set_body(&self, which: Body, size: usize, bytes: &[u8]) -> HostResult<()> {
+        self.with_request(|r| {
+            let body = match which {
+                Body::Request => &mut r.body,
+                Body::Response => &mut r.response_body,
+                Body::CallResponse | Body::PluginConfiguration => return Err(HostError::Status(2)),
+            };
+            body.drain(..size.min(body.len()));
+            body.splice(0..0, bytes.iter().copied());
+            Ok(())
+        })?
+    }
+
     fn body(&self, which: Body, max: usize) -> HostResult<Option<Vec<u8>>> {
         let bytes = match which {
             Body::Request if self.body_fails.get() => return Err(HostError::Status(2)),
             Body::Request => self.with_request(|r| r.body.clone())?,
+            Body::Response => self.with_request(|r| r.response_body.clone())?,
             Body::CallResponse => self.answer.borrow().1.clone(),
             Body::PluginConfiguration => return Ok(None),
         };

@@ -35,6 +35,9 @@ pub enum Stream {
     AwaitingMcp(Box<crate::mcp::Hold>),
     /// Gone upstream; the correlation id goes back on the response.
     Forwarded { correlation: String },
+    /// Gone upstream as an MCP `tools/list`: the answer is held and filtered to the tools the
+    /// principal may call.
+    FilteringTools(Box<crate::mcp::ToolFilter>),
 }
 
 impl Stream {
@@ -111,19 +114,94 @@ impl<H: Host> Worker<H> {
         self.body_complete(ctx, BodyRead::All)
     }
 
-    /// `on_http_response_headers`: the correlation id goes back to the client.
+    /// `on_http_response_headers`: the correlation id goes back to the client; a `tools/list`
+    /// answer to filter loses its length (the body will change).
     pub fn on_response_headers(&self, ctx: u32) -> Action {
-        let (header, id) = {
+        let (header, id, filtering) = {
             let st = self.st.borrow();
             if st.streams.is_empty() {
                 return Action::Continue;
             }
-            match (st.streams.get(&ctx), &st.config.correlation) {
-                (Some(Stream::Forwarded { correlation }), Some(c)) => (c.header.clone(), correlation.clone()),
+            let header = st.config.correlation.as_ref().map(|c| c.header.clone());
+            match st.streams.get(&ctx) {
+                Some(Stream::Forwarded { correlation }) => (header, Some(correlation.clone()), false),
+                Some(Stream::FilteringTools(f)) => (header, f.correlation.clone(), true),
                 _ => return Action::Continue,
             }
         };
-        let _ = self.host.set_response_header(&header, Some(id.as_bytes()));
+        if let (Some(header), Some(id)) = (header, id) {
+            let _ = self.host.set_response_header(&header, Some(id.as_bytes()));
+        }
+        if filtering {
+            let framing = crate::mcp::Framing::of(self.host.response_header("content-type").ok().flatten().as_deref());
+            let _ = self.host.set_response_header("content-length", None);
+            if framing == crate::mcp::Framing::Other {
+                // Whatever comes is replaced by a JSON-RPC error: say so.
+                let _ = self.host.set_response_header("content-type", Some(b"application/json"));
+            }
+            if let Some(Stream::FilteringTools(f)) = self.st.borrow_mut().streams.get_mut(&ctx) {
+                f.framing = Some(framing);
+            }
+        }
+        Action::Continue
+    }
+
+    /// `on_http_response_body`: a `tools/list` answer is held whole, then filtered; every other
+    /// answer passes.
+    pub fn on_response_body(&self, ctx: u32, size: usize, end_of_stream: bool) -> Action {
+        let filter = {
+            let st = self.st.borrow();
+            if st.streams.is_empty() {
+                return Action::Continue;
+            }
+            match st.streams.get(&ctx) {
+                Some(Stream::FilteringTools(f)) => f.clone(),
+                _ => return Action::Continue,
+            }
+        };
+        if filter.replaced {
+            // Over the bound: what follows the error is dropped.
+            let _ = self.host.set_body(Body::Response, size, b"");
+            return Action::Continue;
+        }
+        if size > crate::mcp::MAX_TOOL_LIST_BYTES {
+            log::warn!("api-auth-filter: a tools/list answer over {} bytes was replaced", crate::mcp::MAX_TOOL_LIST_BYTES);
+            if self.host.set_body(Body::Response, size, &filter.unreadable()).is_err() {
+                let _ = self.host.reset_request();
+            }
+            if let Some(Stream::FilteringTools(f)) = self.st.borrow_mut().streams.get_mut(&ctx) {
+                f.replaced = true;
+            }
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.finish_tool_list(ctx, &filter, size)
+    }
+
+    /// `on_http_response_trailers`: trailers end a held answer.
+    pub fn on_response_trailers(&self, ctx: u32) -> Action {
+        let filter = match self.st.borrow().streams.get(&ctx) {
+            Some(Stream::FilteringTools(f)) if !f.replaced => f.clone(),
+            _ => return Action::Continue,
+        };
+        let size = self.host.body(Body::Response, crate::mcp::MAX_TOOL_LIST_BYTES + 1).ok().flatten().map_or(0, |b| b.len());
+        self.finish_tool_list(ctx, &filter, size)
+    }
+
+    /// Filters the whole held `tools/list` answer; one the filter cannot read (or get) is
+    /// replaced by a JSON-RPC error, never passed unfiltered.
+    fn finish_tool_list(&self, ctx: u32, filter: &crate::mcp::ToolFilter, size: usize) -> Action {
+        self.st.borrow_mut().streams.remove(&ctx);
+        let config = self.config();
+        let framing = filter.framing.unwrap_or(crate::mcp::Framing::Other);
+        let body = self.host.body(Body::Response, size).ok().flatten().unwrap_or_default();
+        let out = if body.len() == size { crate::mcp::filter_tool_list(&body, framing, &|name| filter.grants(&config, name)) } else { None };
+        let out = out.unwrap_or_else(|| filter.unreadable());
+        if self.host.set_body(Body::Response, size, &out).is_err() {
+            let _ = self.host.reset_request();
+        }
         Action::Continue
     }
 
@@ -355,9 +433,20 @@ impl<H: Host> Worker<H> {
     fn finish_mcp(&self, ctx: u32, hold: crate::mcp::Hold, body: Option<Vec<u8>>, turn: Turn) -> Action {
         let config = self.config();
         match crate::mcp::judge(&config, &hold, body.as_deref()) {
-            Ok(_verdict) => {
-                if let Some(correlation) = hold.correlation {
-                    self.st.borrow_mut().streams.insert(ctx, Stream::Forwarded { correlation });
+            Ok(verdict) => {
+                let kept = match verdict {
+                    crate::mcp::Verdict::FilterToolList(id) => Some(Stream::FilteringTools(Box::new(crate::mcp::ToolFilter {
+                        route: hold.route,
+                        scopes: hold.principal.scopes.clone(),
+                        id,
+                        correlation: hold.correlation,
+                        framing: None,
+                        replaced: false,
+                    }))),
+                    crate::mcp::Verdict::Pass => hold.correlation.map(|correlation| Stream::Forwarded { correlation }),
+                };
+                if let Some(stream) = kept {
+                    self.st.borrow_mut().streams.insert(ctx, stream);
                 }
                 self.count_allowed(Some(hold.principal.kind));
                 self.go_on(turn)
