@@ -7,6 +7,7 @@ use api_auth_filter::config::{AuthRequirements, Config, KeySource, RemoteJwks, R
 use api_auth_filter::deny::{Denial, LocalResponse};
 use api_auth_filter::engine::{self, Decision, Env, KeySlot, LookupState, NoCache, Request, Wait};
 use api_auth_filter::jwt::KeySet;
+use api_auth_filter::mcp;
 use api_auth_filter::principal::Principal;
 use api_auth_filter::routes::strip_query;
 use serde_json::{json, Map, Value};
@@ -37,7 +38,8 @@ Options:
                               a plain --jwks). E.g. with `api-auth jwks > demo.json`, tokens
                               from `api-auth mint-token` can be explained.
   --body FILE|-               the request body: on a webhook route, its signature is verified
-                              too (else the allow is shown as pending that check)
+                              too; on an MCP route, its JSON-RPC call is judged (else the
+                              allow is shown as pending that check)
   --now SECONDS               the clock, in Unix seconds (default: now)
   --route-name NAME           the route Envoy's router selected (for routes with
                               `match.route_name`; Istio: the VirtualService route name)
@@ -189,6 +191,7 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
         }
         Decision::Deny(d) => r.deny(&d.denial, &d.response),
         Decision::Wait(w) => r.wait(&cfg, w),
+        Decision::Allow(a) if a.mcp.is_some() => explain_mcp(&mut r, &cfg, &o, a, body.as_deref()),
         Decision::Allow(a) => {
             let webhook = a.webhook.and_then(|i| cfg.webhooks.get(i).map(|w| (i, w)));
             match (webhook, &body) {
@@ -227,6 +230,43 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
         r.note(&format!("methods are case-sensitive: '{}' is refused, not matched as another method", o.method));
     }
     Ok(if o.json { format!("{}\n", Value::Object(r.json)) } else { r.lines })
+}
+
+/// An allow on an MCP route: the JSON-RPC call in the body decides, as in Envoy.
+fn explain_mcp(r: &mut Report, cfg: &Config, o: &Opts, a: engine::Allow, body: Option<&[u8]>) {
+    let (Some(headers), Some(principal), Some(route)) = (a.mcp.clone(), a.principal.clone(), a.route) else {
+        r.allow(&a);
+        return;
+    };
+    let Some(body) = body else {
+        r.allow(&a);
+        r.set("mcp", json!({ "call": "not checked" }));
+        r.text("mcp", "the request waits for its whole body, whose JSON-RPC call is judged (--body FILE judges it)");
+        return;
+    };
+    let call = match mcp::read(body) {
+        Ok(m) => json!({ "method": m.method, "name": m.name() }),
+        Err(_) => json!({ "unreadable": true }),
+    };
+    let hold = mcp::Hold { route, principal, headers, post: o.method == "POST", correlation: a.correlation.clone() };
+    match mcp::judge(cfg, &hold, Some(body)) {
+        Ok(verdict) => {
+            r.allow(&a);
+            let filtered = matches!(verdict, mcp::Verdict::FilterToolList(_));
+            r.set("mcp", json!({ "call": call, "verdict": "allow", "tools_list_filtered": filtered }));
+            let what = match (call.get("method").and_then(Value::as_str), call.get("name").and_then(Value::as_str)) {
+                (Some(m), Some(n)) => format!("{m} {n}"),
+                (Some(m), None) => m.to_string(),
+                _ => "a call".to_string(),
+            };
+            let tail = if filtered { "; its answer lists only the tools the principal may call" } else { "" };
+            r.text("mcp", &format!("{what}: allowed{tail}"));
+        }
+        Err((reason, response)) => {
+            r.set("mcp", json!({ "call": call, "verdict": "deny" }));
+            r.deny(&Denial::new(reason), &response);
+        }
+    }
 }
 
 /// Inline keys as configured; remote keys from --jwks, else "not fetched yet".

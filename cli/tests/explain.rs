@@ -348,3 +348,30 @@ fn routes_bound_to_the_router_take_the_route_name_and_metadata() {
     assert_eq!(route(&[])["route"]["index"], 2);
     assert_eq!(run(&["explain", &cfg, "GET", "/", "--route-metadata", "novalue"]).code, 2);
 }
+
+#[test]
+fn an_mcp_call_is_judged_on_its_body() {
+    let (cfg, _) = common::example("003");
+    let call = |tool: &str| json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": { "name": tool } }).to_string();
+    let judged = |key: &str, body: &str| {
+        let dir = TempDir::new();
+        let file = dir.0.join("body.json");
+        std::fs::write(&file, body).unwrap();
+        let auth = format!("Authorization: Bearer {key}");
+        let out = ok(&["explain", "--json", &cfg, "POST", "/v1/mcp", "-H", &auth, "--body", file.to_str().unwrap()]);
+        assert!(!out.all().contains(key), "a credential was echoed");
+        out.json()
+    };
+    let r = judged("cf_ak_example_agents_only", &call("agents.deploy"));
+    assert_eq!((r["decision"].clone(), r["mcp"]["call"].clone()), (json!("allow"), json!({ "method": "tools/call", "name": "agents.deploy" })), "{r}");
+    let r = judged("cf_ak_example_list_roadmap", &call("agents.deploy"));
+    assert_eq!((r["decision"].clone(), r["status"].clone(), r["reason"].clone()), (json!("deny"), json!(200), json!("insufficient_scope")), "{r}");
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["result"]["content"][0]["text"], "Insufficient scope: tools:agents.deploy");
+    assert_eq!(body["id"], 9);
+    let r = judged("cf_ak_example_full_access", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#);
+    assert_eq!((r["status"].clone(), r["reason"].clone()), (json!(400), json!("mcp_parse_error")), "{r}");
+    // Without --body the allow waits for the body, as in Envoy.
+    let r = explain(&cfg, "POST", "/v1/mcp", &["Authorization: Bearer cf_ak_example_list_roadmap"]);
+    assert_eq!((r["decision"].clone(), r["mcp"]["call"].clone()), (json!("allow"), json!("not checked")), "{r}");
+}
