@@ -27,6 +27,8 @@ struct Load {
     /// Authorization values, rotated per request by a wrk script when more than one.
     auth: Vec<String>,
     expect_2xx: bool,
+    /// A whole wrk script instead (a POST with a body: the MCP rows).
+    lua: Option<String>,
 }
 
 struct Sample {
@@ -44,6 +46,11 @@ fn wrk(envoy: &Envoy, load: &Load, seconds: u32, dir: &std::path::Path) -> Sampl
     let mut cmd = Command::new("wrk");
     cmd.args(["-t1", "-c16", &format!("-d{seconds}s"), "--latency"]);
     match load.auth.len() {
+        _ if load.lua.is_some() => {
+            let script = dir.join(format!("{}.lua", load.name.replace([' ', '/', '(', ')'], "_")));
+            std::fs::write(&script, load.lua.as_deref().unwrap_or_default()).expect("write wrk script");
+            cmd.arg("-s").arg(&script);
+        }
         0 => {}
         1 => {
             cmd.arg("-H").arg(format!("Authorization: {}", load.auth[0]));
@@ -87,6 +94,71 @@ fn median(mut samples: Vec<Sample>) -> Sample {
     let mut m = samples.swap_remove(mid);
     m.cpu_us = cpu[mid];
     m
+}
+
+/// A wrk script that POSTs one JSON-RPC message with an API key, as an MCP client does.
+fn mcp_lua(key: &str, body: &str) -> String {
+    format!(
+        "wrk.method = \"POST\"\nwrk.body = {body:?}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+         wrk.headers[\"Accept\"] = \"application/json, text/event-stream\"\nwrk.headers[\"Authorization\"] = \"Bearer {key}\"\n"
+    )
+}
+
+/// MCP routes (`routes[].mcp`): a `tools/call` with an API key on a route that judges the
+/// JSON-RPC body, against the same route without MCP judging, and a `tools/list` whose answer
+/// (20 tools, 8 granted) is filtered, against the same unfiltered. One Envoy, a canned
+/// upstream answering every request with that tool list; the difference in worker CPU per
+/// request is what holding and reading the body (and rewriting the answer) adds.
+fn mcp_phase(seconds: u32, rounds: usize, dir: &std::path::Path) -> String {
+    let key = "cm_mcp_bench_key_0123456789";
+    let tools: Vec<Value> = (0..20)
+        .map(|i| json!({ "name": format!("{}.tool_{i}", if i % 5 < 2 { "agents" } else { "platform" }), "description": "a tool of the benchmark", "inputSchema": { "type": "object", "properties": {} } }))
+        .collect();
+    let answer = json!({ "jsonrpc": "2.0", "id": 1, "result": { "tools": tools } }).to_string();
+    let upstream = Server::mock(Canned::json(200, &answer));
+    let cfg = json!({
+        "api_keys": { "prefixes": ["cm_"], "keys": [{ "id": "mcp", "sha256": sha256_hex(key.as_bytes()), "scopes": ["tools:agents.*"] }] },
+        "routes": [
+            { "match": { "prefix": "/judged" }, "auth": {}, "mcp": {} },
+            { "match": { "prefix": "/plain" }, "auth": {} }
+        ]
+    });
+    let envoy = Envoy::start(EnvoyOpts::new(cfg, upstream.port()));
+    let call = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"agents.tool_1","arguments":{"text":"hello"}}}"#;
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let load = |name: &'static str, path: &'static str, body: &str| Load { name, path, auth: vec![], expect_2xx: true, lua: Some(mcp_lua(key, body)) };
+    let loads = [
+        load("(f) tools/call, MCP judged", "/judged", call),
+        load("(f) tools/call, route without mcp", "/plain", call),
+        load("(g) tools/list, answer filtered", "/judged", list),
+        load("(g) tools/list, route without mcp", "/plain", list),
+    ];
+    let mut cells: Vec<Vec<Sample>> = loads.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (i, l) in loads.iter().enumerate() {
+            cells[i].push(wrk(&envoy, l, seconds, dir));
+        }
+        eprintln!("mcp round {}/{rounds} done", round + 1);
+    }
+    let samples: Vec<Sample> = cells.into_iter().map(median).collect();
+    let mut out = String::from(
+        "## MCP routes
+
+This filter with API keys, on a route with `mcp` and on the same route without it (a canned upstream \
+         answers every request with a 20-tool `tools/list` result; 8 tools are granted to the key, so the filtered answer \
+         keeps 8). `added` is the worker CPU per request over the row without `mcp`: holding the headers, reading and \
+         judging the body (and, for (g), holding and rewriting the answer).\n\n\
+         | workload | requests/s | p50 | p99 | non-2xx | worker CPU µs/req | added µs/req |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (i, (l, s)) in loads.iter().zip(&samples).enumerate() {
+        let base = if i % 2 == 0 { samples[i + 1].cpu_us } else { s.cpu_us };
+        let added = if i % 2 == 0 { format!("{:+.1}", s.cpu_us - base) } else { "—".into() };
+        let _ = writeln!(out, "| {} | {:.0} | {} | {} | {} | {:.1} | {added} |", l.name, s.rps, s.p50, s.p99, s.non_2xx, s.cpu_us);
+    }
+    let filtered = envoy.send(&Req::post("/judged").bearer(key).header("content-type", "application/json").body(list));
+    let kept = filtered.json()["result"]["tools"].as_array().map_or(0, Vec::len);
+    let _ = writeln!(out, "\nThe filtered answer lists {kept} of 20 tools.\n");
+    out
 }
 
 fn jwt_authn_yaml(jwks: &str, cache: bool) -> String {
@@ -329,17 +401,17 @@ fn main() {
     cfg["routes"].as_array_mut().unwrap().insert(0, json!({ "match": { "prefix": "/keys/" }, "auth": { "credentials": ["api_key"] } }));
 
     let loads = vec![
-        Load { name: "(a) one RS256 token", path: "/api/projects", auth: vec![pool[0].clone()], expect_2xx: true },
-        Load { name: "(b) token pool", path: "/api/projects", auth: pool.clone(), expect_2xx: true },
-        Load { name: "(c) API key", path: "/keys/list", auth: vec![format!("Bearer {API_KEY}")], expect_2xx: true },
-        Load { name: "(d) forged signatures", path: "/api/projects", auth: forged, expect_2xx: false },
-        Load { name: "(e) public route", path: "/health", auth: vec![], expect_2xx: true },
+        Load { name: "(a) one RS256 token", path: "/api/projects", auth: vec![pool[0].clone()], expect_2xx: true, lua: None },
+        Load { name: "(b) token pool", path: "/api/projects", auth: pool.clone(), expect_2xx: true, lua: None },
+        Load { name: "(c) API key", path: "/keys/list", auth: vec![format!("Bearer {API_KEY}")], expect_2xx: true, lua: None },
+        Load { name: "(d) forged signatures", path: "/api/projects", auth: forged, expect_2xx: false, lua: None },
+        Load { name: "(e) public route", path: "/health", auth: vec![], expect_2xx: true, lua: None },
     ];
     let iterations = std::env::var("BENCH_CORE_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
     // `BENCH_ONLY=memory`: the memory phase alone (quick); `BENCH_ONLY=core`: the core alone.
     let only = std::env::var("BENCH_ONLY").ok().filter(|v| !v.is_empty());
     let memory_only = only.as_deref() == Some("memory");
-    let mut core = if memory_only { None } else { core_costs(&cfg, &jwks_doc, &loads, iterations) };
+    let mut core = if memory_only || only.as_deref() == Some("mcp") { None } else { core_costs(&cfg, &jwks_doc, &loads, iterations) };
     // ES256 in the core alone: one P-256 key, one token, verified cold every time.
     {
         use base64::Engine;
@@ -354,8 +426,8 @@ fn main() {
         let token = kp.sign(claims).expect("ES256 token");
         let mut es_cfg = cfg.clone();
         es_cfg["providers"]["clerk"]["algorithms"] = json!(["ES256"]);
-        let load = Load { name: "(b) one ES256 token, cold", path: "/api/projects", auth: vec![format!("Bearer {token}")], expect_2xx: true };
-        if let (Some(rows), false) = (core.as_mut(), memory_only) {
+        let load = Load { name: "(b) one ES256 token, cold", path: "/api/projects", auth: vec![format!("Bearer {token}")], expect_2xx: true, lua: None };
+        if let (Some(rows), false) = (core.as_mut(), memory_only || only.as_deref() == Some("mcp")) {
             let es_rows = core_costs(&es_cfg, &es_jwks.to_string(), &[load], iterations).unwrap_or_default();
             rows.extend(es_rows.into_iter().map(|(name, ns, outcome)| (if name.starts_with("step") { format!("ES256 {name}") } else { name }, ns, outcome)));
         }
@@ -366,6 +438,14 @@ fn main() {
         }
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("core") {
+        return;
+    }
+    // `BENCH_ONLY=mcp`: the MCP rows alone.
+    if only.as_deref() == Some("mcp") {
+        let seconds_each = seconds.min(5);
+        print!("{}", mcp_phase(seconds_each, 3, &dir));
+        eprintln!("BENCH_ONLY=mcp: BENCHMARKS.md left as it was");
+        let _ = std::fs::remove_dir_all(&dir);
         return;
     }
     // A/B: other builds of the filter beside this one (`BENCH_AB=name=path.wasm,name2=path2.wasm`).
@@ -566,6 +646,9 @@ fn main() {
             }
         }
         let _ = writeln!(report);
+    }
+    if !partial {
+        report.push_str(&mcp_phase(seconds, rounds, &dir));
     }
     report.push_str(&memory_section);
     let _ = writeln!(
