@@ -172,6 +172,9 @@ pub struct Allow {
     pub remove: Vec<String>,
     /// Headers set on the request (after removal).
     pub set: Vec<(String, String)>,
+    /// The `Cookie` header to set (after removal, before `set`): the other cookies once the
+    /// token cookies are gone, in bytes as they came.
+    pub cookie: Option<Vec<u8>>,
     /// Filter state to write: (name, value), shown by Envoy as `wasm.<name>`.
     pub state: Vec<(String, String)>,
     pub principal: Option<Box<Principal>>,
@@ -568,7 +571,7 @@ fn forward(
     present: &dyn Fn(&str) -> bool,
 ) -> Allow {
     let fwd = &cfg.forward;
-    let mut set_first: Vec<(String, String)> = Vec::new();
+    let mut cookie = None;
     let mut remove: Vec<String> = fwd.headers.iter().map(|(name, _)| name.clone()).filter(|n| present(n)).collect();
     if fwd.strip_credentials {
         if present("authorization") {
@@ -582,9 +585,7 @@ fn forward(
         // A token cookie never reaches the upstream; the other cookies do.
         if let Some(rest) = credentials::without_cookies(headers, &cfg.cookie_names) {
             remove.push("cookie".to_string());
-            if !rest.is_empty() {
-                set_first.push(("cookie".to_string(), rest));
-            }
+            cookie = (!rest.is_empty()).then_some(rest);
         }
     }
     // `x_api_key` is `X-Api-Key` to a CGI/WSGI upstream (HTTP_X_API_KEY), and Envoy passes
@@ -594,7 +595,7 @@ fn forward(
             remove.push(name.to_string());
         }
     }
-    let mut set = set_first;
+    let mut set = Vec::new();
     let mut state = Vec::new();
     if let Some(p) = &principal {
         for (name, field) in &fwd.headers {
@@ -612,7 +613,7 @@ fn forward(
         set.push((c.header.clone(), id.clone()));
     }
     let webhook = route.and_then(|i| cfg.routes.get(i)).and_then(|r| r.webhook);
-    Allow { remove, set, state, principal: principal.map(Box::new), route, webhook, correlation }
+    Allow { remove, set, cookie, state, principal: principal.map(Box::new), route, webhook, correlation }
 }
 
 /// Whether `name` reads as `guarded` (lower-case) once `_` is read as `-`, in any case.
