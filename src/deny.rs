@@ -40,10 +40,15 @@ pub enum Reason {
     /// A token from a cookie on an unsafe method without an allowed `Origin`: a browser sends
     /// cookies without its user's intent (cross-site request forgery).
     OriginForbidden,
+    /// A method or path override header, with `forward.override_headers.action: "refuse"`.
+    OverrideHeaderRefused,
+    /// A forwarded list field holds an item the header cannot carry as one item
+    /// (`principal::list_item_ok`).
+    IdentityUnforwardable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 29] = [
         Reason::CredentialsMissing,
         Reason::CredentialsMalformed,
         Reason::CredentialNotAccepted,
@@ -71,6 +76,8 @@ impl Reason {
         Reason::PathNotNormalized,
         Reason::MethodInvalid,
         Reason::OriginForbidden,
+        Reason::OverrideHeaderRefused,
+        Reason::IdentityUnforwardable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +109,8 @@ impl Reason {
             Reason::PathNotNormalized => "path_not_normalized",
             Reason::MethodInvalid => "method_invalid",
             Reason::OriginForbidden => "origin_forbidden",
+            Reason::OverrideHeaderRefused => "override_header_refused",
+            Reason::IdentityUnforwardable => "identity_unforwardable",
         }
     }
 
@@ -118,7 +127,7 @@ impl Reason {
             | Reason::OrganizationForbidden
             | Reason::WorkspaceForbidden
             | Reason::OriginForbidden => 403,
-            Reason::WorkspaceRequired | Reason::PathNotNormalized | Reason::MethodInvalid => 400,
+            Reason::WorkspaceRequired | Reason::PathNotNormalized | Reason::MethodInvalid | Reason::OverrideHeaderRefused => 400,
             Reason::BodyTooLarge => 413,
             Reason::RouteNotFound => 404,
             Reason::KeysUnavailable => 503,
@@ -138,7 +147,7 @@ impl Reason {
             Reason::BodyTooLarge => "Payload too large",
             Reason::RouteNotFound => "Not found",
             Reason::KeysUnavailable => "Service unavailable",
-            Reason::PathNotNormalized | Reason::MethodInvalid => "Bad request",
+            Reason::PathNotNormalized | Reason::MethodInvalid | Reason::OverrideHeaderRefused => "Bad request",
             _ => "Could not validate credentials",
         }
     }

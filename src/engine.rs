@@ -12,6 +12,7 @@ use crate::config::{AuthRequirements, Binding, Config, KeySource, Route, Unmatch
 use crate::credentials::{self, Credential, Headers};
 use crate::deny::{self, ChallengeInfo, Denial, LocalResponse, Reason};
 use crate::grants;
+use crate::overrides::OverrideAction;
 use crate::jwt::{self, KeySet, VerifyError};
 use crate::principal::{ClaimValues, Kind, Principal};
 use crate::routes::{self, strip_query};
@@ -205,6 +206,10 @@ pub fn decide_routed(cfg: &Config, req: &Request<'_>, env: &Env<'_>, router: &Ro
         Ok(t) => t,
         Err(reason) => return deny(cfg, None, reason.into(), cid, grpc),
     };
+    // A method or path override would have the upstream serve another request than this one.
+    if cfg.forward.overrides.action == OverrideAction::Refuse && cfg.forward.overrides.found(req.headers).next().is_some() {
+        return deny(cfg, None, Reason::OverrideHeaderRefused.into(), cid, grpc);
+    }
     if let Some(pr) = cfg.protected_resource.as_ref().filter(|pr| pr.serves(target.method, &target.path)) {
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         add_correlation(cfg, &mut headers, cid.as_deref());
@@ -227,6 +232,11 @@ pub fn decide_routed(cfg: &Config, req: &Request<'_>, env: &Env<'_>, router: &Ro
     };
     if let Err(denial) = authorize(cfg, auth, &captures, req.headers, &mut principal) {
         return deny(cfg, Some(index), denial, cid, grpc);
+    }
+    // A list item the header would split or change: refused, never forwarded altered.
+    let forwarded = cfg.forward.headers.iter().chain(&cfg.filter_state).map(|(_, field)| field);
+    if !principal.forwardable(forwarded) {
+        return deny(cfg, Some(index), Reason::IdentityUnforwardable.into(), cid, grpc);
     }
     Decision::Allow(forward(cfg, Some(principal), Some(index), cid, req.headers, &present))
 }
@@ -586,6 +596,12 @@ fn forward(
         if let Some(rest) = credentials::without_cookies(headers, &cfg.cookie_names) {
             remove.push("cookie".to_string());
             cookie = (!rest.is_empty()).then_some(rest);
+        }
+    }
+    // Removed from every forwarded request (with `refuse`, none gets here with one).
+    for name in fwd.overrides.found(headers) {
+        if !remove.iter().any(|r| r == name) {
+            remove.push(name.to_string());
         }
     }
     // `x_api_key` is `X-Api-Key` to a CGI/WSGI upstream (HTTP_X_API_KEY), and Envoy passes

@@ -18,6 +18,7 @@ pub mod grants;
 pub mod jwks_cache;
 pub mod jwt;
 pub mod metadata;
+pub mod overrides;
 pub mod principal;
 pub mod routes;
 pub mod secret;
