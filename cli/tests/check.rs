@@ -186,7 +186,7 @@ fn a_bound_route_followed_by_something_weaker_is_warned_about() {
     for (i, (doc, want)) in cases.into_iter().enumerate() {
         let mut doc = doc;
         doc["providers"] = json!({ "idp": { "issuer": "https://idp.example", "algorithms": ["RS256"], "jwks": { "remote": { "cluster": "idp", "path": "/jwks" } } } });
-        let p = dir.write(&format!("bound{i}.json"), &doc.to_string());
+        let p = dir.write(&format!("bound{i}.json"), doc.to_string());
         let out = ok(&["check", &p]);
         let warnings: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("warning: ")).collect();
         assert_eq!(warnings.len(), want.len(), "case {i}: {}", out.stdout);
