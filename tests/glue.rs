@@ -642,10 +642,16 @@ fn a_held_webhook_keeps_only_the_headers_its_signature_needs() {
 fn a_route_binding_the_host_will_not_read_fails_closed() {
     let w = Worker::configure(MockHost::new(NOW_MS), &serde_json::to_vec(&browser_config()).unwrap()).unwrap();
     serve_jwks(&w);
-    w.host.property_reads_fail.set(true);
-    w.host.start(1, "GET", "/api/anything", &[("authorization", &bearer(&token("user_1")))]);
-    assert_eq!(w.on_request_headers(1, true), Action::Pause, "fell through to a weaker route");
-    assert_eq!(answer_status(&w, 1), Some(503));
+    for (ctx, failing) in [(1, "xds.route_name"), (2, "xds.route_metadata")] {
+        *w.host.property_reads_fail.borrow_mut() = vec![failing.to_string()];
+        w.host.start(ctx, "GET", "/api/anything", &[("authorization", &bearer(&token("user_1")))]);
+        assert_eq!(w.on_request_headers(ctx, true), Action::Pause, "{failing}: fell through to a weaker route");
+        assert_eq!(answer_status(&w, ctx), Some(503), "{failing}");
+    }
+    // Properties that are just not there are no error: the path decides.
+    w.host.property_reads_fail.borrow_mut().clear();
+    w.host.start(3, "GET", "/api/anything", &[("authorization", &bearer(&token("user_1")))]);
+    assert_eq!(w.on_request_headers(3, true), Action::Continue);
 }
 
 #[test]

@@ -77,8 +77,9 @@ pub struct MockHost {
     pub header_writes_fail: Cell<bool>,
     /// Makes reading the request body fail.
     pub body_fails: Cell<bool>,
-    /// Makes reading properties (`xds.route_name`, route metadata) fail.
-    pub property_reads_fail: Cell<bool>,
+    /// Makes reading the properties under these paths fail (`xds.route_name`,
+    /// `xds.route_metadata`: segments joined with `.`).
+    pub property_reads_fail: RefCell<Vec<String>>,
     /// Makes writing filter state fail.
     pub property_writes_fail: Cell<bool>,
     /// The host's foreign functions: name and arguments to the answer. None: the host has
@@ -206,10 +207,10 @@ impl Host for MockHost {
     }
 
     fn get_property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
-        if self.property_reads_fail.get() {
+        let key = path.join(".");
+        if self.property_reads_fail.borrow().iter().any(|p| key.starts_with(p.as_str())) {
             return Err(HostError::Status(2));
         }
-        let key = path.join(".");
         self.with_request(|r| r.properties.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))
     }
 
