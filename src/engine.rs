@@ -12,8 +12,8 @@ use crate::config::{AuthRequirements, Binding, Config, KeySource, Route, Unmatch
 use crate::credentials::{self, Credential, Headers};
 use crate::deny::{self, ChallengeInfo, Denial, LocalResponse, Reason};
 use crate::grants;
-use crate::overrides::OverrideAction;
 use crate::jwt::{self, KeySet, VerifyError};
+use crate::overrides::OverrideAction;
 use crate::principal::{ClaimValues, Kind, Principal};
 use crate::routes::{self, strip_query};
 
