@@ -66,8 +66,13 @@ fn two_configurations_in_one_vm_keep_their_key_services_and_usage_apart() {
         problems.push(format!("B's 404: {at_b} at B, then {at_a} at A with {} lookups at A's service (want 401, 200, 1)", keys_a.count() - lookups_a));
     }
 
-    // Usage: A's keys reach A's endpoint, never B's (B allowed no key).
-    wait_until(Duration::from_secs(5), || usage_a.requests().iter().any(|r| String::from_utf8_lossy(&r.body).contains("key_of_a")));
+    // Usage: A's keys reach A's endpoint, never B's (B allowed no key), over a few periods
+    // with uses in each (one worker of either configuration posts a period's batch).
+    let until = Instant::now() + Duration::from_millis(3500);
+    while Instant::now() < until {
+        assert_eq!(envoy.send(&Req::get("/a/x").bearer(first)).status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::thread::sleep(Duration::from_millis(1500));
     let bodies = |s: &Server| s.requests().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect::<Vec<_>>();
     if !bodies(&usage_a).iter().any(|b| b.contains("key_of_a")) {
