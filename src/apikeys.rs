@@ -31,6 +31,21 @@ pub struct Service {
     pub negative_ttl_ms: u64,
 }
 
+impl Service {
+    /// A short name of what the service is (its cluster, authority and path; not its timings)
+    /// for shared data: what it said is kept under this name, so that another configuration in
+    /// the same VM, with another service, never reads it.
+    pub fn tag(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [&self.cluster, &self.authority, &self.path] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        let d: [u8; 32] = h.finalize().into();
+        crate::text::hex(&d[..8])
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {

@@ -85,9 +85,10 @@ pub fn cookie_token<'h>(headers: &'h Headers<'h>, names: &'h [String]) -> Result
     Ok(Some((name, token)))
 }
 
-/// The request's cookies less those in `names`, as one `Cookie` value; `None` when none of
-/// them is there (nothing to change).
-pub fn without_cookies(headers: &Headers<'_>, names: &[String]) -> Option<String> {
+/// The request's cookies less those in `names`, as one `Cookie` value with every other byte as
+/// it came (a cookie is not text: re-encoding it would change what the upstream reads); `None`
+/// when none of them is there (nothing to change).
+pub fn without_cookies(headers: &Headers<'_>, names: &[String]) -> Option<Vec<u8>> {
     let mut kept: Vec<&[u8]> = Vec::new();
     let mut dropped = false;
     for (_, value) in headers.iter().filter(|(n, _)| *n == "cookie") {
@@ -100,7 +101,7 @@ pub fn without_cookies(headers: &Headers<'_>, names: &[String]) -> Option<String
             }
         }
     }
-    dropped.then(|| kept.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>().join("; "))
+    dropped.then(|| kept.join(&b"; "[..]))
 }
 
 /// `Bearer <token>` with the scheme in any case (RFC 7235 §2.1) and one token of visible ASCII.

@@ -46,10 +46,15 @@ pub enum Reason {
     McpInvalidRequest,
     /// `Mcp-Method` or `Mcp-Name` disagrees with the body.
     McpHeaderMismatch,
+    /// A method or path override header, with `forward.override_headers.action: "refuse"`.
+    OverrideHeaderRefused,
+    /// A forwarded list field holds an item the header cannot carry as one item
+    /// (`principal::list_item_ok`).
+    IdentityUnforwardable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 32] = [
         Reason::CredentialsMissing,
         Reason::CredentialsMalformed,
         Reason::CredentialNotAccepted,
@@ -80,6 +85,8 @@ impl Reason {
         Reason::McpParseError,
         Reason::McpInvalidRequest,
         Reason::McpHeaderMismatch,
+        Reason::OverrideHeaderRefused,
+        Reason::IdentityUnforwardable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +121,8 @@ impl Reason {
             Reason::McpParseError => "mcp_parse_error",
             Reason::McpInvalidRequest => "mcp_invalid_request",
             Reason::McpHeaderMismatch => "mcp_header_mismatch",
+            Reason::OverrideHeaderRefused => "override_header_refused",
+            Reason::IdentityUnforwardable => "identity_unforwardable",
         }
     }
 
@@ -135,7 +144,8 @@ impl Reason {
             | Reason::MethodInvalid
             | Reason::McpParseError
             | Reason::McpInvalidRequest
-            | Reason::McpHeaderMismatch => 400,
+            | Reason::McpHeaderMismatch
+            | Reason::OverrideHeaderRefused => 400,
             Reason::BodyTooLarge => 413,
             Reason::RouteNotFound => 404,
             Reason::KeysUnavailable => 503,
@@ -155,7 +165,7 @@ impl Reason {
             Reason::BodyTooLarge => "Payload too large",
             Reason::RouteNotFound => "Not found",
             Reason::KeysUnavailable => "Service unavailable",
-            Reason::PathNotNormalized | Reason::MethodInvalid => "Bad request",
+            Reason::PathNotNormalized | Reason::MethodInvalid | Reason::OverrideHeaderRefused => "Bad request",
             Reason::McpParseError => "Parse error",
             Reason::McpInvalidRequest => "Invalid Request",
             Reason::McpHeaderMismatch => "Mcp-Method or Mcp-Name does not match the body",

@@ -13,6 +13,7 @@ use crate::credentials::{self, Credential, Headers};
 use crate::deny::{self, ChallengeInfo, Denial, LocalResponse, Reason};
 use crate::grants;
 use crate::jwt::{self, KeySet, VerifyError};
+use crate::overrides::OverrideAction;
 use crate::principal::{ClaimValues, Kind, Principal};
 use crate::routes::{self, strip_query};
 
@@ -172,6 +173,9 @@ pub struct Allow {
     pub remove: Vec<String>,
     /// Headers set on the request (after removal).
     pub set: Vec<(String, String)>,
+    /// The `Cookie` header to set (after removal, before `set`): the other cookies once the
+    /// token cookies are gone, in bytes as they came.
+    pub cookie: Option<Vec<u8>>,
     /// Filter state to write: (name, value), shown by Envoy as `wasm.<name>`.
     pub state: Vec<(String, String)>,
     pub principal: Option<Box<Principal>>,
@@ -205,6 +209,10 @@ pub fn decide_routed(cfg: &Config, req: &Request<'_>, env: &Env<'_>, router: &Ro
         Ok(t) => t,
         Err(reason) => return deny(cfg, None, reason.into(), cid, grpc),
     };
+    // A method or path override would have the upstream serve another request than this one.
+    if cfg.forward.overrides.action == OverrideAction::Refuse && cfg.forward.overrides.found(req.headers).next().is_some() {
+        return deny(cfg, None, Reason::OverrideHeaderRefused.into(), cid, grpc);
+    }
     if let Some(pr) = cfg.protected_resource.as_ref().filter(|pr| pr.serves(target.method, &target.path)) {
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         add_correlation(cfg, &mut headers, cid.as_deref());
@@ -227,6 +235,11 @@ pub fn decide_routed(cfg: &Config, req: &Request<'_>, env: &Env<'_>, router: &Ro
     };
     if let Err(denial) = authorize(cfg, auth, &captures, req.headers, &mut principal) {
         return deny(cfg, Some(index), denial, cid, grpc);
+    }
+    // A list item the header would split or change: refused, never forwarded altered.
+    let forwarded = cfg.forward.headers.iter().chain(&cfg.filter_state).map(|(_, field)| field);
+    if !principal.forwardable(forwarded) {
+        return deny(cfg, Some(index), Reason::IdentityUnforwardable.into(), cid, grpc);
     }
     Decision::Allow(forward(cfg, Some(principal), Some(index), cid, req.headers, &present))
 }
@@ -571,7 +584,7 @@ fn forward(
     present: &dyn Fn(&str) -> bool,
 ) -> Allow {
     let fwd = &cfg.forward;
-    let mut set_first: Vec<(String, String)> = Vec::new();
+    let mut cookie = None;
     let mut remove: Vec<String> = fwd.headers.iter().map(|(name, _)| name.clone()).filter(|n| present(n)).collect();
     if fwd.strip_credentials {
         if present("authorization") {
@@ -585,9 +598,13 @@ fn forward(
         // A token cookie never reaches the upstream; the other cookies do.
         if let Some(rest) = credentials::without_cookies(headers, &cfg.cookie_names) {
             remove.push("cookie".to_string());
-            if !rest.is_empty() {
-                set_first.push(("cookie".to_string(), rest));
-            }
+            cookie = (!rest.is_empty()).then_some(rest);
+        }
+    }
+    // Removed from every forwarded request (with `refuse`, none gets here with one).
+    for name in fwd.overrides.found(headers) {
+        if !remove.iter().any(|r| r == name) {
+            remove.push(name.to_string());
         }
     }
     // `x_api_key` is `X-Api-Key` to a CGI/WSGI upstream (HTTP_X_API_KEY), and Envoy passes
@@ -597,7 +614,7 @@ fn forward(
             remove.push(name.to_string());
         }
     }
-    let mut set = set_first;
+    let mut set = Vec::new();
     let mut state = Vec::new();
     if let Some(p) = &principal {
         for (name, field) in &fwd.headers {
@@ -617,7 +634,7 @@ fn forward(
     let route_cfg = route.and_then(|i| cfg.routes.get(i));
     let webhook = route_cfg.and_then(|r| r.webhook);
     let mcp = route_cfg.filter(|r| r.mcp.is_some()).map(|_| crate::mcp::HeldHeaders::of(headers));
-    Allow { remove, set, state, principal: principal.map(Box::new), route, webhook, mcp, correlation }
+    Allow { remove, set, cookie, state, principal: principal.map(Box::new), route, webhook, mcp, correlation }
 }
 
 /// Whether `name` reads as `guarded` (lower-case) once `_` is read as `-`, in any case.

@@ -19,6 +19,7 @@ pub mod jwks_cache;
 pub mod jwt;
 pub mod mcp;
 pub mod metadata;
+pub mod overrides;
 pub mod principal;
 pub mod routes;
 pub mod secret;

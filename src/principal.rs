@@ -67,18 +67,25 @@ impl From<Vec<String>> for Names {
 }
 
 /// The forwarded claims' values of a JWT principal, by the configuration's claim slot (see
-/// `Field::Claim`), each rendered as a header value when the token was verified.
+/// `Field::Claim`), each rendered as a header value when the token was verified; and whether
+/// one of them is a list with an item a header cannot carry as one item (`list_item_ok`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClaimValues(Option<Rc<[Option<Box<str>>]>>);
+pub struct ClaimValues(Option<Rc<[Option<Box<str>>]>>, bool);
 
 impl ClaimValues {
     /// The values of `paths` (the configuration's claim slots, in order) in a token's claims.
     pub fn extract(claims: &serde_json::Value, paths: &[Vec<String>]) -> ClaimValues {
         if paths.is_empty() {
-            return ClaimValues(None);
+            return ClaimValues(None, false);
         }
         let values: Box<[Option<Box<str>>]> = paths.iter().map(|p| render_claim(claims, p).map(String::into_boxed_str)).collect();
-        ClaimValues(Some(Rc::from(values)))
+        let unforwardable = paths.iter().any(|p| !claim_list_ok(claims, p));
+        ClaimValues(Some(Rc::from(values)), unforwardable)
+    }
+
+    /// Whether every forwarded list claim can be forwarded item for item.
+    pub fn forwardable(&self) -> bool {
+        !self.1
     }
 
     pub fn get(&self, slot: usize) -> Option<&str> {
@@ -113,6 +120,28 @@ pub fn render_claim(claims: &serde_json::Value, path: &[String]) -> Option<Strin
             (!parts.is_empty()).then(|| parts.join(","))
         }
         _ => None,
+    }
+}
+
+/// Whether a list item reaches the upstream as the same one item once joined with `,`: no `,`
+/// (it would be two items), no control character (a header cannot carry it), no leading or
+/// trailing white space (readers trim each item, so ` admin` would read as `admin`).
+pub fn list_item_ok(item: &str) -> bool {
+    !item.contains(',') && !item.chars().any(char::is_control) && item.trim_matches([' ', '\t']) == item
+}
+
+/// Whether a claim that `render_claim` joins (an array) has only items `list_item_ok` takes.
+fn claim_list_ok(claims: &serde_json::Value, path: &[String]) -> bool {
+    let mut v = claims;
+    for part in path {
+        match v.get(part) {
+            Some(next) => v = next,
+            None => return true,
+        }
+    }
+    match v {
+        serde_json::Value::Array(items) => items.iter().all(|i| i.as_str().is_none_or(list_item_ok)),
+        _ => true,
     }
 }
 
@@ -158,6 +187,22 @@ impl Principal {
             workspace: None,
             claims: ClaimValues::default(),
         }
+    }
+
+    /// Whether each of `fields` reaches the upstream as the principal has it: no list among
+    /// them holds an item that joining with `,` would split, or a header would change
+    /// (`list_item_ok`). A principal that fails is refused, not forwarded with items dropped:
+    /// an item may be a restriction the upstream enforces (`suspended`, `read-only`).
+    pub fn forwardable<'f>(&self, mut fields: impl Iterator<Item = &'f Field>) -> bool {
+        let list_ok = |names: &Names| names.iter().all(|n| list_item_ok(n));
+        fields.all(|field| match field {
+            Field::Workspaces => list_ok(&self.workspaces),
+            Field::Roles => list_ok(&self.roles),
+            Field::Permissions => list_ok(&self.permissions),
+            Field::Scopes => list_ok(&self.scopes),
+            Field::Claim(_) => self.claims.forwardable(),
+            _ => true,
+        })
     }
 
     /// The value of a field as a header value (lists joined with `,`); `None` when empty.
@@ -267,6 +312,35 @@ mod tests {
         assert_eq!(Field::parse("claim:"), None);
         assert_eq!(Field::parse("claim:a..b"), None);
         assert_eq!(Field::parse("subjects"), None);
+    }
+
+    #[test]
+    fn a_list_item_the_separator_would_split_is_not_forwardable() {
+        let roles = Field::Roles;
+        let mut p = Principal::new(Kind::Jwt);
+        for (items, ok) in [
+            (vec!["member", "admin"], true),
+            (vec!["member,admin"], false),
+            (vec!["a\r\nx-admin: 1"], false),
+            (vec![" admin"], false),
+            (vec!["admin\t"], false),
+            (vec!["read only", "é"], true),
+        ] {
+            p.roles = Names::new(items.clone());
+            assert_eq!(p.forwardable([&roles].into_iter()), ok, "{items:?}");
+            assert!(p.forwardable([&Field::Scopes].into_iter()), "only the fields forwarded count");
+        }
+        let paths = vec![vec!["groups".to_string()]];
+        let claim = Field::Claim(ClaimField { path: paths[0].clone(), slot: 0 });
+        for (claims, ok) in [
+            (json!({"groups": ["a", "b"]}), true),
+            (json!({"groups": ["a,b"]}), false),
+            (json!({"groups": "a,b"}), true),
+            (json!({"other": 1}), true),
+        ] {
+            p.claims = ClaimValues::extract(&claims, &paths);
+            assert_eq!(p.forwardable([&claim].into_iter()), ok, "{claims}");
+        }
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// Whether `verify` reads the header `name` (lower-case): what a held request keeps.
+    pub fn reads(&self, name: &str) -> bool {
+        name == self.header || self.timestamp.as_ref().is_some_and(|t| t.header == name)
+    }
+
     /// Checks the signature of a complete request body.
     pub fn verify(&self, headers: &crate::credentials::Headers<'_>, body: &[u8], now: i64) -> Result<(), Reason> {
         if body.len() as u64 > self.max_body_bytes {

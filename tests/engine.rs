@@ -436,3 +436,71 @@ fn paths_that_are_not_normalised_are_refused() {
         assert_eq!((out.status, out.body), (400, json!({"detail": "Bad request"})), "{path}");
     }
 }
+
+fn key_config(extra: Value) -> Value {
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"cm_override_key").iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let mut cfg = json!({
+        "api_keys": { "prefixes": ["cm_"], "keys": [{ "id": "k1", "sha256": digest, "permissions": ["items:write"], "scopes": ["member,admin", "read"] }] },
+        "routes": [
+            { "match": { "prefix": "/items", "methods": ["POST"] }, "auth": { "permissions": ["items:write"] } },
+            { "match": { "prefix": "/public" }, "auth": "none" }
+        ],
+        "unmatched": "allow"
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        cfg[k] = v.clone();
+    }
+    cfg
+}
+
+#[test]
+fn override_headers_never_reach_the_upstream_and_may_refuse_the_request() {
+    let key = bearer("cm_override_key");
+    let names = ["x-http-method-override", "X_HTTP_Method", "x-method-override", "x-original-url", "x_rewrite_url", "x-original-uri", "x-forwarded-uri"];
+    // Default: removed from every forwarded request (authenticated, public, unmatched).
+    let cfg = config(&key_config(json!({})));
+    for name in names {
+        for (method, path, creds) in [("POST", "/items", Some(&key)), ("GET", "/public", None), ("GET", "/elsewhere", None)] {
+            let mut headers: Vec<(&str, &[u8])> = vec![(name, b"DELETE")];
+            if let Some(k) = creds {
+                headers.push(("authorization", k));
+            }
+            let out = run(&cfg, method, path, &headers);
+            assert_eq!(out.status, 200, "{name} {path}");
+            assert!(out.allow.unwrap().remove.contains(&name.to_string()), "{name} on {path} goes upstream");
+        }
+    }
+    // refuse: 400 override_header_refused before the route, in every case.
+    let cfg = config(&key_config(json!({ "forward": { "override_headers": { "action": "refuse" } } })));
+    for name in names {
+        let out = run(&cfg, "POST", "/items", &[(name, b"DELETE"), ("authorization", &key)]);
+        assert_eq!((out.status, out.body), (400, json!({ "detail": "Bad request" })), "{name}");
+        assert_eq!(run(&cfg, "GET", "/public", &[(name, b"/admin")]).status, 400);
+    }
+    assert_eq!(run(&cfg, "POST", "/items", &[("authorization", &key)]).status, 200, "none: allowed");
+    // A named one let through as named; its twin still refused.
+    let cfg = config(&key_config(json!({ "forward": { "override_headers": { "action": "refuse", "allow": ["X-HTTP-Method-Override"] } } })));
+    let out = run(&cfg, "POST", "/items", &[("x-http-method-override", b"PATCH"), ("authorization", &key)]);
+    assert!(!out.allow.unwrap().remove.iter().any(|n| n == "x-http-method-override"));
+    assert_eq!(run(&cfg, "POST", "/items", &[("x_http_method_override", b"PATCH"), ("authorization", &key)]).status, 400);
+    let err = Config::from_json(br#"{"forward": {"override_headers": {"allow": ["x-api-key"]}}}"#).unwrap_err();
+    assert_eq!(err.path, "forward.override_headers.allow[0]");
+}
+
+#[test]
+fn a_forwarded_list_item_holding_the_separator_refuses_the_credential() {
+    let key = bearer("cm_override_key");
+    let forward = |field: &str| json!({ "forward": { "headers": { "x-auth-list": field } } });
+    // The key's scopes hold "member,admin": forwarded, it would read as two scopes upstream.
+    let out = run(&config(&key_config(forward("scopes"))), "POST", "/items", &[("authorization", &key)]);
+    assert_eq!((out.status, out.body), (401, json!({ "detail": CREDS })));
+    // Not forwarded: no harm, allowed; another list forwarded: allowed.
+    let out = run(&config(&key_config(forward("permissions"))), "POST", "/items", &[("authorization", &key)]);
+    assert_eq!(out.allow.unwrap().set, vec![("x-auth-list".to_string(), "items:write".to_string())]);
+    // Written to filter state: the same rule.
+    let cfg = key_config(json!({ "filter_state": ["scopes"] }));
+    assert_eq!(run(&config(&cfg), "POST", "/items", &[("authorization", &key)]).status, 401);
+}

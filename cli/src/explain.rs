@@ -460,8 +460,14 @@ impl Report {
                 self.text("principal", "none (public route or unmatched: allow)");
             }
         }
-        self.set("upstream", json!({ "remove": a.remove, "set": pairs(&a.set) }));
+        let mut set: Vec<Value> = a.set.iter().map(|(n, v)| json!([n, v])).collect();
         let mut changes: Vec<String> = a.remove.iter().map(|n| format!("remove {n}")).collect();
+        if a.cookie.is_some() {
+            // The other cookies, never echoed.
+            set.insert(0, json!(["cookie", "<redacted>"]));
+            changes.push("set cookie: <redacted>".into());
+        }
+        self.set("upstream", json!({ "remove": a.remove, "set": set }));
         changes.extend(a.set.iter().map(|(n, v)| format!("set {n}: {v}")));
         if changes.is_empty() {
             changes.push("no header changes".into());

@@ -167,3 +167,31 @@ fn the_demo_config_in_envoy_yaml_passes() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout, "<stdin>: OK: 19 routes (1 public), 1 provider (demo: JWKS from cluster demo_issuer), 4 API keys + key service, 1 webhook\n");
 }
+
+#[test]
+fn a_bound_route_followed_by_something_weaker_is_warned_about() {
+    let dir = TempDir::new();
+    let admin = json!({ "match": { "route_name": "admin-api" }, "auth": { "roles": ["admin"] } });
+    let cases = [
+        // A public catch-all after the bound route.
+        (json!({ "routes": [admin.clone(), { "match": { "prefix": "/" }, "auth": "none" }] }), vec!["routes[0] is bound to the router, and routes[1] after it"]),
+        // A catch-all without the role.
+        (json!({ "routes": [admin.clone(), { "match": { "prefix": "/" }, "auth": {} }] }), vec!["routes[1] after it"]),
+        // unmatched: allow.
+        (json!({ "routes": [admin.clone()], "unmatched": "allow" }), vec!["unmatched is \"allow\""]),
+        // As strong a catch-all, or a narrower weaker route: nothing to say.
+        (json!({ "routes": [admin.clone(), { "match": { "prefix": "/" }, "auth": { "roles": ["admin"] } }] }), vec![]),
+        (json!({ "routes": [admin.clone(), { "match": { "prefix": "/public" }, "auth": "none" }] }), vec![]),
+    ];
+    for (i, (doc, want)) in cases.into_iter().enumerate() {
+        let mut doc = doc;
+        doc["providers"] = json!({ "idp": { "issuer": "https://idp.example", "algorithms": ["RS256"], "jwks": { "remote": { "cluster": "idp", "path": "/jwks" } } } });
+        let p = dir.write(&format!("bound{i}.json"), doc.to_string());
+        let out = ok(&["check", &p]);
+        let warnings: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("warning: ")).collect();
+        assert_eq!(warnings.len(), want.len(), "case {i}: {}", out.stdout);
+        for (w, text) in warnings.iter().zip(want) {
+            assert!(w.contains(text), "case {i}: {w}");
+        }
+    }
+}

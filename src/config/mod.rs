@@ -215,6 +215,8 @@ pub struct Forward {
     /// The distinct claim paths the headers forward (`claim:<path>`), by slot: a JWT
     /// principal keeps only these claims' values (`principal::ClaimValues`).
     pub claim_paths: Vec<Vec<String>>,
+    /// Method and path override headers: removed or refused (`overrides`).
+    pub overrides: crate::overrides::Overrides,
 }
 
 impl Config {
@@ -876,7 +878,8 @@ fn compile_requirements(path: &str, items: &[String], variables: &[String]) -> R
 
 fn compile_forward(raw: Option<RawForward>, key_headers: &[String]) -> Result<Forward, ConfigError> {
     let Some(raw) = raw else {
-        return Ok(Forward { strip_credentials: true, headers: Vec::new(), claim_paths: Vec::new() });
+        let overrides = crate::overrides::Overrides::default();
+        return Ok(Forward { strip_credentials: true, headers: Vec::new(), claim_paths: Vec::new(), overrides });
     };
     let mut headers = Vec::with_capacity(raw.headers.len());
     let mut claim_paths: Vec<Vec<String>> = Vec::new();
@@ -898,7 +901,8 @@ fn compile_forward(raw: Option<RawForward>, key_headers: &[String]) -> Result<Fo
         }
         headers.push((lname, f));
     }
-    Ok(Forward { strip_credentials: raw.strip_credentials.unwrap_or(true), headers, claim_paths })
+    let overrides = crate::overrides::Overrides::compile(raw.override_headers.as_ref())?;
+    Ok(Forward { strip_credentials: raw.strip_credentials.unwrap_or(true), headers, claim_paths, overrides })
 }
 
 /// Filter state is written only where configured: each field is a host call and an object in

@@ -364,6 +364,7 @@ pub struct RawForward {
     pub strip_credentials: Option<bool>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    pub override_headers: Option<crate::overrides::RawOverrideHeaders>,
 }
 
 #[derive(Debug, Deserialize)]

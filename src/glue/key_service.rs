@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::apikeys::Lookup;
+use crate::apikeys::{Lookup, Service};
 use crate::config::key_service_answer;
 use crate::stats::Counter;
 
@@ -20,31 +20,46 @@ use super::stream::Stream;
 use super::{Action, Body, Call, Host, Worker};
 
 /// Key-service answers are cached for every worker in shared data, in a fixed number of slots
-/// (bounded memory): slot = digest prefix. Record: digest, expiry (ms), found (1/0), then the
-/// service's JSON entry. A slot stores the full digest: a collision costs a lookup, never a
-/// wrong answer.
+/// (bounded memory): slot = digest prefix. Found keys and unknown ones have slots of their
+/// own, so a flood of unknown keys can only evict unknown keys, never a key in use. Record:
+/// digest, when it was fetched (ms), then (found) the service's JSON entry. A slot stores the
+/// full digest: a collision costs a lookup, never a wrong answer.
 pub const KEY_CACHE_SLOTS: u32 = 4096;
-/// Parsed answers kept per worker: at most this many,
+/// Parsed answers kept per worker: at most this many found keys,
 pub const PARSED_ENTRIES: usize = 1024;
 /// and at most this many bytes of them (by `parsed_bytes`, an estimate). An answer alone larger
 /// than this is not kept parsed: it is parsed again from the shared record when used.
 pub const PARSED_BYTES: usize = 256 * 1024;
+/// Unknown keys each worker remembers, apart from the found ones (they cannot evict them).
+pub const PARSED_UNKNOWN: usize = 1024;
 /// A key-service answer larger than this is garbage.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 #[derive(Default)]
 pub struct Lookups {
+    /// Where this configuration's answers live in shared data: named by the key service that
+    /// gave them (`service_prefix`), so another configuration's service never answers here.
+    prefix: String,
+    /// This configuration's TTLs (ms): a cached answer is read with the reader's own.
+    ttl_ms: u64,
+    negative_ttl_ms: u64,
     /// Calls in flight: token to digest.
     by_token: HashMap<u32, [u8; 32]>,
     /// Digest to its call: the token, the request that dispatched it (`None`: the root), and
     /// when (ms).
     in_flight: HashMap<[u8; 32], (u32, Option<u32>, u64)>,
+    /// The digests each request dispatched, so that its end does not scan every call.
+    by_owner: HashMap<u32, Vec<[u8; 32]>>,
+    /// The requests waiting for each digest, so that an answer does not scan every stream.
+    waiters: HashMap<[u8; 32], Vec<u32>>,
     /// Lookups whose dispatching request ended while others wait.
     orphans: Vec<[u8; 32]>,
-    /// Answers this worker parsed: digest to (expiry in ms, answer).
+    /// Found keys this worker parsed: digest to (fetched at, ms; answer).
     parsed: HashMap<[u8; 32], (u64, Lookup)>,
     /// The estimated size of `parsed` (`parsed_bytes` of each answer).
     parsed_total: usize,
+    /// Unknown keys this worker was told of: digest to when (ms).
+    unknown: HashMap<[u8; 32], u64>,
 }
 
 /// The estimated memory of one parsed answer, its digest and map slot included.
@@ -56,28 +71,68 @@ pub fn parsed_bytes(answer: &Lookup) -> usize {
     std::mem::size_of::<([u8; 32], (u64, Lookup))>() + 8 + entry
 }
 
+/// The shared-data prefix of a key service's answers: a short hash of its cluster, authority
+/// and path (the same service shares its answers between configurations; another never does).
+pub fn service_prefix(service: &Service) -> String {
+    format!("api-auth/keys/{}", service.tag())
+}
+
+/// Whether an answer fetched at `at` is still good at `now` for `ttl`.
+fn fresh(at: u64, ttl: u64, now: u64) -> bool {
+    now.saturating_sub(at) < ttl
+}
+
 impl Lookups {
-    pub(crate) fn any_in_flight(&self) -> bool {
-        !self.in_flight.is_empty()
+    /// The lookups of a configuration with this key service.
+    pub fn new(service: &Service) -> Lookups {
+        Lookups { prefix: service_prefix(service), ttl_ms: service.ttl_ms, negative_ttl_ms: service.negative_ttl_ms, ..Lookups::default() }
     }
 
-    /// Parsed answers kept, and their estimated bytes.
+    /// Whether a request's end may have lookups to hand on (or their index to clear).
+    pub(crate) fn any_in_flight(&self) -> bool {
+        !self.in_flight.is_empty() || !self.by_owner.is_empty()
+    }
+
+    /// Parsed found keys kept, and their estimated bytes.
     pub fn parsed_usage(&self) -> (usize, usize) {
         (self.parsed.len(), self.parsed_total)
     }
 
-    /// Keeps a parsed answer within `PARSED_ENTRIES` and `PARSED_BYTES`: older answers (any,
-    /// expired first) make room; one larger than the whole bound is not kept.
-    fn keep(&mut self, d: &[u8; 32], expires: u64, answer: Lookup, now: u64) {
-        if let Some((_, old)) = self.parsed.remove(d) {
-            self.parsed_total = self.parsed_total.saturating_sub(parsed_bytes(&old));
+    /// This worker's answer for a digest, if fresh by this configuration's TTLs.
+    fn parsed_answer(&self, d: &[u8; 32], now: u64) -> Option<Lookup> {
+        if let Some((at, answer)) = self.parsed.get(d) {
+            return fresh(*at, self.ttl_ms, now).then(|| answer.clone());
+        }
+        let at = self.unknown.get(d)?;
+        fresh(*at, self.negative_ttl_ms, now).then_some(Lookup::NotFound)
+    }
+
+    /// Keeps a parsed answer (fetched at `at`), replacing what this worker knew of the digest.
+    /// Found keys stay within `PARSED_ENTRIES` and `PARSED_BYTES`, unknown ones within
+    /// `PARSED_UNKNOWN`, each making room among their own kind (expired first): an unknown key
+    /// never evicts a found one. A found answer larger than the whole bound is not kept.
+    fn keep(&mut self, d: &[u8; 32], at: u64, answer: Lookup, now: u64) {
+        self.forget(d);
+        self.unknown.remove(d);
+        if answer == Lookup::NotFound {
+            if self.unknown.len() >= PARSED_UNKNOWN {
+                let ttl = self.negative_ttl_ms;
+                self.unknown.retain(|_, t| fresh(*t, ttl, now));
+            }
+            while self.unknown.len() >= PARSED_UNKNOWN {
+                let Some(k) = self.unknown.keys().next().copied() else { break };
+                self.unknown.remove(&k);
+            }
+            self.unknown.insert(*d, at);
+            return;
         }
         let size = parsed_bytes(&answer);
         if size > PARSED_BYTES {
             return;
         }
         if self.parsed.len() >= PARSED_ENTRIES || self.parsed_total + size > PARSED_BYTES {
-            let expired: Vec<[u8; 32]> = self.parsed.iter().filter(|(_, (exp, _))| now >= *exp).map(|(k, _)| *k).collect();
+            let ttl = self.ttl_ms;
+            let expired: Vec<[u8; 32]> = self.parsed.iter().filter(|(_, (t, _))| !fresh(*t, ttl, now)).map(|(k, _)| *k).collect();
             for k in expired {
                 self.forget(&k);
             }
@@ -87,7 +142,7 @@ impl Lookups {
             self.forget(&k);
         }
         self.parsed_total += size;
-        self.parsed.insert(*d, (expires, answer));
+        self.parsed.insert(*d, (at, answer));
     }
 
     fn forget(&mut self, d: &[u8; 32]) {
@@ -95,56 +150,83 @@ impl Lookups {
             self.parsed_total = self.parsed_total.saturating_sub(parsed_bytes(&old));
         }
     }
-}
 
-fn slot_key(d: &[u8; 32]) -> String {
-    format!("api-auth/keys/{}", (u32::from(d[0]) << 8 | u32::from(d[1])) % KEY_CACHE_SLOTS)
+    /// Request `ctx` waits for `d`.
+    pub(crate) fn add_waiter(&mut self, d: [u8; 32], ctx: u32) {
+        self.waiters.entry(d).or_default().push(ctx);
+    }
+
+    /// Request `ctx` no longer waits for `d` (resumed, or ended).
+    pub(crate) fn remove_waiter(&mut self, d: &[u8; 32], ctx: u32) {
+        if let Some(ids) = self.waiters.get_mut(d) {
+            ids.retain(|id| *id != ctx);
+            if ids.is_empty() {
+                self.waiters.remove(d);
+            }
+        }
+    }
+
+    /// The requests indexed as waiting for `d` (some may have moved on since).
+    pub(crate) fn waiters_of(&self, d: &[u8; 32]) -> &[u32] {
+        self.waiters.get(d).map_or(&[], Vec::as_slice)
+    }
+
+    fn slot_key(&self, d: &[u8; 32], found: bool) -> String {
+        let slot = (u32::from(d[0]) << 8 | u32::from(d[1])) % KEY_CACHE_SLOTS;
+        format!("{}/{}/{slot}", self.prefix, if found { "found" } else { "unknown" })
+    }
 }
 
 impl<H: Host> Worker<H> {
-    /// The key service's answer for a digest, if cached and fresh: this worker's parsed copy,
-    /// else the shared record (then parsed once and kept).
+    /// The key service's answer for a digest, if cached and fresh by this configuration's
+    /// TTLs: this worker's parsed copy, else the shared records (then parsed once and kept).
     pub(crate) fn cached_lookup(&self, d: &[u8; 32], now: u64) -> Option<Lookup> {
-        if let Some((expires, answer)) = self.st.borrow().lookups.parsed.get(d) {
-            if now < *expires {
-                return Some(answer.clone());
-            }
+        if let Some(answer) = self.st.borrow().lookups.parsed_answer(d, now) {
+            return Some(answer);
         }
-        let (expires, answer) = self.read_shared_answer(d, now)?;
-        self.keep_parsed(d, expires, answer.clone());
+        let (at, answer) = self.read_shared_answer(d, now)?;
+        self.st.borrow_mut().lookups.keep(d, at, answer.clone(), now);
         Some(answer)
     }
 
-    fn keep_parsed(&self, d: &[u8; 32], expires: u64, answer: Lookup) {
-        let now = self.host.now_ms();
-        self.st.borrow_mut().lookups.keep(d, expires, answer, now);
-    }
-
+    /// The newer of the two shared records of a digest (found, unknown), when fresh.
     fn read_shared_answer(&self, d: &[u8; 32], now: u64) -> Option<(u64, Lookup)> {
-        let (Some(v), _) = self.host.shared_get(&slot_key(d)).ok()? else { return None };
-        let expires = u64::from_be_bytes(v.get(32..40)?.try_into().ok()?);
-        if v.get(..32)? != d || now >= expires {
-            return None;
-        }
-        let answer = match v.get(40)? {
-            1 => Lookup::Found(key_service_answer(v.get(41..)?, d)?),
-            _ => Lookup::NotFound,
+        let (found_key, unknown_key, ttl, negative_ttl) = {
+            let st = self.st.borrow();
+            let l = &st.lookups;
+            (l.slot_key(d, true), l.slot_key(d, false), l.ttl_ms, l.negative_ttl_ms)
         };
-        Some((expires, answer))
+        let record = |key: &str| -> Option<(u64, Vec<u8>)> {
+            let (Some(v), _) = self.host.shared_get(key).ok()? else { return None };
+            if v.get(..32)? != d {
+                return None;
+            }
+            let at = u64::from_be_bytes(v.get(32..40)?.try_into().ok()?);
+            Some((at, v))
+        };
+        let found = record(&found_key);
+        let unknown = record(&unknown_key);
+        match (found, unknown) {
+            (Some((at, v)), u) if u.as_ref().is_none_or(|(u_at, _)| *u_at <= at) => {
+                if !fresh(at, ttl, now) {
+                    return None;
+                }
+                Some((at, Lookup::Found(key_service_answer(v.get(40..)?, d)?)))
+            }
+            (_, Some((at, _))) => fresh(at, negative_ttl, now).then_some((at, Lookup::NotFound)),
+            _ => None,
+        }
     }
 
-    fn write_shared_answer(&self, d: &[u8; 32], expires: u64, found: Option<&[u8]>) {
-        let mut v = Vec::with_capacity(41 + found.map_or(0, <[u8]>::len));
+    fn write_shared_answer(&self, d: &[u8; 32], at: u64, found: Option<&[u8]>) {
+        let key = self.st.borrow().lookups.slot_key(d, found.is_some());
+        let mut v = Vec::with_capacity(40 + found.map_or(0, <[u8]>::len));
         v.extend_from_slice(d);
-        v.extend_from_slice(&expires.to_be_bytes());
-        match found {
-            Some(body) => {
-                v.push(1);
-                v.extend_from_slice(body);
-            }
-            None => v.push(0),
+        v.extend_from_slice(&at.to_be_bytes());
+        if let Some(body) = found {
+            v.extend_from_slice(body);
         }
-        let _ = self.host.shared_set(&slot_key(d), &v, None);
+        let _ = self.host.shared_set(&key, &v, None);
     }
 
     /// A request needs the key service's answer: it waits, and the digest is looked up unless
@@ -158,7 +240,9 @@ impl<H: Host> Worker<H> {
             return self.decide_without_waiting(ctx, ended);
         }
         let deadline = now.saturating_add(service.timeout_ms).saturating_add(500);
-        self.st.borrow_mut().streams.insert(ctx, Stream::WaitingForLookup { digest, deadline, body_done: ended });
+        let mut st = self.st.borrow_mut();
+        st.streams.insert(ctx, Stream::WaitingForLookup { digest, deadline, body_done: ended });
+        st.lookups.add_waiter(digest, ctx);
         Action::Pause
     }
 
@@ -175,6 +259,9 @@ impl<H: Host> Worker<H> {
                 st.lookups.by_token.insert(token, *digest);
                 let now = self.host.now_ms();
                 st.lookups.in_flight.insert(*digest, (token, owner, now));
+                if let Some(ctx) = owner {
+                    st.lookups.by_owner.entry(ctx).or_default().push(*digest);
+                }
                 true
             }
             Err(e) => {
@@ -189,8 +276,13 @@ impl<H: Host> Worker<H> {
     /// those others still wait for are handed to the root context.
     pub(crate) fn orphan_lookups_of(&self, ctx: u32) {
         let owned: Vec<([u8; 32], u32)> = {
-            let st = self.st.borrow();
-            st.lookups.in_flight.iter().filter(|(_, (_, owner, _))| *owner == Some(ctx)).map(|(d, (t, _, _))| (*d, *t)).collect()
+            let mut st = self.st.borrow_mut();
+            let lookups = &mut st.lookups;
+            let dispatched = lookups.by_owner.remove(&ctx).unwrap_or_default();
+            dispatched
+                .iter()
+                .filter_map(|d| lookups.in_flight.get(d).filter(|(_, owner, _)| *owner == Some(ctx)).map(|(t, _, _)| (*d, *t)))
+                .collect()
         };
         for (digest, token) in owned {
             let waited = !self.lookup_waiters(&digest).is_empty();
@@ -255,6 +347,7 @@ impl<H: Host> Worker<H> {
         let config = self.config();
         let Some(service) = config.api_keys.as_ref().and_then(|k| k.lookup.as_ref()) else { return };
         let now = self.host.now_ms();
+        let keep = |answer: Lookup| self.st.borrow_mut().lookups.keep(&digest, now, answer, now);
         let status = self.host.call_response_header(":status").ok().flatten();
         match status.as_deref() {
             Some(b"200") => {
@@ -265,9 +358,8 @@ impl<H: Host> Worker<H> {
                 };
                 match body.and_then(|b| key_service_answer(&b, &digest).map(|entry| (b, entry))) {
                     Some((b, entry)) => {
-                        let expires = now.saturating_add(service.ttl_ms);
-                        self.write_shared_answer(&digest, expires, Some(&b));
-                        self.keep_parsed(&digest, expires, Lookup::Found(entry));
+                        self.write_shared_answer(&digest, now, Some(&b));
+                        keep(Lookup::Found(entry));
                     }
                     None => {
                         self.count(Counter::KeyLookupFailed);
@@ -276,9 +368,8 @@ impl<H: Host> Worker<H> {
                 }
             }
             Some(b"404") => {
-                let expires = now.saturating_add(service.negative_ttl_ms);
-                self.write_shared_answer(&digest, expires, None);
-                self.keep_parsed(&digest, expires, Lookup::NotFound);
+                self.write_shared_answer(&digest, now, None);
+                keep(Lookup::NotFound);
             }
             other => {
                 self.count(Counter::KeyLookupFailed);
@@ -322,14 +413,18 @@ mod tests {
         d
     }
 
+    fn lasting() -> Lookups {
+        Lookups { ttl_ms: u64::MAX, negative_ttl_ms: u64::MAX, ..Lookups::default() }
+    }
+
     #[test]
     fn parsed_answers_stay_within_their_bytes_and_entries() {
-        let mut l = Lookups::default();
+        let mut l = lasting();
         // About 4 KiB each: the byte bound, not the count, limits them (to about 64).
         let size = parsed_bytes(&found("k", 100, 24));
         assert!((4000..6000).contains(&size), "{size}");
         for i in 0..1000 {
-            l.keep(&digest(i), u64::MAX, found("k", 100, 24), 0);
+            l.keep(&digest(i), 0, found("k", 100, 24), 0);
             let (n, bytes) = l.parsed_usage();
             assert!(bytes <= PARSED_BYTES, "{bytes}");
             assert_eq!(bytes, l.parsed.values().map(|(_, a)| parsed_bytes(a)).sum::<usize>(), "the running total is right");
@@ -337,34 +432,81 @@ mod tests {
         }
         assert_eq!(l.parsed_usage().0, PARSED_BYTES / size, "full to the byte bound");
         assert!(l.parsed.contains_key(&digest(999)), "the newest answer is kept");
-        // Small answers: the count bounds them.
-        let mut l = Lookups::default();
+        // Small answers: within the count too.
+        let mut l = lasting();
         for i in 0..3000 {
-            l.keep(&digest(i), u64::MAX, Lookup::NotFound, 0);
+            l.keep(&digest(i), 0, found("k", 0, 0), 0);
         }
-        assert_eq!(l.parsed_usage().0, PARSED_ENTRIES);
+        assert!(l.parsed_usage().0 <= PARSED_ENTRIES && l.parsed_usage().1 <= PARSED_BYTES);
         // Replacing an answer does not count it twice.
         let before = l.parsed_usage();
-        l.keep(&digest(2999), u64::MAX, Lookup::NotFound, 0);
+        l.keep(&digest(2999), 0, found("k", 0, 0), 0);
         assert_eq!(l.parsed_usage(), before);
         // One answer larger than the whole bound is not kept parsed.
         let huge = found("k", 12_000, 8);
         assert!(parsed_bytes(&huge) > PARSED_BYTES);
-        l.keep(&digest(5000), u64::MAX, huge, 0);
+        l.keep(&digest(5000), 0, huge, 0);
         assert!(!l.parsed.contains_key(&digest(5000)));
         assert!(l.parsed_usage().1 <= PARSED_BYTES);
     }
 
     #[test]
     fn expired_answers_make_room_first() {
-        let mut l = Lookups::default();
-        for i in 0..PARSED_ENTRIES {
-            // The even ones expired at 10.
-            let expires = if i % 2 == 0 { 10 } else { u64::MAX };
-            l.keep(&digest(i), expires, Lookup::NotFound, 0);
+        let mut l = Lookups { ttl_ms: 10, ..lasting() };
+        let full = (PARSED_BYTES / parsed_bytes(&found("k", 0, 0))).min(PARSED_ENTRIES);
+        for i in 0..full {
+            // The even ones were fetched at 0 and expire at 10; the odd ones at 15.
+            l.keep(&digest(i), if i % 2 == 0 { 0 } else { 15 }, found("k", 0, 0), 0);
         }
-        l.keep(&digest(PARSED_ENTRIES), u64::MAX, Lookup::NotFound, 20);
-        assert_eq!(l.parsed_usage().0, PARSED_ENTRIES / 2 + 1);
-        assert!((0..PARSED_ENTRIES).filter(|i| i % 2 == 1).all(|i| l.parsed.contains_key(&digest(i))), "the fresh ones all stay");
+        assert_eq!(l.parsed_usage().0, full);
+        l.keep(&digest(full), 20, found("k", 0, 0), 20);
+        assert_eq!(l.parsed_usage().0, full / 2 + 1);
+        assert!((0..full).filter(|i| i % 2 == 1).all(|i| l.parsed.contains_key(&digest(i))), "the fresh ones all stay");
+    }
+
+    #[test]
+    fn unknown_keys_never_evict_found_ones() {
+        let mut l = lasting();
+        for i in 0..100 {
+            l.keep(&digest(i), 0, found("k", 1, 8), 0);
+        }
+        for i in 1000..6000 {
+            l.keep(&digest(i), 0, Lookup::NotFound, 0);
+        }
+        assert!((0..100).all(|i| l.parsed_answer(&digest(i), 1).is_some_and(|a| a != Lookup::NotFound)), "a found key was evicted");
+        assert_eq!(l.unknown.len(), PARSED_UNKNOWN, "unknown keys are bounded among themselves");
+        assert_eq!(l.parsed_answer(&digest(5999), 1), Some(Lookup::NotFound));
+        // A newer answer for the same digest replaces the other kind.
+        l.keep(&digest(5999), 2, found("k", 1, 8), 2);
+        assert!(matches!(l.parsed_answer(&digest(5999), 3), Some(Lookup::Found(_))));
+        l.keep(&digest(0), 3, Lookup::NotFound, 3);
+        assert_eq!(l.parsed_answer(&digest(0), 4), Some(Lookup::NotFound));
+    }
+
+    #[test]
+    fn the_reader_applies_its_own_ttls() {
+        let mut l = Lookups { ttl_ms: 1000, negative_ttl_ms: 100, ..lasting() };
+        l.keep(&digest(1), 0, found("k", 1, 8), 0);
+        l.keep(&digest(2), 0, Lookup::NotFound, 0);
+        assert!(l.parsed_answer(&digest(1), 999).is_some() && l.parsed_answer(&digest(1), 1000).is_none());
+        assert!(l.parsed_answer(&digest(2), 99).is_some() && l.parsed_answer(&digest(2), 100).is_none());
+    }
+
+    #[test]
+    fn each_key_service_has_its_own_shared_records() {
+        let service = |cluster: &str, authority: &str, path: &str| Service {
+            cluster: cluster.into(),
+            authority: authority.into(),
+            path: path.into(),
+            timeout_ms: 500,
+            ttl_ms: 1,
+            negative_ttl_ms: 1,
+        };
+        let a = service_prefix(&service("keys", "keys", "/lookup"));
+        assert_eq!(a, service_prefix(&Service { ttl_ms: 99, ..service("keys", "keys", "/lookup") }), "TTLs are the reader's");
+        for other in [service("keys2", "keys", "/lookup"), service("keys", "other", "/lookup"), service("keys", "keys", "/lookup2"), service("key", "skeys", "/lookup")] {
+            assert_ne!(a, service_prefix(&other), "{other:?}");
+        }
+        assert!(a.starts_with("api-auth/keys/") && a.len() == "api-auth/keys/".len() + 16, "{a}");
     }
 }

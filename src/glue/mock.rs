@@ -79,6 +79,11 @@ pub struct MockHost {
     pub header_writes_fail: Cell<bool>,
     /// Makes reading the request body fail.
     pub body_fails: Cell<bool>,
+    /// Makes reading the properties under these paths fail (`xds.route_name`,
+    /// `xds.route_metadata`: segments joined with `.`).
+    pub property_reads_fail: RefCell<Vec<String>>,
+    /// Makes writing filter state fail.
+    pub property_writes_fail: Cell<bool>,
     /// The host's foreign functions: name and arguments to the answer. None: the host has
     /// none (every call is NotFound).
     pub foreign: RefCell<Option<ForeignFn>>,
@@ -227,11 +232,17 @@ impl Host for MockHost {
     }
 
     fn set_property(&self, name: &str, value: &[u8]) -> HostResult<()> {
+        if self.property_writes_fail.get() {
+            return Err(HostError::Status(2));
+        }
         self.with_request(|r| r.filter_state.push((name.to_string(), value.to_vec())))
     }
 
     fn get_property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
         let key = path.join(".");
+        if self.property_reads_fail.borrow().iter().any(|p| key.starts_with(p.as_str())) {
+            return Err(HostError::Status(2));
+        }
         self.with_request(|r| r.properties.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))
     }
 

@@ -129,13 +129,16 @@ impl<H: Host> Worker<H> {
         let cache_entries = config.token_cache_entries;
         let delegation = signatures::probe(&host, signatures::PREFERRED);
         let now = host.now_ms();
+        // Answers are kept under the name of the service that gave them (one VM may hold
+        // several configurations, and shared data is the whole process's).
+        let lookups = config.api_keys.as_ref().and_then(|k| k.lookup.as_ref()).map(key_service::Lookups::new).unwrap_or_default();
         let worker = Worker {
             st: RefCell::new(State {
                 config,
                 slots,
                 streams: HashMap::new(),
                 fetches: HashMap::new(),
-                lookups: key_service::Lookups::default(),
+                lookups,
                 usage: usage::Usage::default(),
                 verified: Rc::new(TokenCache::new(cache_entries)),
                 telemetry,

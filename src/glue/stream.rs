@@ -211,7 +211,9 @@ impl<H: Host> Worker<H> {
             let mut st = self.st.borrow_mut();
             // Most requests left nothing behind: an empty map costs no hashing.
             if !st.streams.is_empty() {
-                st.streams.remove(&ctx);
+                if let Some(Stream::WaitingForLookup { digest, .. }) = st.streams.remove(&ctx) {
+                    st.lookups.remove_waiter(&digest, ctx);
+                }
             }
             st.lookups.any_in_flight()
         };
@@ -224,7 +226,14 @@ impl<H: Host> Worker<H> {
     /// Re-decides a paused request on the root context's turn (its keys or its lookup answer
     /// came, or its time is up).
     pub(crate) fn resume(&self, ctx: u32) {
-        let body_done = self.st.borrow_mut().streams.remove(&ctx).is_some_and(|s| s.body_done());
+        let body_done = {
+            let mut st = self.st.borrow_mut();
+            let held = st.streams.remove(&ctx);
+            if let Some(Stream::WaitingForLookup { digest, .. }) = &held {
+                st.lookups.remove_waiter(digest, ctx);
+            }
+            held.is_some_and(|s| s.body_done())
+        };
         if self.host.set_effective_context(ctx).is_ok() {
             self.decide(ctx, Turn::Resumed, body_done);
         }
@@ -294,10 +303,25 @@ impl<H: Host> Worker<H> {
         };
         let signatures = super::signatures::HostSignatures { host: &self.host, delegation };
         let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup, verified: &*verified, signatures: &signatures };
-        // The router's choice costs host calls: asked only where a route is bound to it.
-        let route_name = if config.binds_routes { self.host.get_property(&["xds", "route_name"]).ok().flatten() } else { None };
+        // The router's choice costs host calls: asked only where a route is bound to it. What
+        // the host will not tell is no "no route": a bound route must not fall through.
+        let route_name = if config.binds_routes {
+            match self.host.get_property(&["xds", "route_name"]) {
+                Ok(name) => name,
+                Err(_) => return self.fail_closed(None, None),
+            }
+        } else {
+            None
+        };
+        let unreadable = std::cell::Cell::new(false);
         let metadata = |filter: &str, key: &str| {
-            let value = self.host.get_property(&["xds", "route_metadata", "filter_metadata", filter, key]).ok().flatten()?;
+            let value = match self.host.get_property(&["xds", "route_metadata", "filter_metadata", filter, key]) {
+                Ok(value) => value?,
+                Err(_) => {
+                    unreadable.set(true);
+                    return None;
+                }
+            };
             String::from_utf8(value).ok()
         };
         let router = engine::Router {
@@ -305,12 +329,20 @@ impl<H: Host> Worker<H> {
             metadata: config.binds_routes.then_some(&metadata as engine::RouteMetadata<'_>),
         };
         let decision = engine::decide_routed(&config, &Request { method, path, headers: &headers }, &env, &router);
+        if unreadable.get() {
+            return self.fail_closed(None, None);
+        }
         match decision {
             Decision::Allow(allow) => {
                 // A forged identity header that could not be removed, or an identity that could
                 // not be set, must not go upstream.
                 for name in &allow.remove {
                     if self.host.set_request_header(name, None).is_err() {
+                        return self.fail_closed(allow.route, allow.correlation.as_deref());
+                    }
+                }
+                if let Some(cookie) = &allow.cookie {
+                    if self.host.set_request_header("cookie", Some(cookie)).is_err() {
                         return self.fail_closed(allow.route, allow.correlation.as_deref());
                     }
                 }
@@ -322,7 +354,10 @@ impl<H: Host> Worker<H> {
                 // The verdict for RBAC, CEL and access logs. Written before a webhook's body
                 // is checked: a request that then fails is answered locally, never routed.
                 for (name, value) in &allow.state {
-                    let _ = self.host.set_property(name, value.as_bytes());
+                    // RBAC may deny on it: a verdict Envoy did not take must not go upstream.
+                    if self.host.set_property(name, value.as_bytes()).is_err() {
+                        return self.fail_closed(allow.route, allow.correlation.as_deref());
+                    }
                 }
                 if let Some(id) = allow.principal.as_ref().and_then(|p| p.key_id.as_deref()) {
                     self.record_use(id, now / 1000);
@@ -341,7 +376,9 @@ impl<H: Host> Worker<H> {
                     // Nothing reaches the upstream before the signature over the whole body is
                     // checked: the headers are held (allow_on_headers_stop_iteration) meanwhile.
                     let kind = allow.principal.as_ref().map(|p| p.kind);
-                    let headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+                    // Only what the signature check reads is held for the wait, not every header.
+                    let needed = |n: &str| config.webhooks.get(webhook).is_some_and(|(_, w)| w.reads(n));
+                    let headers = headers.iter().filter(|(n, _)| needed(n)).map(|(n, v)| (n.to_string(), v.to_vec())).collect();
                     let held = Stream::AwaitingBody { webhook, route: allow.route, headers, correlation: allow.correlation, kind };
                     self.st.borrow_mut().streams.insert(ctx, held);
                     if !ended {
@@ -520,15 +557,12 @@ impl<H: Host> Worker<H> {
         }
     }
 
-    /// The context ids waiting for one digest.
+    /// The context ids waiting for one digest: found by the digest, not by a scan of every
+    /// stream (many distinct keys waiting at once would cost a scan per answer).
     pub(crate) fn lookup_waiters(&self, digest: &[u8; 32]) -> Vec<u32> {
-        self.st
-            .borrow()
-            .streams
-            .iter()
-            .filter(|(_, s)| matches!(s, Stream::WaitingForLookup { digest: d, .. } if d == digest))
-            .map(|(id, _)| *id)
-            .collect()
+        let st = self.st.borrow();
+        let ids = st.lookups.waiters_of(digest);
+        ids.iter().copied().filter(|id| matches!(st.streams.get(id), Some(Stream::WaitingForLookup { digest: d, .. }) if d == digest)).collect()
     }
 }
 

@@ -1,15 +1,23 @@
 //! Key usage reports (`api_keys.usage_report`): each worker notes the last use of each key;
 //! on its tick it merges them into shared data, and the worker that wins the period's lease
 //! posts the batch `{key_id: last_used_unix}`. Nothing here delays a request.
+//!
+//! The batch and the lease are named by the endpoint they are posted to (a short hash of its
+//! cluster, authority and path): one VM may hold several configurations, and shared data is
+//! the whole process's, so one configuration's uses are never posted to another's service.
 
 use std::collections::HashMap;
 
+use crate::apikeys::Service;
 use crate::jwks_cache as cache;
 
 use super::{Call, Host, Worker};
 
-const DATA: &str = "api-auth/usage/data";
-const NEXT: &str = "api-auth/usage/next";
+/// The shared-data names of a usage endpoint's batch and lease: (data, next).
+pub fn usage_keys(service: &Service) -> (String, String) {
+    let base = format!("api-auth/usage/{}", service.tag());
+    (format!("{base}/data"), format!("{base}/next"))
+}
 
 #[derive(Default)]
 pub struct Usage {
@@ -28,11 +36,12 @@ impl<H: Host> Worker<H> {
     pub(crate) fn report_usage(&self, now: u64) {
         let config = self.config();
         let Some(service) = config.api_keys.as_ref().and_then(|k| k.usage_report.as_ref()) else { return };
+        let (data_key, next_key) = usage_keys(service);
         let local: Vec<(String, u64)> = self.st.borrow_mut().usage.last_used.drain().collect();
         if !local.is_empty() {
-            self.merge(&local);
+            self.merge(&data_key, &local);
         }
-        let (next, cas) = self.host.shared_get(NEXT).unwrap_or((None, None));
+        let (next, cas) = self.host.shared_get(&next_key).unwrap_or((None, None));
         let next_at = cache::decode_version(next.as_deref());
         if now < next_at {
             return;
@@ -40,14 +49,14 @@ impl<H: Host> Worker<H> {
         let period_end = now.saturating_add(service.ttl_ms).to_be_bytes();
         if next_at == 0 {
             // The first period starts now.
-            let _ = self.host.shared_set(NEXT, &period_end, cas);
+            let _ = self.host.shared_set(&next_key, &period_end, cas);
             return;
         }
-        if self.host.shared_set(NEXT, &period_end, cas).is_err() {
+        if self.host.shared_set(&next_key, &period_end, cas).is_err() {
             return; // another worker sends this period's batch
         }
-        let Ok((Some(batch), data_cas)) = self.host.shared_get(DATA) else { return };
-        if batch.is_empty() || batch.as_slice() == b"{}" || self.host.shared_set(DATA, b"{}", data_cas).is_err() {
+        let Ok((Some(batch), data_cas)) = self.host.shared_get(&data_key) else { return };
+        if batch.is_empty() || batch.as_slice() == b"{}" || self.host.shared_set(&data_key, b"{}", data_cas).is_err() {
             return;
         }
         if let Err(e) = self.host.dispatch(&Call::post_json(service, &batch)) {
@@ -56,9 +65,9 @@ impl<H: Host> Worker<H> {
     }
 
     /// Merges this worker's uses into the shared batch (compare-and-swap, a few tries).
-    fn merge(&self, local: &[(String, u64)]) {
+    fn merge(&self, data_key: &str, local: &[(String, u64)]) {
         for _ in 0..4 {
-            let (bytes, cas) = self.host.shared_get(DATA).unwrap_or((None, None));
+            let (bytes, cas) = self.host.shared_get(data_key).unwrap_or((None, None));
             let mut map: serde_json::Map<String, serde_json::Value> = bytes.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
             for (id, at) in local {
                 if map.get(id).and_then(serde_json::Value::as_u64).is_none_or(|old| old < *at) {
@@ -66,7 +75,7 @@ impl<H: Host> Worker<H> {
                 }
             }
             let doc = serde_json::Value::Object(map).to_string();
-            if self.host.shared_set(DATA, doc.as_bytes(), cas).is_ok() {
+            if self.host.shared_set(data_key, doc.as_bytes(), cas).is_ok() {
                 return;
             }
         }
