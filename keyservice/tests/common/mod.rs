@@ -1,0 +1,200 @@
+//! The key service's test bed: the built `api-auth-keys` as a process on a free port, and a
+//! throwaway PostgreSQL (Debian's, from /usr/lib/postgresql/*/bin) in a temporary directory.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use api_auth_integration::{free_port, send, Req, Resp};
+use serde_json::Value;
+
+pub const ADMIN: &str = "test-admin-token-0f3c9a7e5b1d2468ace";
+pub const PREFIX: &str = "cf_ak_";
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+pub fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("api-auth-keys-{what}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+pub struct Service {
+    child: Child,
+    pub port: u16,
+    pub db: String,
+    /// What the service wrote on standard error (its request log), read on a thread.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Service {
+    pub fn start(db: &str) -> Service {
+        Service::start_with(db, &[("API_AUTH_KEYS_ADMIN_TOKEN", ADMIN)])
+    }
+
+    pub fn start_with(db: &str, env: &[(&str, &str)]) -> Service {
+        Service::try_start(db, env).unwrap_or_else(|e| panic!("api-auth-keys did not start: {e}"))
+    }
+
+    /// Starts the service; the error is its standard error when it exits instead.
+    pub fn try_start(db: &str, env: &[(&str, &str)]) -> Result<Service, String> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-auth-keys"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--prefix", PREFIX, "--db", db])
+            .env_remove("API_AUTH_KEYS_ADMIN_TOKEN")
+            .env_remove("API_AUTH_KEYS_SERVICE_SECRET")
+            .env_remove("API_AUTH_KEYS_PREFIXES")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start api-auth-keys");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut g = l.lock().unwrap();
+                g.push_str(&line);
+                g.push('\n');
+            }
+        });
+        let mut first = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut first);
+        let Some(port) = first.trim().strip_prefix("listening on http://127.0.0.1:").and_then(|p| p.parse().ok()) else {
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            let text = log.lock().unwrap().clone();
+            return Err(text);
+        };
+        Ok(Service { child, port, db: db.to_string(), log })
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
+        let mut req = Req::new(method, &format!("/admin/v1/keys{path}")).bearer(ADMIN);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        send(self.port, &req)
+    }
+
+    /// Creates a key through the admin API: the key, and its entry.
+    pub fn create(&self, body: &Value) -> (String, Value) {
+        let r = self.admin("POST", "", Some(body));
+        assert_eq!(r.status, 201, "create: {}", r.text());
+        let v = r.json();
+        (v["key"].as_str().expect("key").to_string(), v["entry"].clone())
+    }
+
+    pub fn entry(&self, id: &str) -> Value {
+        let r = self.admin("GET", &format!("/{id}"), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    pub fn list(&self) -> Vec<Value> {
+        let r = self.admin("GET", "", None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["keys"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn lookup(&self, body: &str) -> Resp {
+        send(self.port, &Req::post("/v1/keys/lookup").header("content-type", "application/json").body(body))
+    }
+
+    /// SIGKILL: no shutdown, no flush, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
+}
+
+/// A PostgreSQL server of its own: `initdb` into a temporary directory, started with `pg_ctl`
+/// on a free port (as the `postgres` user when the tests run as root, which PostgreSQL
+/// refuses), stopped and removed on drop.
+pub struct Postgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+fn pg_bin() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).filter(|b| b.join("initdb").is_file()).collect())
+        .unwrap_or_default();
+    found.sort();
+    found.pop().expect("PostgreSQL not found in /usr/lib/postgresql/*/bin: run `make postgres` (make test does)")
+}
+
+fn as_postgres(bin: &std::path::Path, args: &[&str]) -> Command {
+    let root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin).args(args);
+        c
+    } else {
+        let mut c = Command::new(bin);
+        c.args(args);
+        c
+    }
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = pg_bin();
+        let dir = temp_dir("pg");
+        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
+        let data = dir.join("data");
+        let d = data.to_string_lossy().to_string();
+        let out = as_postgres(&bin.join("initdb"), &["-D", &d, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]).stdin(Stdio::null()).output().expect("run initdb");
+        assert!(out.status.success(), "initdb: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        for _ in 0..3 {
+            let port = free_port();
+            let opts = format!("-p {port} -h 127.0.0.1 -k {} -c fsync=off -c max_connections=100", dir.display());
+            let log = dir.join("pg.log").to_string_lossy().to_string();
+            let out = as_postgres(&bin.join("pg_ctl"), &["-D", &d, "-l", &log, "-w", "-t", "30", "-o", &opts, "start"]).stdin(Stdio::null()).output().expect("run pg_ctl");
+            if out.status.success() {
+                return Postgres { bin, dir, port };
+            }
+        }
+        let log = std::fs::read_to_string(dir.join("pg.log")).unwrap_or_default();
+        panic!("PostgreSQL did not start:\n{log}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let d = self.dir.join("data").to_string_lossy().to_string();
+        let _ = as_postgres(&self.bin.join("pg_ctl"), &["-D", &d, "-m", "immediate", "-w", "stop"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
