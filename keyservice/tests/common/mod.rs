@@ -24,6 +24,25 @@ pub fn temp_dir(what: &str) -> PathBuf {
     dir
 }
 
+/// A POST on a fresh connection that never panics: `None` when the service is gone (killed
+/// in the middle of it), else the status and the JSON body.
+pub fn try_post(port: u16, path: &str, body: &str) -> Option<(u16, Value)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nhost: keys\r\nconnection: close\r\nauthorization: Bearer {ADMIN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out);
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
 pub struct Service {
     child: Child,
     pub port: u16,
@@ -122,6 +141,9 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let end = Instant::now() + Duration::from_secs(5);
         while Instant::now() < end {
