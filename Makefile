@@ -14,6 +14,7 @@ export ENVOY WASM SHARED
 .PHONY: test-oldest test-matrix test-wasm
 .PHONY: python-tools
 .PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli soak sig-probe
+.PHONY: keys postgres test-keys
 
 build: wasm-target
 	cargo build --release --target wasm32-wasip1 -p api-auth-filter
@@ -21,6 +22,10 @@ build: wasm-target
 # The native command-line companion (check, explain, hash-key, sign-webhook, demo tokens).
 cli:
 	cargo build -p api-auth-cli
+
+# The key service (keyservice/): api_keys.lookup and usage_report on SQLite or PostgreSQL.
+keys:
+	cargo build -p api-auth-keys
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -46,7 +51,7 @@ $(TOOLS)/py/.installed: integration/mcp/requirements.txt
 	@touch $@
 
 lint: wasm-target
-	cargo clippy -p api-auth-filter -p api-auth-cli -p api-auth-integration --all-targets -- -D warnings
+	cargo clippy -p api-auth-filter -p api-auth-cli -p api-auth-integration -p api-auth-keys --all-targets -- -D warnings
 	# The ABI host and the SDK contexts (src/glue/abi.rs, contexts.rs) only exist for wasm32: lint them there too.
 	cargo clippy -p api-auth-filter --target wasm32-wasip1 -- -D warnings
 	cargo clippy -p sig-probe --target wasm32-wasip1 -- -D warnings
@@ -61,7 +66,7 @@ test-wasm: wasm-target
 	@command -v node >/dev/null || { echo "test-wasm: node not found, the wasm run of the core tests is skipped"; exit 0; }; \
 	cargo test --release --target wasm32-wasip1 -p api-auth-filter -- --test-threads=1
 
-test: tools build cli lint test-host test-wasm validate test-e2e
+test: tools build cli lint test-host test-wasm validate test-keys test-e2e
 
 clean:
 	cargo clean
@@ -75,6 +80,16 @@ validate: envoy build
 sig-probe: wasm-target
 	cargo build --release --target wasm32-wasip1 -p sig-probe
 
+# PostgreSQL for the key service's tests: Debian's `postgresql`, at the version the distribution
+# release pins, installed when no /usr/lib/postgresql/*/bin/initdb is there. The tests start
+# their own server (initdb, pg_ctl) on a free port in a temporary directory.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+# The key service end to end: through Envoy with the built filter, on SQLite and PostgreSQL.
+test-keys: envoy build postgres
+	cargo test -p api-auth-keys
+
 test-e2e: envoy build sig-probe python-tools
 	cargo test -p api-auth-integration -- --test-threads=2
 
@@ -86,6 +101,7 @@ test-oldest:
 test-matrix: test-e2e test-oldest
 
 run: envoy build cli
+	@cargo build -q -p api-auth-keys
 	@cargo build -q -p api-auth-integration --bin echo-upstream
 	@bash envoy/run-demo.sh
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: the demo issuer, the echo upstream and Envoy with envoy/envoy.yaml, until Ctrl-C.
+# `make run`: the demo issuer, the key service, the echo upstream and Envoy with
+# envoy/envoy.yaml, until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${ENVOY:?run through make run}"
@@ -7,7 +8,8 @@ cli=target/debug/api-auth
 demo=.tools/demo                      # git-ignored: demo keys, tokens, config and access log
 key=$demo/issuer-key.pem              # generated on first use; for local testing only
 config=$demo/config.json
-keys=$demo/keys.json                  # what the demo key service knows (api_keys.lookup)
+keys=target/debug/api-auth-keys       # the key service and its command line
+kdb=$demo/keys.db                     # its SQLite store (api_keys.lookup, usage_report)
 log=$demo/access.log                  # Envoy's access log (its stdout), also shown below
 mkdir -p "$demo"
 
@@ -23,11 +25,17 @@ awk '/^[[:space:]]*value: \|[[:space:]]*$/ { grab = 1; indent = -1; next }
   envoy/envoy.yaml > "$config"
 "$cli" check --env "DEMO_WEBHOOK_SECRET=$secret" "$config"
 
-# The demo key service's one key: not in the static table, so the filter asks the service.
-cat > "$keys" <<JSON
-[{"id": "key_service_demo", "sha256": "$("$cli" hash-key cm_demo_from_key_service)",
-  "status": "active", "permissions": ["llm"], "scopes": ["bots:read"]}]
-JSON
+# The key service's admin token, made once (the admin API is never served without one), and
+# the settings its command line reads, so that the commands printed below stay short.
+[ -s "$demo/admin-token" ] || { umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$demo/admin-token"; }
+export API_AUTH_KEYS_DB=$kdb API_AUTH_KEYS_PREFIXES=cm_
+API_AUTH_KEYS_ADMIN_TOKEN=$(cat "$demo/admin-token")
+export API_AUTH_KEYS_ADMIN_TOKEN
+# One key in the key service for the walkthrough, made on first run: not in the static table,
+# so the filter asks the service. Shown once by `create`; kept in the git-ignored demo folder.
+if [ ! -s "$demo/service-key" ] || [ ! -s "$kdb" ]; then
+  "$keys" create --name demo --permission llm --scope bots:read > "$demo/service-key" 2>/dev/null
+fi
 printf '{"event":"demo.ping","id":"evt_1"}' > "$demo/hook.json"
 
 pids=()
@@ -35,12 +43,15 @@ stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-# The demo issuer and key service; its log line per request (e.g. the key lookups) shows here.
-"$cli" demo-issuer --port 18081 --key "$key" --keys "$keys" >/dev/null & pids+=($!)
+# The demo issuer and the key service; their log lines per request (the key lookups, the usage
+# reports) show here.
+"$cli" demo-issuer --port 18081 --key "$key" >/dev/null & pids+=($!)
+"$keys" serve --listen 127.0.0.1:18082 >/dev/null & pids+=($!)
 target/debug/echo-upstream 18080 & pids+=($!)
 # The issuer first, so that Envoy's first JWKS fetch finds it.
 for _ in $(seq 1 100); do
-  curl -fsS http://127.0.0.1:18081/.well-known/jwks.json >/dev/null 2>&1 && break
+  curl -fsS http://127.0.0.1:18081/.well-known/jwks.json >/dev/null 2>&1 \
+    && curl -s -o /dev/null http://127.0.0.1:18082/ && break
   sleep 0.1
 done
 # The access log (Envoy's stdout) goes to $log, shown below the text by tail; flushed every
@@ -75,7 +86,7 @@ cat <<TXT
 
 api-auth-filter is running on $u: contract 002 (inference keys), JWTs from the
 demo issuer, keys from the demo key service and a signed webhook (local testing only; the
-demo issuer and key service are one process on 127.0.0.1:18081). Run these from the
+demo issuer is on 127.0.0.1:18081, the key service on 127.0.0.1:18082). Run these from the
 repository root ($PWD):
 
   # 401, OpenAI error format: no credentials
@@ -99,16 +110,37 @@ repository root ($PWD):
   # 401: revoked key
   curl -si $u/api/v1/bots -H 'Authorization: Bearer cm_example_revoked'
 
-The demo key service (api_keys.lookup, cluster demo_keys; $keys) knows one key the
-static table does not; the filter posts its SHA-256 to POST /v1/keys/lookup (logged below
-as "demo-issuer: POST /v1/keys/lookup 200") and caches the answer for 10 s:
+The key service (api-auth-keys, cluster demo_keys, SQLite in $kdb) holds keys the
+static table does not, as SHA-256 digests only; the filter posts a key's SHA-256 to POST
+/v1/keys/lookup (logged below as "api-auth-keys: POST /v1/keys/lookup 200"), caches the
+answer for 10 s (cache_ttl_s), and reports last uses every 5 s. One key was made for you
+on the first run ($demo/service-key):
 
-  # 200: the upstream sees x-auth-key-id: key_service_demo
+  # 200: the upstream sees x-auth-key-id: the key's id
   curl -s -X POST $u/v1/chat/completions \\
-    -H 'Authorization: Bearer cm_demo_from_key_service'
+    -H "Authorization: Bearer \$(cat $demo/service-key)"
 
   # 401 key_unknown: neither the table nor the service knows it (the service answers 404)
   curl -si -X POST $u/v1/chat/completions -H 'Authorization: Bearer cm_demo_unknown'
+
+Create a key (printed once: only its digest is stored), use it, revoke it and watch the
+filter follow within 10 s. The command line works on the store directly:
+
+  export API_AUTH_KEYS_DB=$kdb API_AUTH_KEYS_PREFIXES=cm_
+  k=\$($keys create --name mine --permission llm)
+  curl -s -o /dev/null -w '%{http_code}\\n' -X POST $u/v1/chat/completions \\
+    -H "Authorization: Bearer \$k"                     # 200
+  $keys list                            # ids, status, last_used_at (moves with use)
+  $keys revoke <id>                     # the id list printed; then the curl: 401 within 10 s
+
+The same through the admin API (its bearer token: $demo/admin-token):
+
+  curl -s http://127.0.0.1:18082/admin/v1/keys \\
+    -H "Authorization: Bearer \$(cat $demo/admin-token)"
+  curl -s http://127.0.0.1:18082/admin/v1/keys -H 'content-type: application/json' \\
+    -H "Authorization: Bearer \$(cat $demo/admin-token)" -d '{"permissions":["llm"]}'
+  curl -s -X POST http://127.0.0.1:18082/admin/v1/keys/<id>/revoke \\
+    -H "Authorization: Bearer \$(cat $demo/admin-token)"
 
 A signed webhook: POST /hooks/demo (public, webhook "demo") passes only a body whose
 x-webhook-signature is its HMAC-SHA256 under DEMO_WEBHOOK_SECRET (set in envoy/envoy.yaml):
@@ -177,9 +209,9 @@ reason) and the principal, never a credential. The probe just sent without crede
 
   ${probe:-(no line yet: see $log)}
 
-Ctrl-C stops Envoy, the upstream and the demo issuer.
+Ctrl-C stops Envoy, the upstream, the key service and the demo issuer.
 
---- access log (and the demo issuer's requests) ---
+--- access log (and the key service's requests) ---
 TXT
 tail -n 0 -f "$log" & pids+=($!)
 wait "$envoy"
