@@ -105,15 +105,30 @@ fn unauthorized() -> Response {
     r
 }
 
-pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route(LOOKUP_PATH, post(lookup))
-        .route(USAGE_PATH, post(usage))
-        .route(ADMIN_PATH, get(list).post(create))
-        .route(&format!("{ADMIN_PATH}/{{id}}"), get(show).delete(delete))
-        .route(&format!("{ADMIN_PATH}/{{id}}/revoke"), post(revoke))
-        .route(&format!("{ADMIN_PATH}/{{id}}/expire"), post(expire))
-        .fallback(|| async { detail(StatusCode::NOT_FOUND, "Not found") })
+/// Which endpoints a listener serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The filter's two and the admin API, on one listener.
+    All,
+    /// Lookup and usage only: the listener Envoy's cluster reaches.
+    Filter,
+    /// The admin API only: a listener of its own, on a network the Envoys are not on.
+    Admin,
+}
+
+pub fn router(app: Arc<App>, part: Part) -> Router {
+    let mut r = Router::new();
+    if part != Part::Admin {
+        r = r.route(LOOKUP_PATH, post(lookup)).route(USAGE_PATH, post(usage));
+    }
+    if part != Part::Filter {
+        r = r
+            .route(ADMIN_PATH, get(list).post(create))
+            .route(&format!("{ADMIN_PATH}/{{id}}"), get(show).delete(delete))
+            .route(&format!("{ADMIN_PATH}/{{id}}/revoke"), post(revoke))
+            .route(&format!("{ADMIN_PATH}/{{id}}/expire"), post(expire));
+    }
+    r.fallback(|| async { detail(StatusCode::NOT_FOUND, "Not found") })
         .method_not_allowed_fallback(|| async { detail(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed") })
         .layer(middleware::from_fn(log))
         .with_state(app)

@@ -36,6 +36,8 @@ Options:
                         it; serve takes several, the first is the default; default
                         $API_AUTH_KEYS_PREFIXES (comma-separated)
   --listen ADDR         (serve) default 127.0.0.1:8090; the address is printed once bound
+  --admin-listen ADDR   (serve) the admin API on a listener of its own (printed once bound);
+                        --listen then serves the filter's two endpoints only
   --name N, --scope S, --permission P, --org O, --workspace W, --expires-at T
                         (create) the key's entry; --scope, --permission and --workspace repeat;
                         T is RFC 3339 (2027-01-31T00:00:00Z) or Unix seconds
@@ -55,6 +57,7 @@ struct Opts {
     db: Option<String>,
     prefixes: Vec<String>,
     listen: Option<String>,
+    admin_listen: Option<String>,
     new: NewKey,
     id: Option<String>,
 }
@@ -87,6 +90,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--db" => o.db = Some(value),
             "--prefix" => o.prefixes.push(value),
             "--listen" => o.listen = Some(value),
+            "--admin-listen" => o.admin_listen = Some(value),
             "--name" => o.new.name = Some(value),
             "--scope" => o.new.scopes.push(value),
             "--permission" => o.new.permissions.push(value),
@@ -218,12 +222,25 @@ async fn serve(db: &str, o: Opts) -> Result<(), String> {
     let store = Store::open(db, 16).await.map_err(|e| format!("{}: {e}", shown(db)))?;
     let app = Arc::new(http::App::new(store.clone(), token.trim(), secret.as_deref(), o.prefixes.clone()));
     let listen = o.listen.unwrap_or_else(|| "127.0.0.1:8090".into());
-    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| format!("no local address: {e}"))?;
-    // The address on standard output, once bound: scripts and tests read the port from it.
+    let bind = |addr: String| async move {
+        let l = tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let a = l.local_addr().map_err(|e| format!("no local address: {e}"))?;
+        Ok::<_, String>((l, a))
+    };
+    let (listener, addr) = bind(listen).await?;
+    let admin = match o.admin_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    // The addresses on standard output, once bound: scripts and tests read the ports from them.
     println!("listening on http://{addr}");
+    if let Some((_, a)) = &admin {
+        println!("admin on http://{a}");
+    }
     eprintln!("api-auth-keys: serving {} on {addr}, prefixes {}", if db.starts_with("postgres") { "PostgreSQL" } else { "SQLite" }, o.prefixes.join(", "));
-    let shutdown = async {
+    // SIGTERM or Ctrl-C ends both listeners (in-flight requests finish).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         let term = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(mut s) => {
@@ -236,8 +253,21 @@ async fn serve(db: &str, o: Opts) -> Result<(), String> {
             _ = tokio::signal::ctrl_c() => {},
             _ = term => {},
         }
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
-    let served = axum::serve(listener, http::router(app)).with_graceful_shutdown(shutdown).await;
+    let part = if admin.is_some() { http::Part::Filter } else { http::Part::All };
+    let main = axum::serve(listener, http::router(app.clone(), part)).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let served = match admin {
+        Some((l, _)) => {
+            let second = axum::serve(l, http::router(app, http::Part::Admin)).with_graceful_shutdown(stopped(stop_rx));
+            let (a, b) = tokio::join!(main, second);
+            a.and(b)
+        }
+        None => main.await,
+    };
     store.close().await;
     served.map_err(|e| format!("serve: {e}"))
 }

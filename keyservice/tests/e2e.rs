@@ -369,6 +369,26 @@ fn a_service_secret_guards_the_filter_side() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With `--admin-listen`, the admin API is only on its own listener, and the filter's
+/// endpoints only on the other: the port Envoy reaches cannot create or revoke keys, even with
+/// the token.
+#[test]
+fn the_admin_api_can_have_a_listener_of_its_own() {
+    let dir = temp_dir("split");
+    let svc = Service::try_start_args(&dir.join("k.db").to_string_lossy(), &[("API_AUTH_KEYS_ADMIN_TOKEN", ADMIN)], &["--admin-listen", "127.0.0.1:0"]).expect("start");
+    assert_ne!(svc.port, svc.admin_port);
+    let (key, _) = svc.create(&json!({ "scopes": ["x"] }));
+    let r = send(svc.port, &Req::post("/admin/v1/keys").bearer(ADMIN).body("{}"));
+    assert_eq!((r.status, r.json()), (404, json!({"detail": "Not found"})));
+    assert_eq!(send(svc.port, &Req::get("/admin/v1/keys").bearer(ADMIN)).status, 404);
+    assert_eq!(svc.lookup(&format!(r#"{{"sha256":"{}"}}"#, sha256_hex(key.as_bytes()))).status, 200);
+    let on_admin = send(svc.admin_port, &Req::post("/v1/keys/lookup").body(format!(r#"{{"sha256":"{}"}}"#, sha256_hex(key.as_bytes()))));
+    assert_eq!(on_admin.status, 404);
+    assert_eq!(svc.list().len(), 1);
+    drop(svc);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// SIGKILL under load: every create and revocation acknowledged before the kill holds after a
 /// restart on the same store, and usage reported after the restart lands.
 fn killed_under_load(db: &str) {

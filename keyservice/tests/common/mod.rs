@@ -46,6 +46,8 @@ pub fn try_post(port: u16, path: &str, body: &str) -> Option<(u16, Value)> {
 pub struct Service {
     child: Child,
     pub port: u16,
+    /// Where the admin API is: `port` unless started with `--admin-listen`.
+    pub admin_port: u16,
     pub db: String,
     /// What the service wrote on standard error (its request log), read on a thread.
     log: std::sync::Arc<std::sync::Mutex<String>>,
@@ -62,8 +64,13 @@ impl Service {
 
     /// Starts the service; the error is its standard error when it exits instead.
     pub fn try_start(db: &str, env: &[(&str, &str)]) -> Result<Service, String> {
+        Service::try_start_args(db, env, &[])
+    }
+
+    pub fn try_start_args(db: &str, env: &[(&str, &str)], args: &[&str]) -> Result<Service, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-auth-keys"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--prefix", PREFIX, "--db", db])
+            .args(args)
             .env_remove("API_AUTH_KEYS_ADMIN_TOKEN")
             .env_remove("API_AUTH_KEYS_SERVICE_SECRET")
             .env_remove("API_AUTH_KEYS_PREFIXES")
@@ -85,15 +92,23 @@ impl Service {
                 g.push('\n');
             }
         });
+        let mut out = BufReader::new(stdout);
         let mut first = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut first);
+        let _ = out.read_line(&mut first);
+        let mut admin_port = None;
+        if args.contains(&"--admin-listen") {
+            let mut second = String::new();
+            let _ = out.read_line(&mut second);
+            admin_port = second.trim().strip_prefix("admin on http://127.0.0.1:").and_then(|p| p.parse().ok());
+        }
         let Some(port) = first.trim().strip_prefix("listening on http://127.0.0.1:").and_then(|p| p.parse().ok()) else {
             let _ = child.wait();
             std::thread::sleep(Duration::from_millis(100));
             let text = log.lock().unwrap().clone();
             return Err(text);
         };
-        Ok(Service { child, port, db: db.to_string(), log })
+        let admin_port = admin_port.unwrap_or(port);
+        Ok(Service { child, port, admin_port, db: db.to_string(), log })
     }
 
     pub fn log(&self) -> String {
@@ -105,7 +120,7 @@ impl Service {
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b.to_string());
         }
-        send(self.port, &req)
+        send(self.admin_port, &req)
     }
 
     /// Creates a key through the admin API: the key, and its entry.
