@@ -29,6 +29,10 @@ awk '/^[[:space:]]*value: \|[[:space:]]*$/ { grab = 1; indent = -1; next }
 # the settings its command line reads, so that the commands printed below stay short.
 [ -s "$demo/admin-token" ] || { umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$demo/admin-token"; }
 export API_AUTH_KEYS_DB=$kdb API_AUTH_KEYS_PREFIXES=cm_
+# The secret Envoy adds to its calls on the demo_keys cluster (a demo value in envoy.yaml).
+API_AUTH_KEYS_SERVICE_SECRET=$(sed -n 's/.*key: x-api-auth-keys-secret, value: *\([^ }]*\).*/\1/p' envoy/envoy.yaml)
+: "${API_AUTH_KEYS_SERVICE_SECRET:?no x-api-auth-keys-secret in envoy/envoy.yaml}"
+export API_AUTH_KEYS_SERVICE_SECRET
 API_AUTH_KEYS_ADMIN_TOKEN=$(cat "$demo/admin-token")
 export API_AUTH_KEYS_ADMIN_TOKEN
 # One key in the key service for the walkthrough, made on first run: not in the static table,

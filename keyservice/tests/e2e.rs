@@ -180,6 +180,63 @@ fn two_envoys_two_replicas_one_postgres() {
     assert_eq!(a.entry(&id)["status"], json!("revoked"));
 }
 
+/// The header secret of the production shape, as envoy/envoy.yaml ships it (block
+/// `key_service_secret` of its `demo_keys` cluster): the service refuses calls without it, and
+/// Envoy adds it to the filter's own lookups and usage reports, so keys work and usage lands.
+/// The test bed's bootstrap with that block in the key service's cluster, run by hand.
+#[test]
+fn envoy_adds_the_shipped_service_secret_to_the_filters_calls() {
+    let block = shipped_block("key_service_secret", 4);
+    let secret = block
+        .lines()
+        .find_map(|l| l.split("key: x-api-auth-keys-secret, value: ").nth(1))
+        .map(|v| v.trim_end_matches([' ', '}']).to_string())
+        .expect("the secret in the shipped block");
+    let dir = temp_dir("hdr");
+    let svc = Service::start_with(&dir.join("k.db").to_string_lossy(), &[("API_AUTH_KEYS_ADMIN_TOKEN", ADMIN), ("API_AUTH_KEYS_SERVICE_SECRET", &secret)]);
+    let upstream = Server::echo();
+    let opts = EnvoyOpts::new(filter_config("keys"), upstream.port()).cluster("keys", svc.port);
+    let (port, admin) = (free_port(), free_port());
+    let yaml = bootstrap_yaml(&opts, port, admin, &wasm_path());
+    let head = "  - name: keys\n    type: STATIC\n    connect_timeout: 1s\n";
+    assert!(yaml.contains(head), "the test bed's cluster form changed:\n{yaml}");
+    let yaml = yaml.replace(head, &format!("{head}{block}"));
+    std::fs::write(dir.join("envoy.yaml"), yaml).unwrap();
+    let bin = std::env::var("ENVOY").map(std::path::PathBuf::from).unwrap_or_else(|_| repo_root().join(".tools/envoy-1.40.0/envoy/_bin/envoy"));
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _envoy = Kill(
+        std::process::Command::new(bin)
+            .arg("-c")
+            .arg(dir.join("envoy.yaml"))
+            .args(["--concurrency", "1", "--use-dynamic-base-id", "--log-path"])
+            .arg(dir.join("envoy.log"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start Envoy"),
+    );
+    let ready = wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok() && send(admin, &Req::get("/ready")).status == 200);
+    assert!(ready, "Envoy not ready: {}", std::fs::read_to_string(dir.join("envoy.log")).unwrap_or_default());
+
+    // Without the secret the service refuses (the filter would answer 503 keys_unavailable).
+    let (key, entry) = svc.create(&json!({ "scopes": ["tools:*"] }));
+    assert_eq!(svc.lookup(&format!(r#"{{"sha256":"{}"}}"#, sha256_hex(key.as_bytes()))).status, 401);
+    // Through Envoy the filter's lookup carries it.
+    let r = send(port, &Req::get("/v1/items").bearer(&key));
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), svc.log());
+    let id = entry["id"].as_str().unwrap();
+    assert!(wait_until(Duration::from_secs(6), || last_used(&svc, id).is_some()), "the usage report did not land:\n{}", svc.log());
+    drop(svc);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The service alone
 
