@@ -14,7 +14,7 @@ export ENVOY WASM SHARED
 .PHONY: test-oldest test-matrix test-wasm
 .PHONY: python-tools
 .PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli soak sig-probe
-.PHONY: keys postgres test-keys
+.PHONY: keys postgres test-keys bench-keys
 
 build: wasm-target
 	cargo build --release --target wasm32-wasip1 -p api-auth-filter
@@ -106,10 +106,16 @@ run: envoy build cli
 	@bash envoy/run-demo.sh
 
 # Not part of make test: speed is measured, never asserted.
-bench: envoy build wrk
+bench: envoy build wrk postgres
 	cargo build --release --target wasm32-wasip1 -p noop-filter -p noop-lean-filter
 	cargo build --release --target wasm32-wasip1 -p core-bench
 	cargo run -q --release -p api-auth-integration --bin bench
+	$(MAKE) bench-keys
+
+# The key service's lookups per second on SQLite and PostgreSQL, and the filter's cold key path
+# against it; writes keyservice/BENCHMARKS.md.
+bench-keys: envoy build postgres
+	cargo test -p api-auth-keys --test e2e -- --ignored bench_key_service --nocapture
 
 # Not part of make test: minutes of mixed load at half the measured peak or more; checks
 # statuses, Envoy's error log and the wasm VMs' memory (SOAK_SECONDS, SOAK_RATE, SOAK_NICE).

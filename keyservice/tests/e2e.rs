@@ -509,3 +509,109 @@ fn postgres_survives_sigkill_under_load() {
     let pg = Postgres::start();
     killed_under_load(&pg.url());
 }
+
+// ---------------------------------------------------------------------------------------------
+// make bench (ignored by make test): speed is measured, never asserted.
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
+}
+
+/// Lookups per second the service answers (`threads` keep-alive clients, 90 % known digests),
+/// and the filter's cold key path through Envoy against it (each request a key no worker has
+/// seen) beside the cached path (one key again and again), one client, keep-alive.
+fn bench_store(label: &str, db: &str, seconds: u64) -> String {
+    let svc = Service::start(db);
+    let n_keys = 2000;
+    let keys: Vec<String> = (0..n_keys).map(|i| svc.create(&json!({ "name": format!("b{i}"), "scopes": ["tools:*"] })).0).collect();
+    let bodies: std::sync::Arc<Vec<String>> = std::sync::Arc::new(
+        (0..n_keys)
+            .map(|i| {
+                let d = if i % 10 == 9 { sha256_hex(format!("unknown-{i}").as_bytes()) } else { sha256_hex(keys[i].as_bytes()) };
+                format!(r#"{{"sha256":"{d}"}}"#)
+            })
+            .collect(),
+    );
+    let threads = 4;
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let bodies = bodies.clone();
+            let port = svc.port;
+            std::thread::spawn(move || {
+                let mut c = KeepAlive::connect(port);
+                let mut lat = Vec::new();
+                let mut i = t * 7919;
+                while Instant::now() < end {
+                    let t0 = Instant::now();
+                    let st = c.request("POST", "/v1/keys/lookup", None, &bodies[i % bodies.len()]);
+                    lat.push(t0.elapsed());
+                    assert!(st == 200 || st == 404, "{st}");
+                    i += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<Duration> = workers.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    lat.sort();
+    let rps = lat.len() as f64 / seconds as f64;
+    let mut out = format!(
+        "| {label} | service lookups, {threads} keep-alive clients | {rps:.0}/s | {:.2} ms | {:.2} ms |\n",
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3
+    );
+
+    let upstream = Server::echo();
+    let mut cfg = filter_config("keys");
+    cfg["api_keys"]["lookup"]["cache_ttl_s"] = json!(300);
+    let envoy = Envoy::start(EnvoyOpts::new(cfg, upstream.port()).cluster("keys", svc.port).concurrency(2));
+    let mut c = KeepAlive::connect(envoy.port());
+    let auth = |k: &str| format!("Bearer {k}");
+    // Warm the connection pools with one key, then time the cached path on it.
+    for _ in 0..50 {
+        assert_eq!(c.request("GET", "/v1/items", Some(&auth(&keys[0])), ""), 200);
+    }
+    let mut time = |key: &str| {
+        let t0 = Instant::now();
+        let st = c.request("GET", "/v1/items", Some(&auth(key)), "");
+        assert_eq!(st, 200);
+        t0.elapsed()
+    };
+    let mut warm: Vec<Duration> = (0..1000).map(|_| time(&keys[0])).collect();
+    let mut cold: Vec<Duration> = keys[1..].iter().map(|k| time(k)).collect();
+    warm.sort();
+    cold.sort();
+    for (what, l) in [("through Envoy, key cached", &warm), ("through Envoy, cold key (one lookup each)", &cold)] {
+        out.push_str(&format!(
+            "| {label} | {what}, 1 keep-alive client | {:.0}/s | {:.2} ms | {:.2} ms |\n",
+            l.len() as f64 / l.iter().sum::<Duration>().as_secs_f64(),
+            percentile(l, 0.5).as_secs_f64() * 1e3,
+            percentile(l, 0.99).as_secs_f64() * 1e3
+        ));
+    }
+    out
+}
+
+#[test]
+#[ignore = "make bench"]
+fn bench_key_service() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let dir = temp_dir("bench");
+    let mut rows = bench_store("SQLite", &dir.join("k.db").to_string_lossy(), seconds);
+    let pg = Postgres::start();
+    rows.push_str(&bench_store("PostgreSQL", &pg.url(), seconds));
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let text = format!(
+        "# Key service benchmarks\n\nWritten by `make bench` (`keyservice/tests/e2e.rs`, `bench_key_service`; `BENCH_SECONDS`={seconds}). \
+         {cores} cores ({cpu}), shared by the load generator, the service, its database and Envoy (2 workers), so these are \
+         figures for this machine, not limits. The service is the dev-profile build `make test` runs (dependencies at opt-level 3). \
+         Service lookups: 2000 keys, 90 % of lookups for a known digest, 10 % unknown. Through Envoy: the filter (cache_ttl_s 300) \
+         in front of an echo upstream; a cold key is one no worker has seen, so each such request waits for one lookup.\n\n\
+         | store | what | rate | p50 | p99 |\n|---|---|---|---|---|\n{rows}"
+    );
+    std::fs::write(repo_root().join("keyservice/BENCHMARKS.md"), &text).expect("write keyservice/BENCHMARKS.md");
+    println!("{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -235,3 +235,47 @@ impl Drop for Postgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// One HTTP/1.1 connection kept alive, for load: requests one after the other, each answer
+/// read whole by its content-length.
+pub struct KeepAlive {
+    reader: BufReader<std::net::TcpStream>,
+    host: String,
+}
+
+impl KeepAlive {
+    pub fn connect(port: u16) -> KeepAlive {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        KeepAlive { reader: BufReader::new(s), host: format!("127.0.0.1:{port}") }
+    }
+
+    /// The status of one request (`authorization` given as the whole header value).
+    pub fn request(&mut self, method: &str, path: &str, authorization: Option<&str>, body: &str) -> u16 {
+        use std::io::{Read, Write};
+        let auth = authorization.map(|a| format!("authorization: {a}\r\n")).unwrap_or_default();
+        let req = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", self.host, body.len());
+        self.reader.get_mut().write_all(req.as_bytes()).expect("send");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = l.split_once(':') {
+                if n.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().expect("length");
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        self.reader.read_exact(&mut body).expect("body");
+        status
+    }
+}
