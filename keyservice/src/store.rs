@@ -4,7 +4,13 @@
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row};
 
 use crate::keys;
@@ -150,6 +156,25 @@ impl NewKey {
     }
 }
 
+/// The files of keyservice/migrations/, in the binary: (version, description, SQL), as
+/// `sqlx::migrate!` would embed them (the same SHA-384 checksums in `_sqlx_migrations`, so a
+/// database migrated either way is the same). Built from sqlx's public `MigrationSource`
+/// instead of the macro: the macro needs sqlx's `macros` feature, whose proc-macro crate
+/// compiles the whole sqlx stack a second time, SQLite's C included, for every build (see the
+/// commit). A test checks that this list is the directory.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "api keys", include_str!("../migrations/0001_api_keys.sql"))];
+
+#[derive(Debug)]
+struct Embedded;
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 'static>> {
+        Box::pin(async {
+            Ok(MIGRATIONS.iter().map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, Cow::Borrowed(*sql), false)).collect())
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -207,7 +232,7 @@ impl Store {
             })
             .connect(&database_url(db))
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        Migrator::new(Embedded).await?.run(&pool).await?;
         Ok(Store { pool })
     }
 
@@ -305,5 +330,28 @@ impl Store {
         }
         tx.commit().await?;
         Ok(moved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every file of migrations/ is embedded, in order, with its text; nothing else is.
+    #[test]
+    fn the_embedded_migrations_are_the_directory() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut files: Vec<(i64, String, String)> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let stem = name.strip_suffix(".sql")?;
+                let (v, d) = stem.split_once('_')?;
+                Some((v.parse().ok()?, d.replace('_', " "), std::fs::read_to_string(e.path()).ok()?))
+            })
+            .collect();
+        files.sort();
+        let embedded: Vec<(i64, String, String)> = super::MIGRATIONS.iter().map(|(v, d, s)| (*v, d.to_string(), s.to_string())).collect();
+        assert_eq!(files, embedded);
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), files.len(), "a file in migrations/ that is not <version>_<name>.sql");
     }
 }

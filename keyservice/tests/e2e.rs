@@ -394,6 +394,10 @@ fn bad_input_is_refused_and_nothing_is_stored_or_leaked() {
         let r = send(svc.port, &Req::post("/v1/keys/usage").body(&body));
         assert_eq!(r.status, 400, "{body}");
     }
+    // Over 4 MiB: refused (413, or the connection closed before the rest was read), nothing kept.
+    let big = format!(r#"{{"{id}": {now}, "pad": "{}"}}"#, "x".repeat(5 << 20));
+    let r = try_post(svc.port, "/v1/keys/usage", &big);
+    assert!(matches!(r, None | Some((413, _))), "{r:?}");
     assert_eq!(svc.entry(&id)["last_used_at"], Value::Null, "nothing stored from a refused batch");
     let usage = |body: String| send(svc.port, &Req::post("/v1/keys/usage").body(body)).status;
     assert_eq!(usage(format!(r#"{{"{id}": {}, "key_unknown": {now}, "' OR 1=1 --": {now}}}"#, now - 100)), 204);
