@@ -408,8 +408,12 @@ fn bad_input_is_refused_and_nothing_is_stored_or_leaked() {
     let t = last_used(&svc, &id).unwrap_or(0);
     assert!((now..=unix_now()).contains(&t), "a future time is taken as now: {t}");
 
-    // The log never shows a key, a digest or the token.
+    // The log never shows a key, a digest or the token, also when a client puts them in a URL.
+    for path in [format!("/{key}"), format!("/v1/keys/lookup/{digest}"), format!("/admin/v1/keys/{key}"), format!("/x?k={key}")] {
+        assert_eq!(send(svc.port, &Req::get(&path).bearer(ADMIN)).status, 404, "{path}");
+    }
     let log = svc.log();
+    assert!(log.contains("POST /admin/v1/keys/{id}/revoke 404"), "the log names routes:\n{log}");
     assert!(!log.contains(&key) && !log.contains(&digest) && !log.contains(ADMIN), "{log}");
     drop(svc);
     let _ = std::fs::remove_dir_all(&dir);
