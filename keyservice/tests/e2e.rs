@@ -133,7 +133,7 @@ fn sqlite_lifecycle_through_envoy() {
     lifecycle(&db.to_string_lossy());
     // The keys are nowhere in the database files in the clear (the digests are).
     let mut bytes = Vec::new();
-    for f in std::fs::read_dir(&dir).unwrap().filter_map(Result::ok) {
+    for f in std::fs::read_dir(&*dir).unwrap().filter_map(Result::ok) {
         bytes.extend(std::fs::read(f.path()).unwrap_or_default());
     }
     assert!(bytes.windows(PREFIX.len()).filter(|w| *w == PREFIX.as_bytes()).count() > 0, "the prefix column is there");
@@ -143,7 +143,6 @@ fn sqlite_lifecycle_through_envoy() {
         let rest: String = text[m.0 + PREFIX.len()..].chars().take(46).collect();
         assert!(!rest.chars().all(|c| c.is_ascii_alphanumeric()), "a key in the clear: {PREFIX}{rest}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -234,7 +233,6 @@ fn envoy_adds_the_shipped_service_secret_to_the_filters_calls() {
     let id = entry["id"].as_str().unwrap();
     assert!(wait_until(Duration::from_secs(6), || last_used(&svc, id).is_some()), "the usage report did not land:\n{}", svc.log());
     drop(svc);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,7 +246,6 @@ fn refuses_to_start_without_an_admin_token() {
         let err = Service::try_start(&db, &env).err().expect("must not start");
         assert!(err.contains("API_AUTH_KEYS_ADMIN_TOKEN"), "{err}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -416,7 +413,6 @@ fn bad_input_is_refused_and_nothing_is_stored_or_leaked() {
     assert!(log.contains("POST /admin/v1/keys/{id}/revoke 404"), "the log names routes:\n{log}");
     assert!(!log.contains(&key) && !log.contains(&digest) && !log.contains(ADMIN), "{log}");
     drop(svc);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -431,7 +427,6 @@ fn a_service_secret_guards_the_filter_side() {
     assert_eq!(with(secret), 404);
     assert_eq!(send(svc.port, &Req::post("/v1/keys/usage").body("{}")).status, 401);
     drop(svc);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// With `--admin-listen`, the admin API is only on its own listener, and the filter's
@@ -451,7 +446,6 @@ fn the_admin_api_can_have_a_listener_of_its_own() {
     assert_eq!(on_admin.status, 404);
     assert_eq!(svc.list().len(), 1);
     drop(svc);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// SIGKILL under load: every create and revocation acknowledged before the kill holds after a
@@ -509,7 +503,6 @@ fn killed_under_load(db: &str) {
 fn sqlite_survives_sigkill_under_load() {
     let dir = temp_dir("kill");
     killed_under_load(&dir.join("k.db").to_string_lossy());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -621,5 +614,4 @@ fn bench_key_service() {
     );
     std::fs::write(repo_root().join("keyservice/BENCHMARKS.md"), &text).expect("write keyservice/BENCHMARKS.md");
     println!("{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,11 +17,27 @@ pub const PREFIX: &str = "cf_ak_";
 
 static N: AtomicU32 = AtomicU32::new(0);
 
-pub fn temp_dir(what: &str) -> PathBuf {
+/// A temporary directory, removed on drop (also when a test fails).
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(what: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("api-auth-keys-{what}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    TempDir(dir)
 }
 
 /// A POST on a fresh connection that never panics: `None` when the service is gone (killed
@@ -176,7 +192,7 @@ impl Drop for Service {
 /// refuses), stopped and removed on drop.
 pub struct Postgres {
     bin: PathBuf,
-    dir: PathBuf,
+    dir: TempDir,
     pub port: u16,
 }
 
@@ -205,7 +221,7 @@ impl Postgres {
     pub fn start() -> Postgres {
         let bin = pg_bin();
         let dir = temp_dir("pg");
-        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
+        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&*dir).status();
         let data = dir.join("data");
         let d = data.to_string_lossy().to_string();
         let out = as_postgres(&bin.join("initdb"), &["-D", &d, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]).stdin(Stdio::null()).output().expect("run initdb");
@@ -232,7 +248,6 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         let d = self.dir.join("data").to_string_lossy().to_string();
         let _ = as_postgres(&self.bin.join("pg_ctl"), &["-D", &d, "-m", "immediate", "-w", "stop"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
