@@ -179,9 +179,9 @@ jwks_seeds += [
 jwks_seeds += [bytes(range(i, i + 48)) for i in (0, 64, 128)]
 write("jwks", jwks_seeds)
 
-examples = sorted((FUZZ / "fixtures").glob("0*.json"))
+examples = sorted((FUZZ.parent / "examples").glob("0*.json"))
 config_seeds = [p.read_bytes() for p in examples]
-ex001 = json.loads((FUZZ / "fixtures" / "001-tenant-jwt-webhooks.json").read_text())
+ex001 = json.loads((FUZZ.parent / "examples" / "001-tenant-jwt-webhooks.json").read_text())
 for w in ex001.get("webhooks", {}).values():
     w["secrets"] = [{"value": "whsec_FUZZ_SECRET"}, {"env": "FUZZ_MISSING"}]
 config_seeds.append(compact(ex001))

@@ -11,13 +11,13 @@ use sha2::Sha256;
 /// The tests' clock (tests/engine.rs): 2026-09-21.
 pub const NOW: i64 = 1_790_000_000;
 
-/// The design examples, copied from ../shared/design/examples.
+/// The repository's examples/ 000-004, read where they are (no copy to refresh).
 pub const EXAMPLES: [&str; 5] = [
-    include_str!("../fixtures/000-session-jwt-org.json"),
-    include_str!("../fixtures/001-tenant-jwt-webhooks.json"),
-    include_str!("../fixtures/002-inference-keys.json"),
-    include_str!("../fixtures/003-scoped-keys-mcp.json"),
-    include_str!("../fixtures/004-workspace-tokens.json"),
+    include_str!("../../examples/000-session-jwt-org.json"),
+    include_str!("../../examples/001-tenant-jwt-webhooks.json"),
+    include_str!("../../examples/002-inference-keys.json"),
+    include_str!("../../examples/003-scoped-keys-mcp.json"),
+    include_str!("../../examples/004-workspace-tokens.json"),
 ];
 
 /// Keys and known-good tokens, written by seeds/make_seeds.py.
@@ -408,4 +408,15 @@ pub mod model {
     }
 }
 
-
+/// The targets' bodies, one module each: `run(data)` checks one input. The libFuzzer targets
+/// (fuzz_targets/) and the replay of the committed corpora (tests/replay.rs) both call them.
+pub mod targets {
+    pub mod canonical;
+    pub mod config;
+    pub mod decide;
+    pub mod es256;
+    pub mod headers;
+    pub mod jwks;
+    pub mod jwt;
+    pub mod routes;
+}
