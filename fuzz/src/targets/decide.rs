@@ -1,6 +1,8 @@
 //! engine::decide with the configurations of examples 002 (static API keys, an inline HS256
-//! provider) and 003 (scoped keys, a remote JWKS, protected-resource metadata), inline keys
-//! only (engine::inline_keys, engine::no_lookup, engine::NoCache), on arbitrary requests.
+//! provider, here also reading tokens from the `__session` cookie with one authorized party)
+//! and 003 (scoped keys, a remote JWKS, protected-resource metadata, here also writing
+//! principal fields to filter state), inline keys only (engine::inline_keys,
+//! engine::no_lookup, engine::NoCache), on arbitrary requests.
 //!
 //! Input: the method line, the path line (query string allowed), then `name: value` header
 //! lines (values raw bytes). Every input is decided by both configurations.
@@ -26,7 +28,20 @@
 //!   provider's inline keys; a public route allows without a principal;
 //! - an organisation header on an allowed request names the principal's own organisation (the
 //!   key's, or the token's claim) or one the principal lists, also for `full_access`;
-//! - every denial is a 4xx/5xx JSON body, with a `Bearer` challenge on each 401;
+//! - every denial is 4xx/5xx with a `Bearer` challenge on each 401 and the response details
+//!   `api_auth.<reason>`; exactly when the request is gRPC as Envoy reads it (content type
+//!   `application/grpc` or `application/grpc+...`, repeated ones joined with `,`;
+//!   fuzz/src/lib.rs `answers`) it is the gRPC form: grpc-status from the HTTP status by the
+//!   documented table, the plain message, no JSON; otherwise a JSON body with
+//!   `content-type: application/json` and no grpc-status;
+//! - token cookies: a request with a `__session` cookie is not credential-free; a token from
+//!   the cookie (no Authorization header) allows a non-GET/HEAD/OPTIONS method only with one
+//!   `Origin` among the provider's authorized parties, and `origin_forbidden` is answered only
+//!   to such a request without one; an allowed request with the cookie has its Cookie header
+//!   removed, and any Cookie set again holds no `__session`;
+//! - filter state: nothing without `filter_state` (002) or without a principal; otherwise only
+//!   `api_auth.<field>` of the listed fields, each once, values at most 8192 bytes without a
+//!   control character but tab, `kind` the principal's kind, `key_id` the presented key's id;
 //! - an allowed request only removes headers it has, removes every underscore twin of a
 //!   credential, forwarded, organisation or workspace header (`x_api_key`), and sets no header
 //!   value that could end a header line.
@@ -37,7 +52,7 @@ use api_auth_filter::engine::{decide, inline_keys, no_lookup, Decision, Env, Key
 use api_auth_filter::jwt;
 use api_auth_filter::principal::Kind;
 use crate::model::{self, RouteSpec};
-use crate::{header, lines, text, EXAMPLES, NOW};
+use crate::{answers, header, lines, text, EXAMPLES, NOW};
 use serde_json::Value;
 
 /// One example: compiled, its inline keys, and what the model reads from its document.
@@ -49,16 +64,39 @@ struct Example {
     metadata_paths: Vec<String>,
     /// Claim paths of each provider's organisation (by provider name).
     org_claims: Vec<(String, Vec<String>)>,
+    /// The providers' `from_cookies` and `authorized_parties` (all providers together).
+    cookie_names: Vec<String>,
+    authorized_parties: Vec<String>,
+    /// `filter_state` as written.
+    filter_state: Vec<String>,
+}
+
+/// Example 002 with token cookies (Clerk's `__session`) and an authorized party, 003 with
+/// filter state: the documents the target compiles and reads.
+fn with_cookies(doc: &mut Value) {
+    for (_, p) in doc["providers"].as_object_mut().expect("002 has providers").iter_mut() {
+        p["from_cookies"] = serde_json::json!(["__session"]);
+        p["authorized_parties"] = serde_json::json!(["https://app.cm.example"]);
+    }
+}
+
+fn with_filter_state(doc: &mut Value) {
+    doc["filter_state"] = serde_json::json!(["kind", "subject", "key_id", "provider", "organization", "scopes", "full_access"]);
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map_or(Vec::new(), |a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
 }
 
 /// Config holds Rc (one copy per worker in the filter): one per thread here.
 fn configs() -> &'static [Example; 2] {
     thread_local! {
         static C: &'static [Example; 2] = Box::leak(Box::new({
-            let load = |text: &str| {
-                let cfg = Config::from_json(text.as_bytes()).expect("example compiles");
+            let load = |text: &str, edit: fn(&mut Value)| {
+                let mut doc: Value = serde_json::from_str(text).expect("example is JSON");
+                edit(&mut doc);
+                let cfg = Config::from_json(doc.to_string().as_bytes()).expect("example compiles");
                 let keys = inline_keys(&cfg);
-                let doc: Value = serde_json::from_str(text).expect("example is JSON");
                 let metadata_paths = doc["protected_resource"]["paths"]
                     .as_array()
                     .map_or(Vec::new(), |a| a.iter().filter_map(Value::as_str).map(|p| model::drop_one_slash(p).to_string()).collect());
@@ -75,9 +113,13 @@ fn configs() -> &'static [Example; 2] {
                             })
                             .collect()
                     });
-                Example { cfg, keys, routes: model::specs(&doc), metadata_paths, org_claims }
+                let providers = doc["providers"].as_object().map_or(Vec::new(), |ps| ps.values().collect());
+                let cookie_names = providers.iter().flat_map(|p| strings(&p["from_cookies"])).collect();
+                let authorized_parties = providers.iter().flat_map(|p| strings(&p["authorized_parties"])).collect();
+                let filter_state = strings(&doc["filter_state"]);
+                Example { cfg, keys, routes: model::specs(&doc), metadata_paths, org_claims, cookie_names, authorized_parties, filter_state }
             };
-            [load(EXAMPLES[2]), load(EXAMPLES[3])]
+            [load(EXAMPLES[2], with_cookies), load(EXAMPLES[3], with_filter_state)]
         }));
     }
     C.with(|c| *c)
@@ -94,7 +136,12 @@ fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) 
     let decision = decide(cfg, &Request { method, path, headers: &api_auth_filter::credentials::view(headers) }, &env);
     let has = |name: &str| headers.iter().any(|(n, _)| n == name);
     let key_headers: &[String] = cfg.api_keys.as_ref().map_or(&[], |k| k.headers.as_slice());
-    let credential_free = !has("authorization") && !key_headers.iter().any(|h| has(h));
+    let cookies = answers::cookies(headers);
+    let token_cookie = cookies.iter().any(|(n, _)| ex.cookie_names.iter().any(|c| c.as_bytes() == n.as_slice()));
+    let credential_free = !has("authorization") && !key_headers.iter().any(|h| has(h)) && !token_cookie;
+    let grpc = answers::grpc(headers);
+    let origins: Vec<&[u8]> = headers.iter().filter(|(n, _)| n == "origin").map(|(_, v)| v.as_slice()).collect();
+    let origin_authorized = matches!(origins[..], [o] if ex.authorized_parties.iter().any(|p| p.as_bytes() == o));
     let (cm, cp) = match model::target(method, path, false) {
         Ok(t) => t,
         Err(reason) => {
@@ -148,13 +195,22 @@ fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) 
                         entry.organization.as_deref().map(str::to_string)
                     }
                     Kind::Jwt => {
+                        let from_cookie = !has("authorization");
+                        let cookie_tokens = cookies
+                            .iter()
+                            .filter(|(n, _)| from_cookie && ex.cookie_names.iter().any(|c| c.as_bytes() == n.as_slice()))
+                            .filter_map(|(_, v)| std::str::from_utf8(v).ok());
                         let token = headers
                             .iter()
                             .filter(|(n, _)| n == "authorization")
                             .filter_map(|(_, v)| std::str::from_utf8(v.trim_ascii().get(6..)?).ok())
                             .map(str::trim)
+                            .chain(cookie_tokens)
                             .find_map(|t| jwt::decode(t).ok())
                             .expect("a JWT principal presented a JWT");
+                        if from_cookie && !["GET", "HEAD", "OPTIONS"].contains(&cm.as_str()) {
+                            assert!(origin_authorized, "{method} {path}: a cookie token allowed without an authorized Origin ({origins:?})");
+                        }
                         let provider = cfg.providers.iter().find(|pr| Some(pr.name.as_str()) == p.provider.as_deref()).expect("provider");
                         let KeySource::Inline(set) = &provider.keys else { panic!("allowed with remote keys it does not have") };
                         assert_eq!(jwt::verify_signature(&token, set, &provider.algorithms), Ok(()));
@@ -176,6 +232,36 @@ fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) 
                             p.organizations
                         );
                     }
+                }
+            }
+            // A token cookie never reaches the upstream (strip_credentials is the default).
+            if token_cookie {
+                assert!(a.remove.iter().any(|r| r == "cookie"), "{method} {path}: the token cookie goes upstream");
+            }
+            for (_, v) in a.set.iter().filter(|(n, _)| n == "cookie") {
+                let kept = answers::cookie_pairs(v.as_bytes());
+                assert!(!kept.iter().any(|(n, _)| ex.cookie_names.iter().any(|c| c.as_bytes() == n.as_slice())), "{method} {path}: cookie {v:?}");
+            }
+            // Filter state: only what is listed, only with a principal.
+            if a.principal.is_none() || ex.filter_state.is_empty() {
+                assert!(a.state.is_empty(), "{method} {path}: filter state {:?}", a.state);
+            }
+            let mut names: Vec<&str> = a.state.iter().map(|(n, _)| n.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), a.state.len(), "a filter state field written twice: {:?}", a.state);
+            for (n, v) in &a.state {
+                let field = n.strip_prefix("api_auth.").unwrap_or_else(|| panic!("filter state {n} is not api_auth.<field>"));
+                assert!(ex.filter_state.iter().any(|f| f == field), "filter state {n} not listed");
+                assert!(answers::value_safe(v), "filter state {n}: {v:?}");
+            }
+            if let Some(p) = &a.principal {
+                let state = |f: &str| a.state.iter().find(|(n, _)| n.strip_prefix("api_auth.") == Some(f)).map(|(_, v)| v.as_str());
+                if ex.filter_state.iter().any(|f| f == "kind") {
+                    assert_eq!(state("kind"), Some(if p.kind == Kind::Jwt { "jwt" } else { "api_key" }));
+                }
+                if ex.filter_state.iter().any(|f| f == "key_id") && p.kind == Kind::ApiKey {
+                    assert_eq!(state("key_id"), p.key_id.as_deref(), "{method} {path}");
                 }
             }
             // Underscore twins of what the filter trusts never reach the upstream.
@@ -205,9 +291,22 @@ fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) 
                 }
                 Some(_) => assert!(!public, "{method} {path}: a public route denied ({:?})", d.denial.reason),
             }
+            if d.denial.reason == Reason::OriginForbidden {
+                assert!(token_cookie && !has("authorization") && !["GET", "HEAD", "OPTIONS"].contains(&cm.as_str()) && !origin_authorized,
+                    "{method} {path}: origin_forbidden without a cookie token on an unsafe method lacking an authorized Origin");
+            }
             let r = &d.response;
             assert!((400..=599).contains(&r.status));
-            serde_json::from_slice::<Value>(&r.body).expect("denial body is JSON");
+            assert_eq!(r.details, format!("api_auth.{}", d.denial.reason.as_str()));
+            let json_type = r.headers.iter().any(|(n, v)| n == "content-type" && v == "application/json");
+            if grpc {
+                assert_eq!(r.grpc_status, Some(answers::grpc_status(r.status)), "{method} {path}: a gRPC request's denial");
+                assert!(!json_type && !r.body.is_empty() && std::str::from_utf8(&r.body).is_ok(), "{method} {path}: gRPC denial {r:?}");
+            } else {
+                assert_eq!(r.grpc_status, None, "{method} {path}: a gRPC answer to a request Envoy does not take for gRPC");
+                serde_json::from_slice::<Value>(&r.body).expect("denial body is JSON");
+                assert!(json_type, "{method} {path}: no content-type application/json");
+            }
             if r.status == 401 {
                 assert!(r.headers.iter().any(|(n, v)| n == "www-authenticate" && v.starts_with("Bearer")));
             }
