@@ -1,8 +1,7 @@
 //! Config::from_json_with_env on arbitrary bytes, and on structured edits of the examples.
 //!
 //! Input: when the first byte is `{`, `[`, `"` or whitespace, the whole input is the document;
-//! otherwise the first byte picks a design example (../shared/design/examples, copied into
-//! fuzz/fixtures) and the rest is a list of edits (replace, delete, insert, rename, duplicate)
+//! otherwise the first byte picks one of examples/ 000-004 and the rest is a list of edits (replace, delete, insert, rename, duplicate)
 //! applied to its JSON tree, so that most documents get past serde into compile.
 //!
 //! Webhook secrets named by `env` resolve to a fixed secret (names containing MISSING resolve
@@ -27,7 +26,10 @@
 //!   every path; `path_parameters` as
 //!   written; the guarded headers (whose underscore twins are removed) are exactly
 //!   Authorization, the key headers, the forwarded headers, the organisation and workspace
-//!   headers.
+//!   headers;
+//! - `filter_state` as docs/configuration.md reads it: a compiled configuration writes exactly
+//!   `api_auth.<field>` for each listed field, in order, each a documented principal field
+//!   (never `claim:`) listed once; its token cookies are exactly the providers' `from_cookies`.
 use api_auth_filter::config::{Binding, Config};
 use api_auth_filter::deny::{Denial, Reason};
 use api_auth_filter::engine::deny_response;
@@ -158,11 +160,37 @@ fn check_routes(cfg: &Config, doc: &Value) {
     assert_eq!(got, guarded, "guarded headers");
 }
 
+/// "Principal fields": what `filter_state` may name.
+const PRINCIPAL_FIELDS: [&str; 13] =
+    ["kind", "provider", "key_id", "subject", "email", "name", "organization", "workspaces", "workspace", "roles", "permissions", "scopes", "full_access"];
+
+fn check_lists(cfg: &Config, doc: &Value) {
+    let listed: Vec<&str> = doc.get("filter_state").and_then(Value::as_array).map_or(Vec::new(), |a| a.iter().filter_map(Value::as_str).collect());
+    let written: Vec<&str> = cfg.filter_state.iter().map(|(n, _)| n.as_str()).collect();
+    let want: Vec<String> = listed.iter().map(|f| format!("api_auth.{f}")).collect();
+    assert_eq!(written, want, "filter_state");
+    for (i, f) in listed.iter().enumerate() {
+        assert!(PRINCIPAL_FIELDS.contains(f), "filter_state names {f:?}");
+        assert!(!listed[..i].contains(f), "filter_state lists {f:?} twice");
+    }
+    let mut cookies: Vec<&str> = doc
+        .get("providers")
+        .and_then(Value::as_object)
+        .map_or(Vec::new(), |ps| ps.values().filter_map(|p| p.get("from_cookies")?.as_array()).flatten().filter_map(Value::as_str).collect());
+    cookies.sort_unstable();
+    cookies.dedup();
+    let mut got: Vec<&str> = cfg.cookie_names.iter().map(String::as_str).collect();
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got, cookies, "token cookies");
+}
+
 fn check_compiled(cfg: &Config, doc: Option<&Value>) {
     if let Some(doc) = doc {
         let n = doc.get("routes").and_then(Value::as_array).map_or(0, Vec::len);
         assert_eq!(cfg.routes.len(), n);
         check_routes(cfg, doc);
+        check_lists(cfg, doc);
     }
     assert!(cfg.default_format < cfg.formats.len());
     for w in cfg.providers.windows(2) {
@@ -270,7 +298,8 @@ const FIELDS: &[&str] = &[
     "credentials", "workspace", "base", "reasons", "message", "body", "resource", "authorization_servers", "scopes_supported",
     "bearer_methods_supported", "resource_name", "resource_documentation", "paths", "metadata_url", "strip_credentials",
     "generate", "kty", "k", "kid", "alg", "crv", "x", "y", "n", "e", "use", "token_invalid", "insufficient_scope", "x-user",
-    "path_parameters", "route_name", "route_metadata", "filter", "key",
+    "path_parameters", "route_name", "route_metadata", "filter", "key", "filter_state", "from_cookies", "token_cache",
+    "max_entries",
 ];
 
 const WORDS: &[&str] = &[
@@ -281,7 +310,7 @@ const WORDS: &[&str] = &[
     "702ce15cea74f7ca360a308b04e329e510812dcfd4d05bd29b0c60f44c06d68a", "2025-01-01T00:00:00Z", "allow", "deny", "hex",
     "base64", "oct", "RSA", "P-256", "AQAB", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA", "x-workspace-id", ":path",
     "token_invalid", "insufficient_scope", "{message}", "{scope}", "strip", "reject", "HEAD", "head", "/a;x", "/a/",
-    "/v1/mcp/", "api_auth",
+    "/v1/mcp/", "api_auth", "__session", "kind", "organization", "full_access", "claim:sub", "https://app.example",
 ];
 
 struct Bytes<'a>(&'a [u8]);
