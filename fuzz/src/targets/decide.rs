@@ -44,7 +44,8 @@
 //!   control character but tab, `kind` the principal's kind, `key_id` the presented key's id;
 //! - an allowed request only removes headers it has, removes every underscore twin of a
 //!   credential, forwarded, organisation or workspace header (`x_api_key`), and sets no header
-//!   value that could end a header line.
+//!   value that could end a header line, but the Cookie it passes on: only the request's own
+//!   cookie pairs, no control byte its Cookie headers did not hold (fuzz/README.md, finding 5).
 use api_auth_filter::apikeys;
 use api_auth_filter::config::{Config, KeySource, KeyStatus};
 use api_auth_filter::deny::Reason;
@@ -277,7 +278,18 @@ fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) 
                 assert!(has(r), "removes {r} the request does not have");
             }
             for (n, v) in &a.set {
-                assert!(!v.contains(['\r', '\n', '\0']) && v.len() <= 8192, "{n}: {v:?}");
+                if n == "cookie" {
+                    // The other cookies, passed on as the request held them (fuzz/README.md,
+                    // finding 5): each pair one of the request's own, and no control byte that
+                    // its Cookie headers did not hold.
+                    for pair in answers::cookie_pairs(v.as_bytes()) {
+                        assert!(cookies.contains(&pair), "{method} {path}: cookie {v:?} has a pair the request did not send");
+                    }
+                    let sent = |b: u8| headers.iter().any(|(h, c)| h == "cookie" && c.contains(&b));
+                    assert!(v.bytes().filter(|b| *b < 0x20 || *b == 0x7f).all(sent), "{method} {path}: cookie {v:?}");
+                } else {
+                    assert!(!v.contains(['\r', '\n', '\0']) && v.len() <= 8192, "{n}: {v:?}");
+                }
             }
         }
         Decision::Deny(d) => {
