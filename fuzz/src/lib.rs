@@ -474,5 +474,6 @@ pub mod targets {
     pub mod headers;
     pub mod jwks;
     pub mod jwt;
+    pub mod mcp;
     pub mod routes;
 }

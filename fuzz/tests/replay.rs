@@ -87,3 +87,8 @@ fn every_target_is_replayed() {
     bins.sort_unstable();
     assert_eq!(bins, ["canonical", "config", "decide", "es256", "headers", "jwks", "jwt", "routes"]);
 }
+
+#[test]
+fn mcp() {
+    replay("mcp", targets::mcp::run);
+}
