@@ -439,12 +439,32 @@ pub mod answers {
     }
 
     /// The `name=value` pairs of every Cookie header (`a=1; b=2`), names and values trimmed of
-    /// spaces; a pair without `=` has an empty value.
+    /// spaces and tabs (RFC 6265 5.2: WSP); a pair without `=` has an empty value.
     pub fn cookies(headers: &[(String, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
         headers.iter().filter(|(n, _)| n == "cookie").flat_map(|(_, v)| cookie_pairs(v)).collect()
     }
 
     pub fn cookie_pairs(value: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        cookie_pairs_trimming(value, b" \t")
+    }
+
+    /// The same, trimming only the bytes of `trim`.
+    pub fn cookie_pairs_trimming(value: &[u8], trim: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let trimmed = |mut s: &[u8]| {
+            while let [first, rest @ ..] = s {
+                if !trim.contains(first) {
+                    break;
+                }
+                s = rest;
+            }
+            while let [rest @ .., last] = s {
+                if !trim.contains(last) {
+                    break;
+                }
+                s = rest;
+            }
+            s.to_vec()
+        };
         value
             .split(|b| *b == b';')
             .map(|pair| {
@@ -452,7 +472,7 @@ pub mod answers {
                     Some(i) => (&pair[..i], &pair[i + 1..]),
                     None => (pair, &pair[pair.len()..]),
                 };
-                (name.trim_ascii().to_vec(), value.trim_ascii().to_vec())
+                (trimmed(name), trimmed(value))
             })
             .collect()
     }
