@@ -71,6 +71,11 @@ fn jwt() {
 }
 
 #[test]
+fn mcp() {
+    replay("mcp", targets::mcp::run);
+}
+
+#[test]
 fn routes() {
     replay("routes", targets::routes::run);
 }
@@ -85,10 +90,5 @@ fn every_target_is_replayed() {
         .filter_map(|b| b.lines().find_map(|l| l.trim().strip_prefix("name = ")).map(|n| n.trim_matches('"')))
         .collect();
     bins.sort_unstable();
-    assert_eq!(bins, ["canonical", "config", "decide", "es256", "headers", "jwks", "jwt", "routes"]);
-}
-
-#[test]
-fn mcp() {
-    replay("mcp", targets::mcp::run);
+    assert_eq!(bins, ["canonical", "config", "decide", "es256", "headers", "jwks", "jwt", "mcp", "routes"]);
 }
