@@ -66,7 +66,7 @@ test-wasm: wasm-target
 	@command -v node >/dev/null || { echo "test-wasm: node not found, the wasm run of the core tests is skipped"; exit 0; }; \
 	cargo test --release --target wasm32-wasip1 -p api-auth-filter -- --test-threads=1
 
-test: tools build cli lint test-host test-wasm validate test-keys test-e2e
+test: tools build cli lint test-host fuzz-replay test-wasm validate test-keys test-e2e
 
 clean:
 	cargo clean
@@ -131,16 +131,24 @@ oci: build
 	@cargo run -q -p api-auth-integration --bin oci-image -- --wasm $(WASM) --out target/oci/api-auth-filter --archive target/oci/api-auth-filter.tar
 
 # --- fuzzing -----------------------------------------------------------------------------------
-# Not part of make test. Every target of fuzz/ for FUZZ_SECONDS each, one after the other, on one
-# core (see fuzz/README.md). cargo fuzz needs nightly flags: fuzz/run.sh sets RUSTC_BOOTSTRAP=1 for
-# this stable toolchain. AddressSanitizer works with it; FUZZ_SANITIZER=none turns it off.
+# make fuzz is not part of make test (CI runs it for 20 s per target, .ci/run). Every target of
+# fuzz/ for FUZZ_SECONDS each, one after the other, on one core (see fuzz/README.md); FUZZ_TARGETS
+# empty means every [[bin]] of fuzz/Cargo.toml. cargo fuzz needs nightly flags: fuzz/run.sh sets
+# RUSTC_BOOTSTRAP=1 for this stable toolchain. AddressSanitizer works with it;
+# FUZZ_SANITIZER=none turns it off.
 CARGO_FUZZ_VERSION ?= 0.13.2
 FUZZ_SECONDS       ?= 600
 FUZZ_SANITIZER     ?= address
-FUZZ_TARGETS       ?= jwt jwks config routes headers decide es256
+FUZZ_TARGETS       ?=
 export FUZZ_SECONDS FUZZ_SANITIZER FUZZ_TARGETS
 
-.PHONY: fuzz fuzz-tools
+.PHONY: fuzz fuzz-tools fuzz-replay
+# Part of make test: every target's committed corpus and regressions (fuzz/corpus/<t>,
+# fuzz/regressions/<t>) through the target's own checks, natively, without libFuzzer
+# (fuzz/tests/replay.rs; fuzz/ is its own workspace with its own Cargo.lock and target dir).
+fuzz-replay:
+	cd fuzz && cargo test --locked --test replay
+
 fuzz-tools:
 	@cargo fuzz --version 2>/dev/null | grep -qx 'cargo-fuzz $(CARGO_FUZZ_VERSION)' || cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
 

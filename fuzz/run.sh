@@ -3,7 +3,7 @@
 # per target the executions, the corpus and what was found. Used by `make fuzz`.
 #
 #   FUZZ_SECONDS   seconds per target (default 600)
-#   FUZZ_TARGETS   targets to run (default: all, in this order)
+#   FUZZ_TARGETS   targets to run (default: every [[bin]] of fuzz/Cargo.toml, in its order)
 #   FUZZ_SANITIZER address (default) or none
 #
 # New corpus units go to fuzz/corpus-work/<target> (not committed); the committed seeds in
@@ -12,7 +12,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-600}
-FUZZ_TARGETS=${FUZZ_TARGETS:-jwt jwks config routes headers decide es256 canonical}
+all_targets=$(awk '/^\[\[bin\]\]/ { bin = 1; next } bin && /^name *=/ { gsub(/[" ]/, "", $0); sub(/^name=/, "", $0); print; bin = 0 }' fuzz/Cargo.toml | tr '\n' ' ')
+FUZZ_TARGETS=${FUZZ_TARGETS:-$all_targets}
 FUZZ_SANITIZER=${FUZZ_SANITIZER:-address}
 # cargo fuzz passes nightly-only flags (-Zsanitizer, -Cpasses=sancov-module); this is a stable
 # toolchain, which takes them with RUSTC_BOOTSTRAP=1.

@@ -66,9 +66,8 @@ pub fn cookie_token<'h>(headers: &'h Headers<'h>, names: &'h [String]) -> Result
     let mut found: Option<(&str, &[u8])> = None;
     for (_, value) in headers.iter().filter(|(n, _)| *n == "cookie") {
         for pair in value.split(|b| *b == b';') {
-            let pair = trim(pair);
             let Some(eq) = pair.iter().position(|b| *b == b'=') else { continue };
-            let (name, token) = (&pair[..eq], &pair[eq + 1..]);
+            let (name, token) = (cookie_trim(&pair[..eq]), cookie_trim(&pair[eq + 1..]));
             let Some(name) = names.iter().find(|n| n.as_bytes() == name) else { continue };
             match found {
                 Some((n, t)) if n != name.as_str() || t != token => return Err(Reason::CredentialsMalformed),
@@ -93,7 +92,7 @@ pub fn without_cookies(headers: &Headers<'_>, names: &[String]) -> Option<Vec<u8
     let mut dropped = false;
     for (_, value) in headers.iter().filter(|(n, _)| *n == "cookie") {
         for pair in value.split(|b| *b == b';').map(trim).filter(|p| !p.is_empty()) {
-            let name = pair.iter().position(|b| *b == b'=').map_or(pair, |eq| &pair[..eq]);
+            let name = cookie_trim(pair.iter().position(|b| *b == b'=').map_or(pair, |eq| &pair[..eq]));
             if names.iter().any(|n| n.as_bytes() == name) {
                 dropped = true;
             } else {
@@ -102,6 +101,18 @@ pub fn without_cookies(headers: &Headers<'_>, names: &[String]) -> Option<Vec<u8
         }
     }
     dropped.then(|| kept.join(&b"; "[..]))
+}
+
+/// A cookie name or value as the most lenient parser behind the filter reads it: RFC 6265
+/// trims spaces and tabs, JavaScript's `trim` (Node's `cookie`) and Python's `str.strip` (on a
+/// Latin-1 header, as Starlette reads it) also control characters, `0x85` and `0xA0`. A token
+/// cookie must be recognised (read, and stripped) under every such spelling of its name, or
+/// `__session<TAB>=<token>` would reach an upstream that trusts the cookie unverified.
+fn cookie_trim(v: &[u8]) -> &[u8] {
+    let blank = |b: &u8| *b <= b' ' || matches!(*b, 0x7f | 0x85 | 0xa0);
+    let start = v.iter().position(|b| !blank(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !blank(b)).map_or(start, |i| i + 1);
+    &v[start..end]
 }
 
 /// `Bearer <token>` with the scheme in any case (RFC 7235 §2.1) and one token of visible ASCII.
@@ -165,5 +176,21 @@ mod tests {
     fn too_many_credentials_are_refused() {
         let many: Vec<(&str, &[u8])> = (0..=MAX_CREDENTIALS).map(|_| ("x-api-key", b"cm_a".as_slice())).collect();
         assert_eq!(extract(&many, &["x-api-key".to_string()], is_cm), Err(Reason::CredentialsMalformed));
+    }
+
+    #[test]
+    fn a_token_cookie_is_known_by_every_spelling_a_lenient_parser_trims() {
+        let names = vec!["__session".to_string()];
+        for spelled in [&b"__session\t=tok"[..], b"\t__session =tok", b"__session\xa0= tok", b"__session\x0b=tok", b"\x85__session=tok\t"] {
+            let mut cookie = b"a=1; ".to_vec();
+            cookie.extend_from_slice(spelled);
+            let headers = h(&[("cookie", &cookie)]);
+            assert_eq!(cookie_token(&headers, &names), Ok(Some(("__session", "tok"))), "{}", String::from_utf8_lossy(spelled));
+            assert_eq!(without_cookies(&headers, &names), Some(b"a=1".to_vec()), "{}", String::from_utf8_lossy(spelled));
+        }
+        // Another name that merely contains it is another cookie.
+        let headers = h(&[("cookie", b"__session_x=tok; x__session=tok")]);
+        assert_eq!(cookie_token(&headers, &names), Ok(None));
+        assert_eq!(without_cookies(&headers, &names), None);
     }
 }

@@ -320,9 +320,26 @@ pub fn deny_response(cfg: &Config, route: Option<usize>, denial: &Denial, cid: O
     respond(cfg, route, denial, cid, false)
 }
 
-/// Whether a request is gRPC (its denials carry a grpc-status, not a JSON body).
+/// Whether a request is gRPC (its denials carry a grpc-status, not a JSON body), exactly as
+/// Envoy decides it (`Grpc::Common::hasGrpcContentType`), which alone decides whether Envoy
+/// sends a local reply the gRPC way: the content type is `application/grpc` or begins with
+/// `application/grpc+`, compared byte for byte (case-sensitive, parameters not read). So
+/// `application/grpc-web`, `application/grpcx`, `application/grpc;charset=utf-8` and
+/// `Application/gRPC` are not gRPC: a gRPC answer (an HTTP 200 with its status in grpc-status)
+/// to a request Envoy does not take for gRPC would reach the client as a plain HTTP 200.
+/// Envoy holds repeated content-type headers as one value, the non-empty ones joined with `,`:
+/// that value is judged (`application/grpc` twice is `application/grpc,application/grpc`, not
+/// gRPC; `application/grpc+proto` first stays gRPC).
 pub fn is_grpc(headers: &Headers<'_>) -> bool {
-    headers.iter().any(|(n, v)| *n == "content-type" && v.starts_with(b"application/grpc"))
+    let mut values = headers.iter().filter(|(n, v)| *n == "content-type" && !v.is_empty()).map(|(_, v)| *v);
+    let Some(first) = values.next() else {
+        return false;
+    };
+    match first.strip_prefix(b"application/grpc".as_slice()) {
+        Some([]) => values.next().is_none(),
+        Some([b'+', ..]) => true,
+        _ => false,
+    }
 }
 
 fn respond(cfg: &Config, route: Option<usize>, denial: &Denial, cid: Option<&str>, grpc: bool) -> LocalResponse {

@@ -504,3 +504,80 @@ fn a_forwarded_list_item_holding_the_separator_refuses_the_credential() {
     let cfg = key_config(json!({ "filter_state": ["scopes"] }));
     assert_eq!(run(&config(&cfg), "POST", "/items", &[("authorization", &key)]).status, 401);
 }
+
+/// gRPC is what Envoy takes for gRPC (`Grpc::Common::hasGrpcContentType`): the content type
+/// `application/grpc`, or `application/grpc+` and a subtype, byte for byte. Only then is a
+/// denial a grpc-status (sent as an HTTP 200); anything else gets the route's JSON denial with
+/// its HTTP status, or a REST client would read the denial as a success.
+#[test]
+fn grpc_is_recognised_as_envoy_recognises_it() {
+    use api_auth_filter::engine::is_grpc;
+    let grpc: &[&[&[u8]]] = &[
+        &[b"application/grpc"],
+        &[b"application/grpc+proto"],
+        &[b"application/grpc+json"],
+        &[b"application/grpc+"],
+        // Envoy joins repeated content types with ',' (empty ones skipped): the first decides...
+        &[b"application/grpc+proto", b"application/json"],
+        &[b"", b"application/grpc"],
+    ];
+    let not_grpc: &[&[&[u8]]] = &[
+        &[],
+        &[b""],
+        &[b"application/grpcforged"],
+        &[b"application/grpcweb"],
+        &[b"application/grpc-web"],
+        &[b"application/grpc-web+proto"],
+        &[b"application/grpc-web-text"],
+        &[b"application/grpc;charset=utf-8"],
+        &[b"application/grpc; charset=utf-8"],
+        &[b"application/grpc "],
+        &[b" application/grpc"],
+        &[b"application/grpc\xff"],
+        &[b"Application/grpc"],
+        &[b"APPLICATION/GRPC"],
+        &[b"application/gRPC+proto"],
+        &[b"application/grp"],
+        &[b"application/json"],
+        &[b"text/grpc"],
+        // ...and `application/grpc` followed by anything, ',' included, is not gRPC.
+        &[b"application/grpc", b"application/grpc"],
+        &[b"application/grpc", b"application/json"],
+        &[b"application/json", b"application/grpc"],
+        &[b"application/grpc,application/json"],
+    ];
+    let headers = |values: &[&[u8]]| -> Vec<(String, Vec<u8>)> {
+        let mut h = vec![("accept".to_string(), b"application/grpc".to_vec())];
+        h.extend(values.iter().map(|v| ("content-type".to_string(), v.to_vec())));
+        h
+    };
+    for (values, want) in grpc.iter().map(|v| (v, true)).chain(not_grpc.iter().map(|v| (v, false))) {
+        let h = headers(values);
+        let shown: Vec<String> = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        assert_eq!(is_grpc(&api_auth_filter::credentials::view(&h)), want, "content-type {shown:?}");
+    }
+    // The same through decide: without credentials, on a protected route and on no route.
+    let cfg = config(&without(common::example("002"), &["providers"]));
+    let keys = api_auth_filter::engine::inline_keys(&cfg);
+    let env = Env { now: NOW, keys: &keys, random: [7; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: &api_auth_filter::engine::NoCache, signatures: &api_auth_filter::jwt::OwnCode };
+    for (values, want_grpc) in grpc.iter().map(|v| (v, true)).chain(not_grpc.iter().map(|v| (v, false))) {
+        let h = headers(values);
+        let shown: Vec<String> = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        for (path, status, grpc_status, message) in [("/v1/chat/completions", 401, 16, CREDS), ("/nowhere", 404, 12, "Not found")] {
+            let Decision::Deny(d) = decide(&cfg, &Request { method: "POST", path, headers: &api_auth_filter::credentials::view(&h) }, &env) else {
+                panic!("{path} {shown:?}: not denied");
+            };
+            let r = d.response;
+            assert_eq!(r.status, status, "{path} {shown:?}");
+            if want_grpc {
+                assert_eq!((r.grpc_status, r.body.as_slice()), (Some(grpc_status), message.as_bytes()), "{path} {shown:?}");
+            } else {
+                assert_eq!(r.grpc_status, None, "{path} {shown:?}: a gRPC answer to a request Envoy does not take for gRPC");
+                let body: Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{path} {shown:?}: body not JSON: {e}"));
+                let shown_message = body["error"]["message"].as_str().or(body["detail"].as_str());
+                assert_eq!(shown_message, Some(message), "{path} {shown:?}: {body}");
+                assert!(r.headers.iter().any(|(n, v)| n == "content-type" && v == "application/json"), "{path} {shown:?}");
+            }
+        }
+    }
+}

@@ -179,9 +179,9 @@ jwks_seeds += [
 jwks_seeds += [bytes(range(i, i + 48)) for i in (0, 64, 128)]
 write("jwks", jwks_seeds)
 
-examples = sorted((FUZZ / "fixtures").glob("0*.json"))
+examples = sorted((FUZZ.parent / "examples").glob("0*.json"))
 config_seeds = [p.read_bytes() for p in examples]
-ex001 = json.loads((FUZZ / "fixtures" / "001-tenant-jwt-webhooks.json").read_text())
+ex001 = json.loads((FUZZ.parent / "examples" / "001-tenant-jwt-webhooks.json").read_text())
 for w in ex001.get("webhooks", {}).values():
     w["secrets"] = [{"value": "whsec_FUZZ_SECRET"}, {"env": "FUZZ_MISSING"}]
 config_seeds.append(compact(ex001))
@@ -332,6 +332,22 @@ decide_seeds = [
         ("x_organization_id", "org_other"), ("x_auth_key_id", "forged")),
     req("POST", "/v1/chat/completions", ("authorization", "Bearer " + dash_jwt), ("x-organization-id", "org_2")),
     req("POST", "/v1/chat/completions", ("authorization", "Bearer " + dash_jwt), ("x-organization-id", "org_1")),
+    # gRPC as Envoy reads it (issue 25): the exact type, a subtype, and look-alikes that are HTTP.
+    req("POST", "/nowhere", ("content-type", "application/grpcforged")),
+    req("POST", "/v1/chat/completions", ("content-type", "application/grpc")),
+    req("POST", "/v1/audio/speech", ("authorization", "Bearer cm_example_llm_only"), ("content-type", "application/grpc+proto")),
+    req("POST", "/v1/chat/completions", ("content-type", "application/grpc-web")),
+    req("POST", "/v1/chat/completions", ("content-type", "application/grpc;charset=utf-8")),
+    req("POST", "/v1/chat/completions", ("content-type", "application/grpc"), ("content-type", "application/grpc")),
+    req("GET", "/v1/mcp", ("content-type", "Application/grpc")),
+    # Token cookies (the target gives 002's provider from_cookies __session and an authorized
+    # party) and filter state (the target gives 003 filter_state).
+    req("GET", "/api/v1/bots", ("cookie", "a=1; __session=" + dash_jwt + "; b=2")),
+    req("POST", "/v1/chat/completions", ("cookie", "__session=" + dash_jwt)),
+    req("POST", "/v1/chat/completions", ("cookie", "__session=" + dash_jwt), ("origin", "https://app.cm.example")),
+    req("POST", "/v1/chat/completions", ("cookie", "__session=" + dash_jwt), ("origin", "https://evil.example")),
+    req("POST", "/v1/chat/completions", ("cookie", "__session=" + dash_jwt), ("authorization", "Bearer cm_example_llm_only")),
+    req("GET", "/v1/tools/platform/roadmap-items", ("authorization", "Bearer cf_ak_example_full_access"), ("x-organization-id", "org_abc123")),
 ]
 write("decide", decide_seeds)
 

@@ -11,13 +11,13 @@ use sha2::Sha256;
 /// The tests' clock (tests/engine.rs): 2026-09-21.
 pub const NOW: i64 = 1_790_000_000;
 
-/// The design examples, copied from ../shared/design/examples.
+/// The repository's examples/ 000-004, read where they are (no copy to refresh).
 pub const EXAMPLES: [&str; 5] = [
-    include_str!("../fixtures/000-session-jwt-org.json"),
-    include_str!("../fixtures/001-tenant-jwt-webhooks.json"),
-    include_str!("../fixtures/002-inference-keys.json"),
-    include_str!("../fixtures/003-scoped-keys-mcp.json"),
-    include_str!("../fixtures/004-workspace-tokens.json"),
+    include_str!("../../examples/000-session-jwt-org.json"),
+    include_str!("../../examples/001-tenant-jwt-webhooks.json"),
+    include_str!("../../examples/002-inference-keys.json"),
+    include_str!("../../examples/003-scoped-keys-mcp.json"),
+    include_str!("../../examples/004-workspace-tokens.json"),
 ];
 
 /// Keys and known-good tokens, written by seeds/make_seeds.py.
@@ -408,4 +408,92 @@ pub mod model {
     }
 }
 
+/// docs/configuration.md beyond route matching, read independently of src/: which request is
+/// gRPC, a gRPC denial's status, token cookies. Nothing here calls the code under test.
+pub mod answers {
+    /// "gRPC requests and response details": a request is gRPC exactly when Envoy takes it for
+    /// one: its content type, repeated ones joined with `,` as Envoy joins them (empty ones
+    /// add nothing), is `application/grpc` or begins with `application/grpc+`, byte for byte.
+    pub fn grpc(headers: &[(String, Vec<u8>)]) -> bool {
+        let mut joined: Vec<u8> = Vec::new();
+        for (_, v) in headers.iter().filter(|(n, v)| n == "content-type" && !v.is_empty()) {
+            if !joined.is_empty() {
+                joined.push(b',');
+            }
+            joined.extend_from_slice(v);
+        }
+        joined == b"application/grpc" || joined.starts_with(b"application/grpc+")
+    }
 
+    /// The same section's table: the grpc-status of a denial's HTTP status.
+    pub fn grpc_status(http: u16) -> u32 {
+        match http {
+            400 => 3,
+            401 => 16,
+            403 => 7,
+            404 => 12,
+            413 | 429 => 8,
+            503 => 14,
+            _ => 2,
+        }
+    }
+
+    /// The `name=value` pairs of every Cookie header (`a=1; b=2`), names and values trimmed of
+    /// spaces and tabs (RFC 6265 5.2: WSP); a pair without `=` has an empty value.
+    pub fn cookies(headers: &[(String, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        headers.iter().filter(|(n, _)| n == "cookie").flat_map(|(_, v)| cookie_pairs(v)).collect()
+    }
+
+    pub fn cookie_pairs(value: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        cookie_pairs_trimming(value, b" \t")
+    }
+
+    /// The same, trimming only the bytes of `trim`.
+    pub fn cookie_pairs_trimming(value: &[u8], trim: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let trimmed = |mut s: &[u8]| {
+            while let [first, rest @ ..] = s {
+                if !trim.contains(first) {
+                    break;
+                }
+                s = rest;
+            }
+            while let [rest @ .., last] = s {
+                if !trim.contains(last) {
+                    break;
+                }
+                s = rest;
+            }
+            s.to_vec()
+        };
+        value
+            .split(|b| *b == b';')
+            .map(|pair| {
+                let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                    Some(i) => (&pair[..i], &pair[i + 1..]),
+                    None => (pair, &pair[pair.len()..]),
+                };
+                (trimmed(name), trimmed(value))
+            })
+            .collect()
+    }
+
+    /// "Forwarding" and "Filter state": a value set upstream or written is at most 8192 bytes
+    /// with no control character but tab.
+    pub fn value_safe(v: &str) -> bool {
+        v.len() <= 8192 && !v.chars().any(|c| c.is_control() && c != '\t')
+    }
+}
+
+/// The targets' bodies, one module each: `run(data)` checks one input. The libFuzzer targets
+/// (fuzz_targets/) and the replay of the committed corpora (tests/replay.rs) both call them.
+pub mod targets {
+    pub mod canonical;
+    pub mod config;
+    pub mod decide;
+    pub mod es256;
+    pub mod headers;
+    pub mod jwks;
+    pub mod jwt;
+    pub mod mcp;
+    pub mod routes;
+}

@@ -380,6 +380,13 @@ fn hostile_requests_get_their_documented_answers_and_the_vm_lives() {
         invalid("API key with a space inside", Req::get("/api/x").header("x-api-key", "hk_live_good _key"), "credentials_malformed"),
         invalid("scheme and whitespace only", Req::get("/api/x").header("authorization", "Bearer     "), "credentials_malformed"),
         invalid("API key of whitespace only", Req::get("/api/x").header("x-api-key", "    "), "credentials_malformed"),
+        // --- content types Envoy does not take for gRPC ----------------------------------------
+        // Only application/grpc and application/grpc+<subtype> are gRPC: a gRPC denial (an HTTP
+        // 200 with grpc-status) to anything else would reach the client as a plain HTTP 200.
+        missing("application/grpcforged, no credentials", Req::post("/api/x").header("content-type", "application/grpcforged")),
+        missing("application/grpc-web, no credentials", Req::post("/api/x").header("content-type", "application/grpc-web")),
+        missing("application/grpc;charset=utf-8, no credentials", Req::post("/api/x").header("content-type", "application/grpc;charset=utf-8")),
+        deny("application/grpcforged under no route", Req::post("/nowhere").header("content-type", "application/grpcforged"), 404, json!({"detail": "Not found"}), "route_not_found"),
     ];
     // Webhook rows need no credentials; the others are independent of order.
     rows.push(public("a normal request at the end", Req::get("/health")));

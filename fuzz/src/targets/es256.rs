@@ -1,0 +1,156 @@
+//! ES256 through the filter's own P-256 code (jwt::p256_fast, used by jwt::verify_with), against
+//! the p256 crate it replaced, which stays the reference.
+//!
+//! Input: the message (any bytes); its last 64 bytes also serve as a raw signature and as a
+//! raw public point (x || y).
+//!
+//! Properties:
+//! - a signature made here (RFC 6979, with one of two fixed keys or, for a quarter of the inputs,
+//!   a key derived from the input) verifies;
+//! - for that signature's variants: (r, n - s), r + n, s + n, r or s zero or n, r and s swapped,
+//!   one bit flipped, the message changed; and for the input's own 64 bytes as a signature:
+//!   verify_with answers exactly what the p256 crate answers;
+//! - a JWK point is accepted exactly when the p256 crate accepts it (on the curve, below p).
+use std::sync::OnceLock;
+
+use api_auth_filter::jwt::{self, jwk, Alg, PublicKey};
+use crate::{b64, fnv};
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+/// The order of P-256, big-endian.
+const N: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7,
+    0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+struct Pair {
+    sk: SigningKey,
+    jwk: jwk::Jwk,
+}
+
+fn pair(sk: SigningKey) -> Pair {
+    let point = sk.verifying_key().to_sec1_point(false);
+    let bytes = point.as_bytes();
+    let doc = serde_json::json!({ "kty": "EC", "crv": "P-256", "x": b64(&bytes[1..33]), "y": b64(&bytes[33..65]) });
+    let jwk = jwk::parse_jwk(&doc).expect("a real point parses");
+    assert!(matches!(&jwk.key, PublicKey::P256(k) if k.fast.is_some()), "no fast path for a real point");
+    Pair { sk, jwk }
+}
+
+fn fixed() -> &'static [Pair; 2] {
+    static K: OnceLock<[Pair; 2]> = OnceLock::new();
+    K.get_or_init(|| {
+        let key = |label: &str| pair(SigningKey::from_slice(&Sha256::digest(label.as_bytes())).expect("scalar"));
+        [key("api-auth-filter fuzz es256 0"), key("api-auth-filter fuzz es256 1")]
+    })
+}
+
+fn reference(key: &jwk::Jwk, msg: &[u8], sig: &[u8]) -> bool {
+    let PublicKey::P256(k) = &key.key else { unreachable!() };
+    Signature::from_slice(sig).is_ok_and(|s| k.key.verify(msg, &s).is_ok())
+}
+
+fn same(key: &jwk::Jwk, msg: &[u8], sig: &[u8], what: &str) -> bool {
+    let ours = jwt::verify_with(&key.key, Alg::ES256, msg, sig);
+    let theirs = reference(key, msg, sig);
+    assert_eq!(ours, theirs, "{what}: own P-256 says {ours}, p256 says {theirs}; sig {}", hex(sig));
+    ours
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// a + b and a - b on 32-byte big-endian numbers (None on overflow / underflow).
+fn add(a: &[u8], b: &[u8]) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in (0..32).rev() {
+        let v = u16::from(a[i]) + u16::from(b[i]) + carry;
+        out[i] = v as u8;
+        carry = v >> 8;
+    }
+    (carry == 0).then_some(out)
+}
+
+fn sub(a: &[u8], b: &[u8]) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let v = i16::from(a[i]) - i16::from(b[i]) - borrow;
+        out[i] = v.rem_euclid(256) as u8;
+        borrow = i16::from(v < 0);
+    }
+    (borrow == 0).then_some(out)
+}
+
+fn join(r: &[u8], s: &[u8]) -> Vec<u8> {
+    [r, s].concat()
+}
+
+fn check(key: &Pair, msg: &[u8], seed: u64) {
+    let sig: Signature = key.sk.sign(msg);
+    let sig = sig.to_bytes().to_vec();
+    assert!(same(&key.jwk, msg, &sig, "a signature made with the key"), "a right signature failed");
+    let (r, s) = sig.split_at(32);
+    let zero = [0u8; 32];
+    let mut variants: Vec<(&str, Vec<u8>)> = vec![
+        ("(r, n - s)", join(r, &sub(&N, s).unwrap())),
+        ("r and s swapped", join(s, r)),
+        ("r = 0", join(&zero, s)),
+        ("s = 0", join(r, &zero)),
+        ("r = n", join(&N, s)),
+        ("s = n", join(r, &N)),
+        ("63 bytes", sig[..63].to_vec()),
+    ];
+    if let Some(rn) = add(r, &N) {
+        variants.push(("r + n", join(&rn, s)));
+    }
+    if let Some(sn) = add(s, &N) {
+        variants.push(("s + n", join(r, &sn)));
+    }
+    let mut flipped = sig.clone();
+    flipped[(seed % 64) as usize] ^= 1 << ((seed >> 8) % 8);
+    variants.push(("one bit flipped", flipped));
+    for (what, v) in &variants {
+        same(&key.jwk, msg, v, what);
+    }
+    let mut other = msg.to_vec();
+    match other.get_mut((seed >> 16) as usize % msg.len().max(1)) {
+        Some(b) => *b ^= 0x80,
+        None => other.push(0),
+    }
+    assert!(!same(&key.jwk, &other, &sig, "the message changed"), "a changed message verified");
+}
+
+/// One input of the target (the fuzz target and the replay test call it).
+pub fn run(data: &[u8]) {
+    let seed = fnv(data);
+    let keys = fixed();
+    let key = &keys[(seed & 1) as usize];
+    check(key, data, seed);
+
+    if data.len() >= 64 {
+        let tail = &data[data.len() - 64..];
+        same(&key.jwk, data, tail, "the input's bytes as a signature");
+        same(&key.jwk, &data[..data.len() - 64], tail, "the input's bytes as a signature");
+        // A point from the input: accepted exactly when the reference accepts it.
+        let doc = serde_json::json!({ "kty": "EC", "crv": "P-256", "x": b64(&tail[..32]), "y": b64(&tail[32..]) });
+        let ours = jwk::parse_jwk(&doc);
+        let theirs = VerifyingKey::from_sec1_bytes(&[&[4u8][..], tail].concat()).is_ok();
+        assert_eq!(ours.is_some(), theirs, "point {}", hex(tail));
+        if let Some(k) = ours {
+            assert!(matches!(&k.key, PublicKey::P256(p) if p.fast.is_some()));
+            let sig: Signature = key.sk.sign(data);
+            same(&k, data, &sig.to_bytes(), "another key's signature");
+        }
+    }
+    if seed & 0b110 == 0 {
+        // A key of the input's own.
+        if let Ok(sk) = SigningKey::from_slice(&Sha256::digest(data)) {
+            check(&pair(sk), data, seed.rotate_left(29));
+        }
+    }
+}
