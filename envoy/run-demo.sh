@@ -38,7 +38,8 @@ export API_AUTH_KEYS_ADMIN_TOKEN
 # One key in the key service for the walkthrough, made on first run: not in the static table,
 # so the filter asks the service. Shown once by `create`; kept in the git-ignored demo folder.
 if [ ! -s "$demo/service-key" ] || [ ! -s "$kdb" ]; then
-  "$keys" create --name demo --permission llm --scope bots:read > "$demo/service-key" 2>/dev/null
+  "$keys" create --name demo --permission llm --scope bots:read > "$demo/service-key" 2> "$demo/service-key.log" \
+    || { cat "$demo/service-key.log" >&2; rm -f "$demo/service-key"; exit 1; }
 fi
 printf '{"event":"demo.ping","id":"evt_1"}' > "$demo/hook.json"
 
