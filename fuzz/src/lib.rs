@@ -445,7 +445,16 @@ pub mod answers {
     }
 
     pub fn cookie_pairs(value: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        cookie_pairs_trimming(value, b" \t")
+        cookie_pairs_trimming(value, lenient_trim())
+    }
+
+    /// What the most lenient cookie parser behind the filter trims around a name or value
+    /// (docs/configuration.md, `from_cookies`): RFC 6265's spaces and tabs, and what
+    /// JavaScript's `trim` and Python's `str.strip` (on a Latin-1 header) also remove: control
+    /// bytes, 0x85, 0xA0 (fuzz/README.md, finding 8).
+    pub fn lenient_trim() -> &'static [u8] {
+        static SET: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        SET.get_or_init(|| (0u8..=0x20).chain([0x7f, 0x85, 0xa0]).collect())
     }
 
     /// The same, trimming only the bytes of `trim`.

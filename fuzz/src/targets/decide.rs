@@ -127,13 +127,6 @@ fn configs() -> &'static [Example; 2] {
     C.with(|c| *c)
 }
 
-/// What the most lenient cookie parser behind the filter trims around a name: RFC 6265's
-/// spaces and tabs, and what JavaScript's `trim` and Python's `str.strip` (on a Latin-1
-/// header) also remove: control bytes, 0x85, 0xA0 (finding 8).
-fn lenient_trim() -> &'static [u8] {
-    static SET: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    SET.get_or_init(|| (0u8..=0x20).chain([0x7f, 0x85, 0xa0]).collect())
-}
 
 /// A dotted claim path's string value.
 fn claim<'v>(claims: &'v Value, path: &str) -> Option<&'v str> {
@@ -247,7 +240,7 @@ fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) 
             // A token cookie never reaches the upstream (strip_credentials is the default),
             // under any spelling of its name a lenient parser reads as the name (finding 8:
             // `__session<TAB>=token`).
-            let trim = lenient_trim();
+            let trim = answers::lenient_trim();
             let is_token_cookie = |n: &[u8]| ex.cookie_names.iter().any(|c| c.as_bytes() == n);
             let sent_token_cookie = headers
                 .iter()
