@@ -85,7 +85,7 @@ fn every_target_is_replayed() {
         .filter_map(|b| b.lines().find_map(|l| l.trim().strip_prefix("name = ")).map(|n| n.trim_matches('"')))
         .collect();
     bins.sort_unstable();
-    assert_eq!(bins, ["canonical", "config", "decide", "es256", "headers", "jwks", "jwt", "routes"]);
+    assert_eq!(bins, ["canonical", "config", "decide", "es256", "headers", "jwks", "jwt", "mcp", "routes"]);
 }
 
 #[test]
