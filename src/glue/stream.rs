@@ -3,14 +3,14 @@
 //! lookup), be decided again when the root context wakes it, and, when its route checks a
 //! webhook signature, be held until its whole body is verified.
 
-use crate::deny::{Denial, LocalResponse, Reason};
+use crate::deny::{self, Builtin, ChallengeInfo, Denial, ErrorFormat, LocalResponse, Reason};
 use crate::engine::{self, Decision, Env, KeySlot, LookupState, Request, Wait};
 use crate::jwks_cache as cache;
 use crate::principal::Kind;
 use crate::stats::Counter;
 
 use super::host::decode_pairs;
-use super::{Body, Host, Worker, KEY_WAIT_MS};
+use super::{Body, Host, HostResult, Worker, KEY_WAIT_MS};
 
 /// What a callback tells the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -520,18 +520,18 @@ impl<H: Host> Worker<H> {
     }
 
     pub(crate) fn send(&self, response: &LocalResponse) {
-        let headers: Vec<(&str, &str)> = response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        if self.host.send_response(response.status, &headers, &response.body, &response.details, response.grpc_status).is_err() {
+        if send_local(&self.host, response).is_err() {
             let _ = self.host.reset_request();
         }
     }
 
-    /// What the host would not tell (headers, a body) is never guessed: 503, in the route's
-    /// format when the route is known, with the correlation id.
+    /// What the host would not tell (headers, a body) is never guessed: 503 `host_error`, in the
+    /// route's format when the route is known, with the correlation id.
     pub(crate) fn fail_closed(&self, route: Option<usize>, correlation: Option<&str>) -> Action {
         self.count(Counter::HostError);
+        self.count(Counter::Denied(Reason::HostError));
         let config = self.config();
-        self.send(&engine::deny_response(&config, route, &Denial::new(Reason::KeysUnavailable), correlation));
+        self.send(&engine::deny_response(&config, route, &Denial::new(Reason::HostError), correlation));
         Action::Pause
     }
 
@@ -569,6 +569,13 @@ impl<H: Host> Worker<H> {
 /// A request reaching a filter without a configuration (the host created contexts though
 /// `on_configure` refused) is refused, never passed.
 pub fn refuse_unconfigured<H: Host>(host: &H) -> Action {
-    let _ = host.send_response(503, &[("content-type", "application/json")], b"{\"detail\":\"Service unavailable\"}", "api_auth.unconfigured", None);
+    let response = deny::render(&Denial::new(Reason::Unconfigured), &ErrorFormat::builtin(Builtin::Detail), ChallengeInfo::default());
+    let _ = send_local(host, &response);
     Action::Pause
+}
+
+/// A local response, as the host takes it.
+fn send_local<H: Host>(host: &H, response: &LocalResponse) -> HostResult<()> {
+    let headers: Vec<(&str, &str)> = response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    host.send_response(response.status, &headers, &response.body, &response.details, response.grpc_status)
 }
