@@ -11,6 +11,7 @@ pub mod apikeys;
 pub mod config;
 pub mod correlation;
 pub mod credentials;
+pub mod crypto;
 pub mod deny;
 pub mod engine;
 pub mod glue;
