@@ -4,7 +4,8 @@ use api_auth_filter::config::{Config, KeySource, Route, Unmatched};
 use api_auth_filter::routes::PathPattern;
 
 use crate::args::{self, Arg, Parser};
-use crate::util::{self, Failure, VmEnv};
+use crate::failure::Failure;
+use crate::util::{self, VmEnv};
 
 pub const HELP: &str = concat!(
     "\

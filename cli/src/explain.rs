@@ -13,7 +13,8 @@ use api_auth_filter::routes::strip_query;
 use serde_json::{json, Map, Value};
 
 use crate::args::{self, Arg, Parser};
-use crate::util::{self, err, Failure, VmEnv};
+use crate::failure::{err, Failure};
+use crate::util::{self, VmEnv};
 
 pub const HELP: &str = concat!(
     "\
