@@ -380,7 +380,7 @@ pub struct HeldHeaders {
 
 impl HeldHeaders {
     pub fn of(headers: &crate::credentials::Headers<'_>) -> HeldHeaders {
-        use crate::engine::is_underscore_twin;
+        use crate::text::is_underscore_twin;
         let mut held = HeldHeaders::default();
         let mut accept = Vec::new();
         for (n, v) in headers.iter() {

@@ -6,16 +6,21 @@
 //! dots become underscores: `api_auth_denied_token_expired`.
 
 use crate::deny::Reason;
+use crate::principal::Kind;
 
 pub const PREFIX: &str = "api_auth";
 
 /// Declares the counters once: each row gives the variant and the name Envoy shows (after
-/// `api_auth.`); the enum, its index order and `name` follow. One counter per reason comes after.
+/// `api_auth.`); the enum, its index order and `name` follow. One counter per credential kind
+/// and one per reason come after.
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $variant:ident = $leaf:literal;)*) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Counter {
             $($(#[doc = $doc])* $variant,)*
+            /// Requests let through, by the kind of credential that defined the principal.
+            /// Envoy's tag extraction makes `kind` a label.
+            AllowedBy(Kind),
             /// Requests answered with a denial, by reason.
             Denied(Reason),
         }
@@ -27,6 +32,7 @@ macro_rules! counters {
             pub fn name(self) -> String {
                 match self {
                     $(Counter::$variant => format!("{PREFIX}.{}", $leaf),)*
+                    Counter::AllowedBy(k) => format!("{PREFIX}.allowed_by.{}", k.as_str()),
                     Counter::Denied(r) => format!("{PREFIX}.denied.{}", r.as_str()),
                 }
             }
@@ -37,10 +43,8 @@ macro_rules! counters {
 counters! {
     /// Requests let through to the upstream (webhooks: once their signature verified).
     Allowed = "allowed";
-    /// The same, by the kind of credential that defined the principal; `public`: none (a
-    /// public route, or `unmatched: allow`). Envoy's tag extraction makes `kind` a label.
-    AllowedJwt = "allowed_by.jwt";
-    AllowedApiKey = "allowed_by.api_key";
+    /// The same without a credential (a public route, or `unmatched: allow`), beside the
+    /// `AllowedBy` kinds.
     AllowedPublic = "allowed_by.public";
     /// RFC 9728 metadata documents served by the filter.
     MetadataServed = "metadata_served";
@@ -62,17 +66,18 @@ counters! {
 }
 
 /// How many counters there are.
-pub const COUNT: usize = FIXED.len() + Reason::ALL.len();
+pub const COUNT: usize = FIXED.len() + Kind::ALL.len() + Reason::ALL.len();
 
 impl Counter {
     /// Every counter, in index order.
     pub fn all() -> impl Iterator<Item = Counter> {
-        FIXED.into_iter().chain(Reason::ALL.into_iter().map(Counter::Denied))
+        FIXED.into_iter().chain(Kind::ALL.into_iter().map(Counter::AllowedBy)).chain(Reason::ALL.into_iter().map(Counter::Denied))
     }
 
     pub fn index(self) -> usize {
         match self {
-            Counter::Denied(r) => FIXED.len() + Reason::ALL.iter().position(|x| *x == r).unwrap_or(0),
+            Counter::AllowedBy(k) => FIXED.len() + Kind::ALL.iter().position(|x| *x == k).unwrap_or(0),
+            Counter::Denied(r) => FIXED.len() + Kind::ALL.len() + Reason::ALL.iter().position(|x| *x == r).unwrap_or(0),
             fixed => FIXED.iter().position(|x| *x == fixed).unwrap_or(0),
         }
     }

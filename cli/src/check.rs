@@ -123,8 +123,7 @@ fn weaker_than(r: &Route, bound: &Route) -> bool {
         (Some(ap), Some(bp)) => ap.iter().any(|p| !bp.contains(p)),
         _ => false,
     };
-    (a.accept_jwt && !b.accept_jwt)
-        || (a.accept_api_key && !b.accept_api_key)
+    !a.kinds.is_subset(b.kinds)
         || providers_wider
         || b.permissions.iter().any(|p| !a.permissions.contains(p))
         || b.scopes.iter().any(|s| !a.scopes.contains(s))

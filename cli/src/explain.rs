@@ -543,13 +543,7 @@ fn requirement_text(r: &Requirement) -> &str {
 }
 
 fn requirements(cfg: &Config, auth: &AuthRequirements) -> (Value, Vec<String>) {
-    let mut kinds = Vec::new();
-    if auth.accept_jwt {
-        kinds.push("jwt");
-    }
-    if auth.accept_api_key {
-        kinds.push("api_key");
-    }
+    let kinds: Vec<&str> = auth.kinds.iter().map(|k| k.as_str()).collect();
     let providers: Option<Vec<&str>> =
         auth.providers.as_ref().map(|l| l.iter().filter_map(|i| cfg.providers.get(*i)).map(|p| p.name.as_str()).collect());
     let permissions: Vec<&str> = auth.permissions.iter().map(requirement_text).collect();

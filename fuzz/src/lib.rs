@@ -67,7 +67,7 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// CONFIG.md's "Route matching", read independently of src/routes.rs and src/engine.rs: the
+/// CONFIG.md's "Route matching", read independently of src/routes.rs and src/engine/mod.rs: the
 /// targets compute with it what a request's canonical form is and which route judges it, and
 /// compare with what the filter does. Nothing here calls the code under test.
 pub mod model {

@@ -16,7 +16,7 @@ use crate::correlation::Correlation;
 use crate::jwt::{Alg, ClaimPaths, ClaimRules, KeySet};
 use crate::metadata::ProtectedResource;
 use crate::webhook::Webhook;
-use crate::principal::Field;
+use crate::principal::{Field, Kind, Kinds};
 use crate::routes::{is_plain_name, PathParameters, PathPattern};
 use raw::*;
 
@@ -160,8 +160,8 @@ pub enum Binding {
 
 #[derive(Debug)]
 pub struct AuthRequirements {
-    pub accept_jwt: bool,
-    pub accept_api_key: bool,
+    /// The kinds of credential the route takes (`auth.credentials`; every kind when not set).
+    pub kinds: Kinds,
     /// Indexes of the providers accepted here; `None` is every provider.
     pub providers: Option<Vec<usize>>,
     pub permissions: Vec<Requirement>,
@@ -784,24 +784,23 @@ fn route_path(path: &str, p: String) -> Result<String, ConfigError> {
 }
 
 fn compile_auth(path: &str, spec: RawAuthSpec, variables: &[String], ctx: &RouteContext<'_>) -> Result<AuthRequirements, ConfigError> {
-    let (mut accept_jwt, mut accept_api_key) = (true, true);
-    if let Some(kinds) = &spec.credentials {
-        if kinds.is_empty() {
+    let mut kinds = Kinds::all();
+    if let Some(words) = &spec.credentials {
+        if words.is_empty() {
             return Err(ConfigError::new(format!("{path}.credentials"), "must not be empty (use auth: \"none\" for a public route)"));
         }
-        accept_jwt = false;
-        accept_api_key = false;
-        for (i, k) in kinds.iter().enumerate() {
-            match k.as_str() {
-                "jwt" => accept_jwt = true,
-                "api_key" => accept_api_key = true,
-                _ => return Err(ConfigError::new(format!("{path}.credentials[{i}]"), "must be \"jwt\" or \"api_key\"")),
-            }
+        kinds = Kinds::NONE;
+        for (i, word) in words.iter().enumerate() {
+            let Some(kind) = Kind::parse(word) else {
+                let names: Vec<String> = Kind::ALL.iter().map(|k| format!("\"{}\"", k.as_str())).collect();
+                return Err(ConfigError::new(format!("{path}.credentials[{i}]"), format!("must be {}", names.join(" or "))));
+            };
+            kinds = kinds.with(kind);
         }
-        if accept_api_key && !accept_jwt && !ctx.have_keys {
+        if kinds == Kinds::NONE.with(Kind::ApiKey) && !ctx.have_keys {
             return Err(ConfigError::new(format!("{path}.credentials"), "accepts only API keys but no api_keys section is configured"));
         }
-        if accept_jwt && !accept_api_key && ctx.providers.is_empty() {
+        if kinds == Kinds::NONE.with(Kind::Jwt) && ctx.providers.is_empty() {
             return Err(ConfigError::new(format!("{path}.credentials"), "accepts only JWTs but no provider is configured"));
         }
     }
@@ -828,8 +827,7 @@ fn compile_auth(path: &str, spec: RawAuthSpec, variables: &[String], ctx: &Route
         }
     }
     Ok(AuthRequirements {
-        accept_jwt,
-        accept_api_key,
+        kinds,
         providers,
         permissions,
         scopes,
