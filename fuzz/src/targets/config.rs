@@ -18,7 +18,7 @@
 //! - a compiled configuration is consistent: one route per document route, every index in
 //!   range, upper-case methods, lower-case header names, no forwarded header that overwrites a
 //!   credential; every denial it can render is a 4xx/5xx JSON body with a clean challenge;
-//! - its routes are the document's as CONFIG.md's "Route matching" reads them (fuzz/src/lib.rs
+//! - its routes are the document's as docs/configuration.md's "Route matching" reads them (fuzz/src/lib.rs
 //!   `model`): only routes the model takes compile (no `;`, `?`, `#` or non-normalised path,
 //!   prefix or template; HEAD only beside GET; a non-empty route name, metadata filter and key);
 //!   methods upper-cased with HEAD dropped; a `path` kept less one trailing slash, a `prefix`
