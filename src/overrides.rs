@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::error::ConfigError;
 use crate::credentials::Headers;
 use crate::text::is_underscore_twin;
 

@@ -8,6 +8,7 @@
 
 mod api_keys;
 mod correlation;
+pub mod error;
 mod errors;
 mod forward;
 mod protected_resource;
@@ -15,8 +16,6 @@ mod providers;
 pub mod raw;
 mod routes;
 mod webhooks;
-
-use std::fmt;
 
 use crate::apikeys::ApiKeys;
 use crate::correlation::Correlation;
@@ -29,35 +28,13 @@ use raw::*;
 
 pub use crate::apikeys::KeyStatus;
 pub use api_keys::{compile_key, key_service_answer};
+pub use error::ConfigError;
 pub use forward::Forward;
 pub use providers::{KeySource, Provider, RemoteJwks, MAX_CLOCK_SKEW_S};
 pub use raw::Unmatched;
 pub use routes::{AuthRequirements, Binding, McpRules, Piece, Requirement, Route, DEFAULT_MCP_BODY_BYTES, MAX_MCP_BODY_BYTES};
 pub use webhooks::MAX_WEBHOOK_TOLERANCE_S;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError { path: path.into(), message: message.into() }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// A compiled configuration: everything a request needs, resolved and indexed.
 #[derive(Debug)]

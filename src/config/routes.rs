@@ -27,9 +27,9 @@ pub struct Route {
 /// `routes[].mcp`, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct McpRules {
-    pub tools: crate::mcp::ScopeTemplate,
-    pub prompts: Option<crate::mcp::ScopeTemplate>,
-    pub resources: Option<crate::mcp::ScopeTemplate>,
+    pub tools: crate::mcp::scope::ScopeTemplate,
+    pub prompts: Option<crate::mcp::scope::ScopeTemplate>,
+    pub resources: Option<crate::mcp::scope::ScopeTemplate>,
     pub max_body_bytes: u64,
     /// Insufficient scope on `tools/call` answers 403 with a step-up challenge instead of a
     /// tool error.
@@ -203,7 +203,7 @@ pub(super) fn compile_route(path: &str, r: RawRoute, ctx: &RouteContext<'_>) -> 
 }
 
 pub(super) fn compile_mcp(path: &str, raw: RawMcp) -> Result<McpRules, ConfigError> {
-    use crate::mcp::ScopeTemplate;
+    use crate::mcp::scope::ScopeTemplate;
     let template = |field: &str, text: &str, variable: &str| ScopeTemplate::parse(text, variable).map_err(|e| ConfigError::new(format!("{path}.{field}"), e));
     let tools = template("tools", raw.tools.as_deref().unwrap_or("tools:{name}"), "name")?;
     let prompts = raw.prompts.as_deref().map(|t| template("prompts", t, "name")).transpose()?;

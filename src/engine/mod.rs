@@ -1,6 +1,6 @@
 //! The decision: a request as plain data in, allow (with header changes) or a response out.
 //! Here the types and the pipeline; each step is a module of its own (`authenticate`,
-//! `authorize`, `forward`, `reply`).
+//! `authorize`, `forward`); what the filter answers itself is `crate::reply`.
 //!
 //! Checks run in the order of docs/configuration.md ("Order of checks"): route match;
 //! authentication (every presented credential, and the route's accepted kinds); then
@@ -9,7 +9,6 @@
 mod authenticate;
 mod authorize;
 mod forward;
-mod reply;
 
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -26,8 +25,8 @@ use crate::routes::{self, strip_query};
 use authenticate::authenticate;
 use authorize::authorize;
 use forward::forward;
-use reply::{add_correlation, deny};
-pub use reply::{deny_response, is_grpc};
+use crate::reply::{self, add_correlation};
+pub use crate::reply::{deny_response, is_grpc};
 
 /// A request as the core sees it. Header names are lower-case.
 #[derive(Debug, Clone, Copy)]
@@ -335,3 +334,7 @@ fn find_route<'c, 'p>(cfg: &'c Config, method: &str, path: &'p str, router: &Rou
     })
 }
 
+fn deny(cfg: &Config, route: Option<usize>, denial: Denial, correlation: Option<String>, grpc: bool) -> Decision {
+    let response = reply::respond(cfg, route, &denial, correlation.as_deref(), grpc);
+    Decision::Deny(Deny { denial, response, route, correlation })
+}

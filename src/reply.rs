@@ -1,12 +1,12 @@
 //! What the filter answers itself: a denial rendered in the route's error format, with its
-//! challenge and correlation id, the gRPC way for a gRPC request.
+//! challenge and correlation id, the gRPC way for a gRPC request. The engine, MCP judging and
+//! the glue answer through it.
 
-use super::{Decision, Deny};
 use crate::config::Config;
 use crate::credentials::Headers;
 use crate::deny::{self, ChallengeInfo, Denial, LocalResponse};
 
-pub(super) fn add_correlation(cfg: &Config, headers: &mut Vec<(String, String)>, cid: Option<&str>) {
+pub(crate) fn add_correlation(cfg: &Config, headers: &mut Vec<(String, String)>, cid: Option<&str>) {
     if let (Some(c), Some(id)) = (&cfg.correlation, cid) {
         headers.push((c.header.clone(), id.to_string()));
     }
@@ -39,7 +39,7 @@ pub fn is_grpc(headers: &Headers<'_>) -> bool {
     }
 }
 
-fn respond(cfg: &Config, route: Option<usize>, denial: &Denial, cid: Option<&str>, grpc: bool) -> LocalResponse {
+pub(crate) fn respond(cfg: &Config, route: Option<usize>, denial: &Denial, cid: Option<&str>, grpc: bool) -> LocalResponse {
     let format_index = route.and_then(|i| cfg.routes.get(i)).map_or(cfg.default_format, |r| r.format);
     let fallback = deny::ErrorFormat::builtin(deny::Builtin::Detail);
     let format = cfg.formats.get(format_index).unwrap_or(&fallback);
@@ -47,9 +47,4 @@ fn respond(cfg: &Config, route: Option<usize>, denial: &Denial, cid: Option<&str
     let mut response = deny::render_for(denial, format, challenge, grpc);
     add_correlation(cfg, &mut response.headers, cid);
     response
-}
-
-pub(super) fn deny(cfg: &Config, route: Option<usize>, denial: Denial, correlation: Option<String>, grpc: bool) -> Decision {
-    let response = respond(cfg, route, &denial, correlation.as_deref(), grpc);
-    Decision::Deny(Deny { denial, response, route, correlation })
 }
