@@ -22,6 +22,7 @@ pub mod mcp;
 pub mod metadata;
 pub mod overrides;
 pub mod principal;
+pub mod records;
 pub mod reply;
 pub mod routes;
 pub mod secret;
