@@ -61,7 +61,7 @@ test-host:
 	cargo test -p api-auth-cli
 
 # The core's tests again, built for wasm32-wasip1 (with SIMD, as the filter) and run inside V8
-# by node: the code paths only wasm takes (src/jwt/rsa_fast.rs) meet the Wycheproof vectors.
+# by node: the code paths only wasm takes (src/crypto/rsa_fast.rs) meet the Wycheproof vectors.
 test-wasm: wasm-target
 	@command -v node >/dev/null || { echo "test-wasm: node not found, the wasm run of the core tests is skipped"; exit 0; }; \
 	cargo test --release --target wasm32-wasip1 -p api-auth-filter -- --test-threads=1

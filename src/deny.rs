@@ -4,173 +4,98 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-/// Every way a request can be refused. The code (`as_str`) is stable: it appears in logs,
-/// stats, error bodies and configuration (`error_formats.*.reasons`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    CredentialsMissing,
-    CredentialsMalformed,
-    CredentialNotAccepted,
-    TokenExpired,
-    TokenNotYetValid,
-    TokenInvalid,
-    IssuerUnknown,
-    AudienceMismatch,
-    PartyNotAuthorized,
-    SessionPending,
-    KeyUnknown,
-    KeyRevoked,
-    KeyExpired,
-    PermissionDenied,
-    InsufficientScope,
-    RoleRequired,
-    OrganizationRequired,
-    OrganizationForbidden,
-    WorkspaceForbidden,
-    WorkspaceRequired,
-    SignatureInvalid,
-    BodyTooLarge,
-    RouteNotFound,
-    KeysUnavailable,
+/// Declares the reasons once: each row gives the variant, its stable code, its status and its
+/// default message, and the enum, `ALL`, `as_str`, `status` and `default_message` follow.
+macro_rules! reasons {
+    ($($(#[doc = $doc:literal])* $variant:ident = $code:literal, $status:literal, $message:expr;)*) => {
+        /// Every way a request can be refused. The code (`as_str`) is stable: it appears in logs,
+        /// stats, error bodies and configuration (`error_formats.*.reasons`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Reason {
+            pub const ALL: [Reason; [$(stringify!($variant)),*].len()] = [$(Reason::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $code,)*
+                }
+            }
+
+            pub fn status(self) -> u16 {
+                match self {
+                    $(Reason::$variant => $status,)*
+                }
+            }
+
+            pub fn default_message(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $message,)*
+                }
+            }
+        }
+    };
+}
+
+const CREDENTIALS: &str = "Could not validate credentials";
+
+reasons! {
+    CredentialsMissing = "credentials_missing", 401, CREDENTIALS;
+    CredentialsMalformed = "credentials_malformed", 401, CREDENTIALS;
+    CredentialNotAccepted = "credential_not_accepted", 401, CREDENTIALS;
+    TokenExpired = "token_expired", 401, CREDENTIALS;
+    TokenNotYetValid = "token_not_yet_valid", 401, CREDENTIALS;
+    TokenInvalid = "token_invalid", 401, CREDENTIALS;
+    IssuerUnknown = "issuer_unknown", 401, CREDENTIALS;
+    AudienceMismatch = "audience_mismatch", 401, CREDENTIALS;
+    PartyNotAuthorized = "party_not_authorized", 401, CREDENTIALS;
+    SessionPending = "session_pending", 401, CREDENTIALS;
+    KeyUnknown = "key_unknown", 401, CREDENTIALS;
+    KeyRevoked = "key_revoked", 401, CREDENTIALS;
+    KeyExpired = "key_expired", 401, CREDENTIALS;
+    PermissionDenied = "permission_denied", 403, "Permission denied: {permission}";
+    InsufficientScope = "insufficient_scope", 403, "Insufficient scope: {scope}";
+    RoleRequired = "role_required", 403, "Insufficient role";
+    OrganizationRequired = "organization_required", 403, "Organization required";
+    OrganizationForbidden = "organization_forbidden", 403, "Forbidden";
+    WorkspaceForbidden = "workspace_forbidden", 403, "Forbidden";
+    WorkspaceRequired = "workspace_required", 400, "Workspace required";
+    SignatureInvalid = "signature_invalid", 401, "Invalid signature";
+    BodyTooLarge = "body_too_large", 413, "Payload too large";
+    RouteNotFound = "route_not_found", 404, "Not found";
+    KeysUnavailable = "keys_unavailable", 503, "Service unavailable";
     /// The `:path` still holds what Envoy's path normalisation removes: the filter would not
     /// judge the path the router routes.
-    PathNotNormalized,
+    PathNotNormalized = "path_not_normalized", 400, "Bad request";
     /// A method with a lower-case letter: methods are case-sensitive, and `get` is not `GET`.
-    MethodInvalid,
+    MethodInvalid = "method_invalid", 400, "Bad request";
     /// A token from a cookie on an unsafe method without an allowed `Origin`: a browser sends
     /// cookies without its user's intent (cross-site request forgery).
-    OriginForbidden,
+    OriginForbidden = "origin_forbidden", 403, "Forbidden";
     /// An MCP route's body is not one strict JSON text (JSON-RPC -32700).
-    McpParseError,
+    McpParseError = "mcp_parse_error", 400, "Parse error";
     /// An MCP route's body is JSON but not one JSON-RPC 2.0 message the filter judges (-32600).
-    McpInvalidRequest,
+    McpInvalidRequest = "mcp_invalid_request", 400, "Invalid Request";
     /// `Mcp-Method` or `Mcp-Name` disagrees with the body.
-    McpHeaderMismatch,
+    McpHeaderMismatch = "mcp_header_mismatch", 400, "Mcp-Method or Mcp-Name does not match the body";
     /// A method or path override header, with `forward.override_headers.action: "refuse"`.
-    OverrideHeaderRefused,
+    OverrideHeaderRefused = "override_header_refused", 400, "Bad request";
     /// A forwarded list field holds an item the header cannot carry as one item
     /// (`principal::list_item_ok`).
-    IdentityUnforwardable,
+    IdentityUnforwardable = "identity_unforwardable", 401, CREDENTIALS;
+    /// Envoy would not give what the decision needs (headers, a body) or take what it made (a
+    /// header, filter state): never guessed, so refused.
+    HostError = "host_error", 503, "Service unavailable";
+    /// A request reached a filter whose configuration did not load: no format to render in,
+    /// so the default one.
+    Unconfigured = "unconfigured", 503, "Service unavailable";
 }
 
 impl Reason {
-    pub const ALL: [Reason; 32] = [
-        Reason::CredentialsMissing,
-        Reason::CredentialsMalformed,
-        Reason::CredentialNotAccepted,
-        Reason::TokenExpired,
-        Reason::TokenNotYetValid,
-        Reason::TokenInvalid,
-        Reason::IssuerUnknown,
-        Reason::AudienceMismatch,
-        Reason::PartyNotAuthorized,
-        Reason::SessionPending,
-        Reason::KeyUnknown,
-        Reason::KeyRevoked,
-        Reason::KeyExpired,
-        Reason::PermissionDenied,
-        Reason::InsufficientScope,
-        Reason::RoleRequired,
-        Reason::OrganizationRequired,
-        Reason::OrganizationForbidden,
-        Reason::WorkspaceForbidden,
-        Reason::WorkspaceRequired,
-        Reason::SignatureInvalid,
-        Reason::BodyTooLarge,
-        Reason::RouteNotFound,
-        Reason::KeysUnavailable,
-        Reason::PathNotNormalized,
-        Reason::MethodInvalid,
-        Reason::OriginForbidden,
-        Reason::McpParseError,
-        Reason::McpInvalidRequest,
-        Reason::McpHeaderMismatch,
-        Reason::OverrideHeaderRefused,
-        Reason::IdentityUnforwardable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::CredentialsMissing => "credentials_missing",
-            Reason::CredentialsMalformed => "credentials_malformed",
-            Reason::CredentialNotAccepted => "credential_not_accepted",
-            Reason::TokenExpired => "token_expired",
-            Reason::TokenNotYetValid => "token_not_yet_valid",
-            Reason::TokenInvalid => "token_invalid",
-            Reason::IssuerUnknown => "issuer_unknown",
-            Reason::AudienceMismatch => "audience_mismatch",
-            Reason::PartyNotAuthorized => "party_not_authorized",
-            Reason::SessionPending => "session_pending",
-            Reason::KeyUnknown => "key_unknown",
-            Reason::KeyRevoked => "key_revoked",
-            Reason::KeyExpired => "key_expired",
-            Reason::PermissionDenied => "permission_denied",
-            Reason::InsufficientScope => "insufficient_scope",
-            Reason::RoleRequired => "role_required",
-            Reason::OrganizationRequired => "organization_required",
-            Reason::OrganizationForbidden => "organization_forbidden",
-            Reason::WorkspaceForbidden => "workspace_forbidden",
-            Reason::WorkspaceRequired => "workspace_required",
-            Reason::SignatureInvalid => "signature_invalid",
-            Reason::BodyTooLarge => "body_too_large",
-            Reason::RouteNotFound => "route_not_found",
-            Reason::KeysUnavailable => "keys_unavailable",
-            Reason::PathNotNormalized => "path_not_normalized",
-            Reason::MethodInvalid => "method_invalid",
-            Reason::OriginForbidden => "origin_forbidden",
-            Reason::McpParseError => "mcp_parse_error",
-            Reason::McpInvalidRequest => "mcp_invalid_request",
-            Reason::McpHeaderMismatch => "mcp_header_mismatch",
-            Reason::OverrideHeaderRefused => "override_header_refused",
-            Reason::IdentityUnforwardable => "identity_unforwardable",
-        }
-    }
-
     pub fn parse(code: &str) -> Option<Reason> {
         Reason::ALL.iter().copied().find(|r| r.as_str() == code)
-    }
-
-    pub fn status(self) -> u16 {
-        match self {
-            Reason::PermissionDenied
-            | Reason::InsufficientScope
-            | Reason::RoleRequired
-            | Reason::OrganizationRequired
-            | Reason::OrganizationForbidden
-            | Reason::WorkspaceForbidden
-            | Reason::OriginForbidden => 403,
-            Reason::WorkspaceRequired
-            | Reason::PathNotNormalized
-            | Reason::MethodInvalid
-            | Reason::McpParseError
-            | Reason::McpInvalidRequest
-            | Reason::McpHeaderMismatch
-            | Reason::OverrideHeaderRefused => 400,
-            Reason::BodyTooLarge => 413,
-            Reason::RouteNotFound => 404,
-            Reason::KeysUnavailable => 503,
-            _ => 401,
-        }
-    }
-
-    pub fn default_message(self) -> &'static str {
-        match self {
-            Reason::PermissionDenied => "Permission denied: {permission}",
-            Reason::InsufficientScope => "Insufficient scope: {scope}",
-            Reason::RoleRequired => "Insufficient role",
-            Reason::OrganizationRequired => "Organization required",
-            Reason::OrganizationForbidden | Reason::WorkspaceForbidden | Reason::OriginForbidden => "Forbidden",
-            Reason::WorkspaceRequired => "Workspace required",
-            Reason::SignatureInvalid => "Invalid signature",
-            Reason::BodyTooLarge => "Payload too large",
-            Reason::RouteNotFound => "Not found",
-            Reason::KeysUnavailable => "Service unavailable",
-            Reason::PathNotNormalized | Reason::MethodInvalid | Reason::OverrideHeaderRefused => "Bad request",
-            Reason::McpParseError => "Parse error",
-            Reason::McpInvalidRequest => "Invalid Request",
-            Reason::McpHeaderMismatch => "Mcp-Method or Mcp-Name does not match the body",
-            _ => "Could not validate credentials",
-        }
     }
 
     /// A 401 caused by a credential that was presented (as opposed to none at all) tells the

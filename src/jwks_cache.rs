@@ -1,79 +1,13 @@
-//! The JWKS cache that all of Envoy's workers share, as plain data and rules.
+//! The JWKS cache that all of Envoy's workers share: when to fetch, who fetches, how long to
+//! back off, as plain data and rules.
 //!
 //! Each worker runs its own wasm VM. The fetched JWKS lives once in proxy-wasm shared data, with
 //! a small lease record that one worker takes (compare-and-swap) before it fetches, so there is
 //! one fetch per refresh for the whole process. Every VM keeps a parsed copy, keyed by the
 //! version number of the shared document. The host module moves bytes; this module decides.
-//!
-//! Records (all integers big-endian):
-//! - `<key>/ver`: version (u64). Read every tick: cheap to copy.
-//! - `<key>/data`: version (u64), fetched-at ms (u64), then the JWKS document.
-//! - `<key>/lease`: held-until ms (u64), not-before ms (u64), consecutive failures (u32),
-//!   refetch-wanted-at ms (u64; an unknown `kid` was seen).
+//! The records' formats are in `records`.
 
-/// Everything in milliseconds since the Unix epoch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Lease {
-    pub held_until: u64,
-    pub not_before: u64,
-    pub failures: u32,
-    pub refetch_wanted: u64,
-}
-
-impl Lease {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(28);
-        out.extend_from_slice(&self.held_until.to_be_bytes());
-        out.extend_from_slice(&self.not_before.to_be_bytes());
-        out.extend_from_slice(&self.failures.to_be_bytes());
-        out.extend_from_slice(&self.refetch_wanted.to_be_bytes());
-        out
-    }
-
-    /// A missing or damaged record reads as a free lease.
-    pub fn decode(bytes: Option<&[u8]>) -> Lease {
-        let Some(b) = bytes else { return Lease::default() };
-        match (u64_at(b, 0), u64_at(b, 8), u32_at(b, 16), u64_at(b, 20)) {
-            (Some(held_until), Some(not_before), Some(failures), Some(refetch_wanted)) => {
-                Lease { held_until, not_before, failures, refetch_wanted }
-            }
-            _ => Lease::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Document<'a> {
-    pub version: u64,
-    pub fetched_at: u64,
-    pub jwks: &'a [u8],
-}
-
-pub fn encode_document(version: u64, fetched_at: u64, jwks: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + jwks.len());
-    out.extend_from_slice(&version.to_be_bytes());
-    out.extend_from_slice(&fetched_at.to_be_bytes());
-    out.extend_from_slice(jwks);
-    out
-}
-
-pub fn decode_document(b: &[u8]) -> Option<Document<'_>> {
-    Some(Document { version: u64_at(b, 0)?, fetched_at: u64_at(b, 8)?, jwks: b.get(16..)? })
-}
-
-pub fn decode_version(b: Option<&[u8]>) -> u64 {
-    b.and_then(|b| u64_at(b, 0)).unwrap_or(0)
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    let bytes: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
-    Some(u64::from_be_bytes(bytes))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    let bytes: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-    Some(u32::from_be_bytes(bytes))
-}
+use crate::records::Lease;
 
 /// Timing of one remote JWKS, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,19 +59,6 @@ mod tests {
     use super::*;
 
     const T: Timing = Timing { timeout: 1500, refresh: 300_000, min_refetch: 30_000 };
-
-    #[test]
-    fn records_round_trip_and_damage_reads_as_free() {
-        let l = Lease { held_until: 1, not_before: 2, failures: 3, refetch_wanted: 4 };
-        assert_eq!(Lease::decode(Some(&l.encode())), l);
-        assert_eq!(Lease::decode(Some(&[1, 2, 3])), Lease::default());
-        assert_eq!(Lease::decode(None), Lease::default());
-        let d = encode_document(7, 99, b"{\"keys\":[]}");
-        assert_eq!(decode_document(&d), Some(Document { version: 7, fetched_at: 99, jwks: b"{\"keys\":[]}" }));
-        assert_eq!(decode_document(&[0; 10]), None);
-        assert_eq!(decode_version(Some(&7u64.to_be_bytes())), 7);
-        assert_eq!(decode_version(None), 0);
-    }
 
     #[test]
     fn when_to_fetch() {

@@ -6,9 +6,9 @@
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::error::ConfigError;
 use crate::credentials::Headers;
-use crate::engine::is_underscore_twin;
+use crate::text::is_underscore_twin;
 
 /// The override headers (lower-case), each with who honours it (docs/configuration.md).
 pub const OVERRIDE_HEADERS: [(&str, &str); 7] = [

@@ -8,6 +8,11 @@
 use std::ops::Deref;
 use std::rc::Rc;
 
+use crate::jwt::{self, ClaimPaths, Split};
+
+/// The kinds of credential, declared here once: the configuration's `credentials` words, the
+/// `kind` field (a forwarded header, filter state), the `allowed_by.<kind>` counters and
+/// `api-auth explain` all read them from `Kind::ALL` and `as_str`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Jwt,
@@ -15,11 +20,56 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Jwt, Kind::ApiKey];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Jwt => "jwt",
             Kind::ApiKey => "api_key",
         }
+    }
+
+    pub fn parse(word: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of credential kinds: those a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Kinds(u8);
+
+impl Kinds {
+    pub const NONE: Kinds = Kinds(0);
+
+    /// Every kind: a route that names none.
+    pub fn all() -> Kinds {
+        Kind::ALL.into_iter().fold(Kinds::NONE, Kinds::with)
+    }
+
+    pub fn with(self, kind: Kind) -> Kinds {
+        Kinds(self.0 | kind.bit())
+    }
+
+    pub fn contains(self, kind: Kind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether every kind of `self` is in `other`.
+    pub fn is_subset(self, other: Kinds) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// The kinds of the set, in `Kind::ALL` order.
+    pub fn iter(self) -> impl Iterator<Item = Kind> {
+        Kind::ALL.into_iter().filter(move |k| self.contains(*k))
     }
 }
 
@@ -187,6 +237,27 @@ impl Principal {
             workspace: None,
             claims: ClaimValues::default(),
         }
+    }
+
+    /// The principal a verified token's claims give: its fields at the provider's claim paths
+    /// (`paths`) and, of the other claims, only the values `forwarded` names (the
+    /// configuration's `claim:<path>` slots).
+    pub fn from_claims(claims: &serde_json::Value, provider: Text, paths: &ClaimPaths, full_access: bool, forwarded: &[Vec<String>]) -> Self {
+        let text = |found: Option<String>| found.map(Text::from);
+        let mut p = Principal::new(Kind::Jwt);
+        p.provider = Some(provider);
+        p.subject = text(jwt::first_string(claims, &paths.subject));
+        p.email = text(jwt::first_string(claims, &paths.email));
+        p.name = text(jwt::first_string(claims, &paths.name));
+        p.organization = text(jwt::first_string(claims, &paths.organization));
+        p.organizations = jwt::first_list(claims, &paths.organizations, Split::Comma).into();
+        p.workspaces = jwt::first_list(claims, &paths.workspaces, Split::None).into();
+        p.roles = jwt::first_list(claims, &paths.roles, Split::None).into();
+        p.permissions = jwt::first_list(claims, &paths.permissions, Split::Comma).into();
+        p.scopes = jwt::first_list(claims, &paths.scopes, Split::Whitespace).into();
+        p.full_access = full_access;
+        p.claims = ClaimValues::extract(claims, forwarded);
+        p
     }
 
     /// Whether each of `fields` reaches the upstream as the principal has it: no list among

@@ -6,91 +6,80 @@
 //! dots become underscores: `api_auth_denied_token_expired`.
 
 use crate::deny::Reason;
+use crate::principal::Kind;
 
 pub const PREFIX: &str = "api_auth";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Counter {
-    /// Requests let through to the upstream (webhooks: once their signature verified).
-    Allowed,
-    /// The same, by the kind of credential that defined the principal; `public`: none (a
-    /// public route, or `unmatched: allow`). Envoy's tag extraction makes `kind` a label.
-    AllowedJwt,
-    AllowedApiKey,
-    AllowedPublic,
-    /// Requests answered with a denial, by reason.
-    Denied(Reason),
-    /// RFC 9728 metadata documents served by the filter.
-    MetadataServed,
-    /// Requests refused because the host could not be read (headers, body): 503.
-    HostError,
-    JwksFetchOk,
-    JwksFetchFailed,
-    /// Calls made to the key service.
-    KeyLookup,
-    /// Key-service calls that failed (could not start, error status, garbage).
-    KeyLookupFailed,
-    /// Key-service answers found in (or missing from) the shared cache.
-    KeyCacheHit,
-    KeyCacheMiss,
-    /// Token signatures found in (or missing from) the verified-token cache.
-    TokenCacheHit,
-    TokenCacheMiss,
+/// Declares the counters once: each row gives the variant and the name Envoy shows (after
+/// `api_auth.`); the enum, its index order and `name` follow. One counter per credential kind
+/// and one per reason come after.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $variant:ident = $leaf:literal;)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Counter {
+            $($(#[doc = $doc])* $variant,)*
+            /// Requests let through, by the kind of credential that defined the principal.
+            /// Envoy's tag extraction makes `kind` a label.
+            AllowedBy(Kind),
+            /// Requests answered with a denial, by reason.
+            Denied(Reason),
+        }
+
+        const FIXED: [Counter; [$(stringify!($variant)),*].len()] = [$(Counter::$variant,)*];
+
+        impl Counter {
+            /// The stat name, without Envoy's `wasmcustom.` namespace.
+            pub fn name(self) -> String {
+                match self {
+                    $(Counter::$variant => format!("{PREFIX}.{}", $leaf),)*
+                    Counter::AllowedBy(k) => format!("{PREFIX}.allowed_by.{}", k.as_str()),
+                    Counter::Denied(r) => format!("{PREFIX}.denied.{}", r.as_str()),
+                }
+            }
+        }
+    };
 }
 
-const FIXED: [Counter; 14] = [
-    Counter::Allowed,
-    Counter::AllowedJwt,
-    Counter::AllowedApiKey,
-    Counter::AllowedPublic,
-    Counter::MetadataServed,
-    Counter::HostError,
-    Counter::JwksFetchOk,
-    Counter::JwksFetchFailed,
-    Counter::KeyLookup,
-    Counter::KeyLookupFailed,
-    Counter::KeyCacheHit,
-    Counter::KeyCacheMiss,
-    Counter::TokenCacheHit,
-    Counter::TokenCacheMiss,
-];
+counters! {
+    /// Requests let through to the upstream (webhooks: once their signature verified).
+    Allowed = "allowed";
+    /// The same without a credential (a public route, or `unmatched: allow`), beside the
+    /// `AllowedBy` kinds.
+    AllowedPublic = "allowed_by.public";
+    /// RFC 9728 metadata documents served by the filter.
+    MetadataServed = "metadata_served";
+    /// Requests refused because the host could not be read (headers, body): 503. The same
+    /// count as `denied.host_error`, kept under the name dashboards know.
+    HostError = "host_error";
+    JwksFetchOk = "jwks_fetch_ok";
+    JwksFetchFailed = "jwks_fetch_failed";
+    /// Calls made to the key service.
+    KeyLookup = "key_lookup";
+    /// Key-service calls that failed (could not start, error status, garbage).
+    KeyLookupFailed = "key_lookup_failed";
+    /// Key-service answers found in (or missing from) the shared cache.
+    KeyCacheHit = "key_cache_hit";
+    KeyCacheMiss = "key_cache_miss";
+    /// Token signatures found in (or missing from) the verified-token cache.
+    TokenCacheHit = "token_cache_hit";
+    TokenCacheMiss = "token_cache_miss";
+}
 
 /// How many counters there are.
-pub const COUNT: usize = FIXED.len() + Reason::ALL.len();
+pub const COUNT: usize = FIXED.len() + Kind::ALL.len() + Reason::ALL.len();
 
 impl Counter {
     /// Every counter, in index order.
     pub fn all() -> impl Iterator<Item = Counter> {
-        FIXED.into_iter().chain(Reason::ALL.into_iter().map(Counter::Denied))
+        FIXED.into_iter().chain(Kind::ALL.into_iter().map(Counter::AllowedBy)).chain(Reason::ALL.into_iter().map(Counter::Denied))
     }
 
     pub fn index(self) -> usize {
         match self {
-            Counter::Denied(r) => FIXED.len() + Reason::ALL.iter().position(|x| *x == r).unwrap_or(0),
+            Counter::AllowedBy(k) => FIXED.len() + Kind::ALL.iter().position(|x| *x == k).unwrap_or(0),
+            Counter::Denied(r) => FIXED.len() + Kind::ALL.len() + Reason::ALL.iter().position(|x| *x == r).unwrap_or(0),
             fixed => FIXED.iter().position(|x| *x == fixed).unwrap_or(0),
         }
-    }
-
-    /// The stat name, without Envoy's `wasmcustom.` namespace.
-    pub fn name(self) -> String {
-        let leaf = match self {
-            Counter::Allowed => "allowed",
-            Counter::AllowedJwt => "allowed_by.jwt",
-            Counter::AllowedApiKey => "allowed_by.api_key",
-            Counter::AllowedPublic => "allowed_by.public",
-            Counter::Denied(r) => return format!("{PREFIX}.denied.{}", r.as_str()),
-            Counter::MetadataServed => "metadata_served",
-            Counter::HostError => "host_error",
-            Counter::JwksFetchOk => "jwks_fetch_ok",
-            Counter::JwksFetchFailed => "jwks_fetch_failed",
-            Counter::KeyLookup => "key_lookup",
-            Counter::KeyLookupFailed => "key_lookup_failed",
-            Counter::KeyCacheHit => "key_cache_hit",
-            Counter::KeyCacheMiss => "key_cache_miss",
-            Counter::TokenCacheHit => "token_cache_hit",
-            Counter::TokenCacheMiss => "token_cache_miss",
-        };
-        format!("{PREFIX}.{leaf}")
     }
 }
 

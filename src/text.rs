@@ -49,6 +49,15 @@ pub fn is_header_token(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Whether `name` reads as `guarded` (lower-case) once `_` is read as `-`, in any case.
+pub fn is_underscore_twin(name: &str, guarded: &str) -> bool {
+    name.len() == guarded.len()
+        && name.bytes().zip(guarded.bytes()).all(|(n, g)| {
+            let n = if n == b'_' { b'-' } else { n.to_ascii_lowercase() };
+            n == g
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -350,3 +350,30 @@ fn the_repository_documents_point_into_the_repository() {
         }
     }
 }
+
+/// fuzz/ reads the reference independently of the code it checks: it must cite the reference
+/// that ships (docs/configuration.md), not a document the repository no longer has.
+#[test]
+fn fuzz_cites_the_reference_that_ships() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "target" && n != "corpus" && n != "artifacts") {
+                    walk(&path, out);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "py" || e == "md") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz"), &mut files);
+    assert!(files.iter().any(|f| f.ends_with("src/lib.rs")), "fuzz/src/lib.rs not found among {files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for gone in ["CONFIG.md", "shared/design"] {
+            assert!(!text.contains(gone), "{} cites {gone}: cite docs/configuration.md", file.display());
+        }
+    }
+}

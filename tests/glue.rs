@@ -309,6 +309,20 @@ fn headers_the_host_will_not_give_are_refused_never_passed() {
     assert_eq!(w.on_request_headers(1, true), Action::Pause);
     assert_eq!(answer_status(&w, 1), Some(503));
     assert_eq!(w.pending_count(api_auth_filter::stats::Counter::HostError), 1);
+    assert_eq!(w.pending_count(api_auth_filter::stats::Counter::Denied(api_auth_filter::deny::Reason::HostError)), 1);
+    assert_eq!(w.host.request(1).details, Some(("api_auth.host_error".to_string(), None)), "an honest reason");
+}
+
+#[test]
+fn a_request_without_a_configuration_is_refused_with_the_documented_bytes() {
+    let host = MockHost::new(NOW_MS);
+    host.start(1, "GET", "/api/x", &[]);
+    assert_eq!(api_auth_filter::glue::stream::refuse_unconfigured(&host), Action::Pause);
+    let (status, headers, body) = host.request(1).answered.expect("answered");
+    assert_eq!(status, 503);
+    assert_eq!(headers, vec![("content-type".to_string(), "application/json".to_string())]);
+    assert_eq!(body, br#"{"detail":"Service unavailable"}"#);
+    assert_eq!(host.request(1).details, Some(("api_auth.unconfigured".to_string(), None)));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Hand-rolled argument parsing: `--name value`, `--name=value`, `-H value`, `-Hvalue`, `--`
 //! (everything after is positional) and `-` (a positional: standard input).
 
-use crate::util::Failure;
+use crate::failure::Failure;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Arg {

@@ -4,7 +4,8 @@ use api_auth_filter::config::{Config, KeySource, Route, Unmatched};
 use api_auth_filter::routes::PathPattern;
 
 use crate::args::{self, Arg, Parser};
-use crate::util::{self, Failure, VmEnv};
+use crate::failure::Failure;
+use crate::util::{self, VmEnv};
 
 pub const HELP: &str = concat!(
     "\
@@ -122,8 +123,7 @@ fn weaker_than(r: &Route, bound: &Route) -> bool {
         (Some(ap), Some(bp)) => ap.iter().any(|p| !bp.contains(p)),
         _ => false,
     };
-    (a.accept_jwt && !b.accept_jwt)
-        || (a.accept_api_key && !b.accept_api_key)
+    !a.kinds.is_subset(b.kinds)
         || providers_wider
         || b.permissions.iter().any(|p| !a.permissions.contains(p))
         || b.scopes.iter().any(|s| !a.scopes.contains(s))

@@ -13,7 +13,8 @@ use api_auth_filter::routes::strip_query;
 use serde_json::{json, Map, Value};
 
 use crate::args::{self, Arg, Parser};
-use crate::util::{self, err, Failure, VmEnv};
+use crate::failure::{err, Failure};
+use crate::util::{self, VmEnv};
 
 pub const HELP: &str = concat!(
     "\
@@ -542,13 +543,7 @@ fn requirement_text(r: &Requirement) -> &str {
 }
 
 fn requirements(cfg: &Config, auth: &AuthRequirements) -> (Value, Vec<String>) {
-    let mut kinds = Vec::new();
-    if auth.accept_jwt {
-        kinds.push("jwt");
-    }
-    if auth.accept_api_key {
-        kinds.push("api_key");
-    }
+    let kinds: Vec<&str> = auth.kinds.iter().map(|k| k.as_str()).collect();
     let providers: Option<Vec<&str>> =
         auth.providers.as_ref().map(|l| l.iter().filter_map(|i| cfg.providers.get(*i)).map(|p| p.name.as_str()).collect());
     let permissions: Vec<&str> = auth.permissions.iter().map(requirement_text).collect();

@@ -11,8 +11,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::args::{self, Arg, Parser};
+use crate::failure::{err, Failure};
 use crate::keys::{take_key_flag, DemoKey, DEMO_ISSUER};
-use crate::util::{self, err, Failure};
+use crate::util;
 
 pub const HELP: &str = "\
 Usage: api-auth demo-issuer [--port N] [--key FILE] [--kid K] [--iss URL] [--keys FILE]

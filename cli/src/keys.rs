@@ -10,7 +10,8 @@ use jwt_simple::algorithms::RS256KeyPair;
 use serde_json::{json, Map, Value};
 
 use crate::args::{self, Arg, Parser};
-use crate::util::{self, err, Failure};
+use crate::failure::{err, Failure};
+use crate::util;
 
 /// The issuer of demo tokens unless `--iss` says otherwise; `make run`'s provider uses it.
 pub const DEMO_ISSUER: &str = "https://demo-issuer.local";

@@ -10,6 +10,7 @@
 mod args;
 mod check;
 mod explain;
+mod failure;
 mod issuer;
 mod keys;
 mod util;
@@ -17,7 +18,7 @@ mod webhook;
 
 use std::process::ExitCode;
 
-use util::Failure;
+use failure::Failure;
 
 const USAGE: &str = "\
 api-auth: the command-line companion of api-auth-filter

@@ -5,16 +5,8 @@ use std::path::Path;
 
 use api_auth_filter::config::{Config, ConfigError};
 
-pub enum Failure {
-    /// Bad command line: exit 2.
-    Usage(String),
-    /// The command could not do its job: exit 1.
-    Error(String),
-}
-
-pub fn err(msg: impl Into<String>) -> Failure {
-    Failure::Error(msg.into())
-}
+use crate::args::{self, Parser};
+use crate::failure::{err, Failure};
 
 /// Writes to stdout; false when it could not (a closed pipe is not worth a panic).
 pub fn print_out(text: &str) -> bool {
@@ -72,7 +64,7 @@ macro_rules! env_help {
 
 impl VmEnv {
     /// Takes `--env` and `--any-env`; false when the flag is not one of them.
-    pub fn take(&mut self, flag: &str, inline: Option<String>, p: &mut crate::args::Parser) -> Result<bool, Failure> {
+    pub fn take(&mut self, flag: &str, inline: Option<String>, p: &mut Parser) -> Result<bool, Failure> {
         match flag {
             "--env" | "-e" => {
                 let v = p.value(flag, inline)?;
@@ -84,7 +76,7 @@ impl VmEnv {
                 Ok(true)
             }
             "--any-env" => {
-                crate::args::no_value(flag, inline)?;
+                args::no_value(flag, inline)?;
                 self.any = true;
                 Ok(true)
             }

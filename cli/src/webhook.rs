@@ -8,7 +8,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::args::{self, Arg, Parser};
-use crate::util::{self, err, Failure};
+use crate::failure::{err, Failure};
+use crate::util;
 
 pub const HELP: &str = "\
 Usage: api-auth sign-webhook (--secret S | --secret-env NAME) [options] BODY_FILE|-

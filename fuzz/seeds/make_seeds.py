@@ -227,7 +227,7 @@ routes_seeds = [
     "/v1/\n/v1/anything?x=1\nGET\nget",
     "/api/v1/bots\n/api/v1/bots/42\nGET\nGET",
     "/v1/.well-known/oauth-protected-resource\n/v1/.well-known/oauth-protected-resource\nGET\nGET",
-    # Route matching judges the request the upstream serves (CONFIG.md): parameters, trailing
+    # Route matching judges the request the upstream serves (docs/configuration.md): parameters, trailing
     # slashes, segment-boundary prefixes, HEAD as GET, lower-case methods.
     "/api/admin/\n/api/admin;x/users\n\nGET",
     "/v1/admin\n/v1/admin;/settings\n\nGET",

@@ -67,7 +67,7 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// CONFIG.md's "Route matching", read independently of src/routes.rs and src/engine.rs: the
+/// docs/configuration.md's "Route matching", read independently of src/routes.rs and src/engine/mod.rs: the
 /// targets compute with it what a request's canonical form is and which route judges it, and
 /// compare with what the filter does. Nothing here calls the code under test.
 pub mod model {
@@ -175,7 +175,7 @@ pub mod model {
         Rest(String),
     }
 
-    /// CONFIG.md's template grammar: `/`-separated segments, each a literal without braces,
+    /// docs/configuration.md's template grammar: `/`-separated segments, each a literal without braces,
     /// `{name}` or, as the last one only, `{name...}`; names plain (letters, digits, `_`, `-`)
     /// and distinct.
     pub fn read_template(t: &str) -> Option<Vec<Part>> {

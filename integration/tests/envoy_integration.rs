@@ -285,23 +285,6 @@ fn the_rate_limit_is_per_key_and_keyed_on_the_filters_verdict() {
     check(&d.envoy, problems);
 }
 
-/// The value of the Prometheus sample `name{labels}` (exactly those labels), once it reads `want`
-/// (the filter flushes its counters on its timer).
-fn prometheus_sample(envoy: &Envoy, sample: &str, want: u64) -> Result<(), String> {
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = envoy.admin("/stats/prometheus");
-        let value = text.lines().find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' '))).and_then(|v| v.trim().parse::<u64>().ok());
-        if value == Some(want) {
-            return Ok(());
-        }
-        if Instant::now() > end {
-            return Err(format!("{sample} = {value:?}, want {want}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn counters_carry_reason_and_kind_labels_in_prometheus() {
     let d = demo();
@@ -334,7 +317,7 @@ fn counters_carry_reason_and_kind_labels_in_prometheus() {
         ("api_auth_allowed_by{kind=\"public\"}", 0),
         ("api_auth_allowed{}", 4),
     ] {
-        if let Err(e) = prometheus_sample(&d.envoy, sample, want) {
+        if let Err(e) = d.envoy.prometheus_reaches(sample, want) {
             problems.push(e);
         }
     }

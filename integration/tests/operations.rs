@@ -5,27 +5,6 @@ use std::time::{Duration, Instant};
 
 use api_auth_integration::*;
 
-/// Waits for a Prometheus sample line `name{} value` (or `name value`) to show `want`, once it reaches `want` (the filter
-/// flushes its counters on its timer).
-fn prometheus_reaches(envoy: &Envoy, name: &str, want: u64) -> Result<(), String> {
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = envoy.admin("/stats/prometheus");
-        let value = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix("{} ").or_else(|| rest.strip_prefix(' '))))
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if value == Some(want) {
-            return Ok(());
-        }
-        if Instant::now() > end {
-            return Err(format!("{name} = {value:?}, want {want}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn counters_in_prometheus_and_denial_log_lines_on_demand() {
     let mut cfg = example("002");
@@ -50,7 +29,7 @@ fn counters_in_prometheus_and_denial_log_lines_on_demand() {
         ("api_auth_denied_route_not_found", 1),
         ("api_auth_denied_token_expired", 0),
     ] {
-        if let Err(e) = prometheus_reaches(&envoy, name, want) {
+        if let Err(e) = envoy.prometheus_reaches(name, want) {
             problems.push(e);
         }
     }

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::config::RemoteJwks;
-use crate::jwks_cache::{self as cache, Lease};
+use crate::jwks_cache as cache;
+use crate::records::{self, Lease};
 use crate::jwt::KeySet;
 use crate::stats::Counter;
 
@@ -53,11 +54,11 @@ impl<H: Host> Worker<H> {
         let Some((remote, local_version, _)) = self.remote(i) else { return };
         let key = &remote.cache_key;
         let shared = self.host.shared_get(&format!("{key}/ver")).ok().and_then(|(v, _)| v);
-        if cache::decode_version(shared.as_deref()) <= local_version {
+        if records::decode_version(shared.as_deref()) <= local_version {
             return;
         }
         let Ok((Some(bytes), _)) = self.host.shared_get(&format!("{key}/data")) else { return };
-        let Some(doc) = cache::decode_document(&bytes) else { return };
+        let Some(doc) = records::decode_document(&bytes) else { return };
         // Only documents that parsed when stored are stored; should one not parse here, the
         // keys in hand are kept.
         match remote.parse_keys(doc.jwks) {
@@ -149,8 +150,8 @@ impl<H: Host> Worker<H> {
                 let (kept, skipped) = (set.len(), set.skipped);
                 let ver_key = format!("{}/ver", remote.cache_key);
                 let shared = self.host.shared_get(&ver_key).ok().and_then(|(v, _)| v);
-                let version = cache::decode_version(shared.as_deref()) + 1;
-                let stored = self.host.shared_set(&format!("{}/data", remote.cache_key), &cache::encode_document(version, now, &b), None).is_ok()
+                let version = records::decode_version(shared.as_deref()) + 1;
+                let stored = self.host.shared_set(&format!("{}/data", remote.cache_key), &records::encode_document(version, now, &b), None).is_ok()
                     && self.host.shared_set(&ver_key, &version.to_be_bytes(), None).is_ok();
                 self.write_lease(&remote, &cache::after_success(&lease, now, &remote.timing), cas);
                 self.count(Counter::JwksFetchOk);

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use crate::apikeys::{Lookup, Service};
 use crate::config::key_service_answer;
+use crate::records;
 use crate::stats::Counter;
 
 use super::stream::Stream;
@@ -198,10 +199,7 @@ impl<H: Host> Worker<H> {
         };
         let record = |key: &str| -> Option<(u64, Vec<u8>)> {
             let (Some(v), _) = self.host.shared_get(key).ok()? else { return None };
-            if v.get(..32)? != d {
-                return None;
-            }
-            let at = u64::from_be_bytes(v.get(32..40)?.try_into().ok()?);
+            let (at, _) = records::decode_verdict(&v, d)?;
             Some((at, v))
         };
         let found = record(&found_key);
@@ -211,7 +209,7 @@ impl<H: Host> Worker<H> {
                 if !fresh(at, ttl, now) {
                     return None;
                 }
-                Some((at, Lookup::Found(key_service_answer(v.get(40..)?, d)?)))
+                Some((at, Lookup::Found(key_service_answer(records::decode_verdict(&v, d)?.1, d)?)))
             }
             (_, Some((at, _))) => fresh(at, negative_ttl, now).then_some((at, Lookup::NotFound)),
             _ => None,
@@ -220,13 +218,7 @@ impl<H: Host> Worker<H> {
 
     fn write_shared_answer(&self, d: &[u8; 32], at: u64, found: Option<&[u8]>) {
         let key = self.st.borrow().lookups.slot_key(d, found.is_some());
-        let mut v = Vec::with_capacity(40 + found.map_or(0, <[u8]>::len));
-        v.extend_from_slice(d);
-        v.extend_from_slice(&at.to_be_bytes());
-        if let Some(body) = found {
-            v.extend_from_slice(body);
-        }
-        let _ = self.host.shared_set(&key, &v, None);
+        let _ = self.host.shared_set(&key, &records::encode_verdict(d, at, found), None);
     }
 
     /// A request needs the key service's answer: it waits, and the digest is looked up unless

@@ -22,6 +22,7 @@ pub mod mock;
 pub mod signatures;
 pub mod stream;
 pub mod telemetry;
+mod tool_list;
 pub mod usage;
 
 #[cfg(target_arch = "wasm32")]

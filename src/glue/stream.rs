@@ -3,14 +3,14 @@
 //! lookup), be decided again when the root context wakes it, and, when its route checks a
 //! webhook signature, be held until its whole body is verified.
 
-use crate::deny::{Denial, LocalResponse, Reason};
+use crate::deny::{self, Builtin, ChallengeInfo, Denial, ErrorFormat, LocalResponse, Reason};
 use crate::engine::{self, Decision, Env, KeySlot, LookupState, Request, Wait};
 use crate::jwks_cache as cache;
 use crate::principal::Kind;
 use crate::stats::Counter;
 
 use super::host::decode_pairs;
-use super::{Body, Host, Worker, KEY_WAIT_MS};
+use super::{Body, Host, HostResult, Worker, KEY_WAIT_MS};
 
 /// What a callback tells the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,74 +133,7 @@ impl<H: Host> Worker<H> {
             let _ = self.host.set_response_header(&header, Some(id.as_bytes()));
         }
         if filtering {
-            let framing = crate::mcp::Framing::of(self.host.response_header("content-type").ok().flatten().as_deref());
-            let _ = self.host.set_response_header("content-length", None);
-            if framing == crate::mcp::Framing::Other {
-                // Whatever comes is replaced by a JSON-RPC error: say so.
-                let _ = self.host.set_response_header("content-type", Some(b"application/json"));
-            }
-            if let Some(Stream::FilteringTools(f)) = self.st.borrow_mut().streams.get_mut(&ctx) {
-                f.framing = Some(framing);
-            }
-        }
-        Action::Continue
-    }
-
-    /// `on_http_response_body`: a `tools/list` answer is held whole, then filtered; every other
-    /// answer passes.
-    pub fn on_response_body(&self, ctx: u32, size: usize, end_of_stream: bool) -> Action {
-        let filter = {
-            let st = self.st.borrow();
-            if st.streams.is_empty() {
-                return Action::Continue;
-            }
-            match st.streams.get(&ctx) {
-                Some(Stream::FilteringTools(f)) => f.clone(),
-                _ => return Action::Continue,
-            }
-        };
-        if filter.replaced {
-            // Over the bound: what follows the error is dropped.
-            let _ = self.host.set_body(Body::Response, size, b"");
-            return Action::Continue;
-        }
-        if size > crate::mcp::MAX_TOOL_LIST_BYTES {
-            log::warn!("api-auth-filter: a tools/list answer over {} bytes was replaced", crate::mcp::MAX_TOOL_LIST_BYTES);
-            if self.host.set_body(Body::Response, size, &filter.unreadable()).is_err() {
-                let _ = self.host.reset_request();
-            }
-            if let Some(Stream::FilteringTools(f)) = self.st.borrow_mut().streams.get_mut(&ctx) {
-                f.replaced = true;
-            }
-            return Action::Continue;
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.finish_tool_list(ctx, &filter, size)
-    }
-
-    /// `on_http_response_trailers`: trailers end a held answer.
-    pub fn on_response_trailers(&self, ctx: u32) -> Action {
-        let filter = match self.st.borrow().streams.get(&ctx) {
-            Some(Stream::FilteringTools(f)) if !f.replaced => f.clone(),
-            _ => return Action::Continue,
-        };
-        let size = self.host.body(Body::Response, crate::mcp::MAX_TOOL_LIST_BYTES + 1).ok().flatten().map_or(0, |b| b.len());
-        self.finish_tool_list(ctx, &filter, size)
-    }
-
-    /// Filters the whole held `tools/list` answer; one the filter cannot read (or get) is
-    /// replaced by a JSON-RPC error, never passed unfiltered.
-    fn finish_tool_list(&self, ctx: u32, filter: &crate::mcp::ToolFilter, size: usize) -> Action {
-        self.st.borrow_mut().streams.remove(&ctx);
-        let config = self.config();
-        let framing = filter.framing.unwrap_or(crate::mcp::Framing::Other);
-        let body = self.host.body(Body::Response, size).ok().flatten().unwrap_or_default();
-        let out = if body.len() == size { crate::mcp::filter_tool_list(&body, framing, &|name| filter.grants(&config, name)) } else { None };
-        let out = out.unwrap_or_else(|| filter.unreadable());
-        if self.host.set_body(Body::Response, size, &out).is_err() {
-            let _ = self.host.reset_request();
+            self.frame_tool_list(ctx);
         }
         Action::Continue
     }
@@ -520,18 +453,18 @@ impl<H: Host> Worker<H> {
     }
 
     pub(crate) fn send(&self, response: &LocalResponse) {
-        let headers: Vec<(&str, &str)> = response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        if self.host.send_response(response.status, &headers, &response.body, &response.details, response.grpc_status).is_err() {
+        if send_local(&self.host, response).is_err() {
             let _ = self.host.reset_request();
         }
     }
 
-    /// What the host would not tell (headers, a body) is never guessed: 503, in the route's
-    /// format when the route is known, with the correlation id.
+    /// What the host would not tell (headers, a body) is never guessed: 503 `host_error`, in the
+    /// route's format when the route is known, with the correlation id.
     pub(crate) fn fail_closed(&self, route: Option<usize>, correlation: Option<&str>) -> Action {
         self.count(Counter::HostError);
+        self.count(Counter::Denied(Reason::HostError));
         let config = self.config();
-        self.send(&engine::deny_response(&config, route, &Denial::new(Reason::KeysUnavailable), correlation));
+        self.send(&engine::deny_response(&config, route, &Denial::new(Reason::HostError), correlation));
         Action::Pause
     }
 
@@ -569,6 +502,13 @@ impl<H: Host> Worker<H> {
 /// A request reaching a filter without a configuration (the host created contexts though
 /// `on_configure` refused) is refused, never passed.
 pub fn refuse_unconfigured<H: Host>(host: &H) -> Action {
-    let _ = host.send_response(503, &[("content-type", "application/json")], b"{\"detail\":\"Service unavailable\"}", "api_auth.unconfigured", None);
+    let response = deny::render(&Denial::new(Reason::Unconfigured), &ErrorFormat::builtin(Builtin::Detail), ChallengeInfo::default());
+    let _ = send_local(host, &response);
     Action::Pause
+}
+
+/// A local response, as the host takes it.
+fn send_local<H: Host>(host: &H, response: &LocalResponse) -> HostResult<()> {
+    let headers: Vec<(&str, &str)> = response.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    host.send_response(response.status, &headers, &response.body, &response.details, response.grpc_status)
 }

@@ -30,14 +30,9 @@ impl<H: Host> Worker<H> {
 
     /// An allowed request, counted in all and by the kind of its credential.
     pub(crate) fn count_allowed(&self, kind: Option<crate::principal::Kind>) {
-        use crate::principal::Kind;
         let mut st = self.st.borrow_mut();
         st.telemetry.tally.bump(Counter::Allowed);
-        st.telemetry.tally.bump(match kind {
-            Some(Kind::Jwt) => Counter::AllowedJwt,
-            Some(Kind::ApiKey) => Counter::AllowedApiKey,
-            None => Counter::AllowedPublic,
-        });
+        st.telemetry.tally.bump(kind.map_or(Counter::AllowedPublic, Counter::AllowedBy));
     }
 
     /// Adds what this worker counted since the last tick to Envoy's counters.

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::apikeys::Service;
-use crate::jwks_cache as cache;
+use crate::records;
 
 use super::{Call, Host, Worker};
 
@@ -42,7 +42,7 @@ impl<H: Host> Worker<H> {
             self.merge(&data_key, &local);
         }
         let (next, cas) = self.host.shared_get(&next_key).unwrap_or((None, None));
-        let next_at = cache::decode_version(next.as_deref());
+        let next_at = records::decode_version(next.as_deref());
         if now < next_at {
             return;
         }

@@ -8,6 +8,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::Alg;
+use crate::crypto::der;
 use crate::secret::Secret;
 
 /// RSA moduli outside this range are refused: below is breakable, above is a CPU sink.
@@ -28,7 +29,7 @@ pub enum PublicKey {
 pub struct RsaKey {
     pub key: rsa::RsaPublicKey,
     /// The precomputed fast path for PKCS#1 v1.5 (RS256/384/512).
-    pub fast: Option<super::rsa_fast::Modulus>,
+    pub fast: Option<crate::crypto::rsa_fast::Modulus>,
     /// Its DER SubjectPublicKeyInfo, for the host's verifier (`foreign`).
     pub spki: Vec<u8>,
 }
@@ -36,7 +37,7 @@ pub struct RsaKey {
 pub struct P256Key {
     pub key: p256::ecdsa::VerifyingKey,
     /// The precomputed fast path for ES256 (the key's multiples for u1·G + u2·Q).
-    pub fast: Option<super::p256_fast::Key>,
+    pub fast: Option<crate::crypto::p256_fast::Key>,
     /// Its DER SubjectPublicKeyInfo, for the host's verifier (`foreign`).
     pub spki: Vec<u8>,
 }
@@ -179,7 +180,7 @@ pub fn parse_jwk(v: &Value) -> Option<Jwk> {
                 return None;
             }
             let key = rsa::RsaPublicKey::new_with_max_size(n_int, rsa::BigUint::from_bytes_be(&e), RSA_MAX_BITS).ok()?;
-            PublicKey::Rsa(Box::new(RsaKey { key, fast: super::rsa_fast::Modulus::new(&n, &e), spki: super::foreign::rsa_spki(&n, &e) }))
+            PublicKey::Rsa(Box::new(RsaKey { key, fast: crate::crypto::rsa_fast::Modulus::new(&n, &e), spki: der::rsa_spki(&n, &e) }))
         }
         "EC" => {
             let x = b64(v, "x")?;
@@ -199,7 +200,7 @@ pub fn parse_jwk(v: &Value) -> Option<Jwk> {
             // from_sec1_bytes checks that the point is on the curve.
             if crv == 256 {
                 let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?;
-                PublicKey::P256(Box::new(P256Key { key, fast: super::p256_fast::Key::from_coordinates(&x, &y), spki: super::foreign::p256_spki(&x, &y) }))
+                PublicKey::P256(Box::new(P256Key { key, fast: crate::crypto::p256_fast::Key::from_coordinates(&x, &y), spki: der::p256_spki(&x, &y) }))
             } else {
                 PublicKey::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?)
             }

@@ -4,8 +4,6 @@
 pub mod claims;
 pub mod foreign;
 pub mod jwk;
-pub mod p256_fast;
-pub mod rsa_fast;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -16,6 +14,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 pub use claims::{first_list, first_string, validate_claims, ClaimPaths, ClaimRules, Split, TimeClaims};
 pub use jwk::{KeySet, PublicKey};
 
+use crate::crypto::Hash;
 use crate::deny::Reason;
 
 /// Longer tokens are refused before any decoding.
@@ -44,6 +43,16 @@ impl Alg {
     /// HS256/384/512: verified with a shared secret (`kty: "oct"`), not a public key.
     pub fn is_hmac(self) -> bool {
         matches!(self, Alg::HS256 | Alg::HS384 | Alg::HS512)
+    }
+
+    /// The digest of RS256/384/512 (RSASSA-PKCS1-v1_5); `None` for every other algorithm.
+    pub fn pkcs1_hash(self) -> Option<Hash> {
+        match self {
+            Alg::RS256 => Some(Hash::Sha256),
+            Alg::RS384 => Some(Hash::Sha384),
+            Alg::RS512 => Some(Hash::Sha512),
+            _ => None,
+        }
     }
 
     /// `none` never parses.
@@ -185,7 +194,7 @@ pub fn verify_with(key: &PublicKey, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
     use p256::ecdsa::signature::Verifier as _;
     match (key, alg) {
         (PublicKey::Rsa(k), Alg::RS256 | Alg::RS384 | Alg::RS512) if k.fast.is_some() => {
-            k.fast.as_ref().is_some_and(|f| f.verify_pkcs1(alg, msg, sig))
+            k.fast.as_ref().zip(alg.pkcs1_hash()).is_some_and(|(f, hash)| f.verify_pkcs1(hash, msg, sig))
         }
         (PublicKey::Rsa(k), Alg::RS256) => k.key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig).is_ok(),
         (PublicKey::Rsa(k), Alg::RS384) => k.key.verify(rsa::Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(msg), sig).is_ok(),

@@ -2,36 +2,23 @@
 
 use std::path::PathBuf;
 
+mod examples;
+
+use examples::{example_in, examples_in};
+
 /// The repository's `examples/`: the contract configurations and the demo's.
 pub fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
-/// Every configuration of `examples/` (`*.json`), by file name, in name order. A missing or
-/// unreadable directory is a test failure: the examples ship with the repository.
+/// Every configuration of `examples/` (`*.json`), by file name, in name order.
 pub fn examples() -> Vec<(String, serde_json::Value)> {
-    let dir = examples_dir();
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e} (the examples ship in the repository)", dir.display()));
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "json") {
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
-            out.push((path.file_name().unwrap().to_string_lossy().into_owned(), value));
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    examples_in(&examples_dir()).into_iter().map(|(p, v)| (p.file_name().unwrap().to_string_lossy().into_owned(), v)).collect()
 }
 
 /// The example whose file name starts with `prefix` ("002"); panics when there is none.
 pub fn example(prefix: &str) -> serde_json::Value {
-    examples()
-        .into_iter()
-        .find(|(name, _)| name.starts_with(prefix))
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("no example {prefix}*.json in {}", examples_dir().display()))
+    example_in(&examples_dir(), prefix).1
 }
 
 /// `../shared` beside the repository (or `$SHARED`), when present. Only the Wycheproof vectors

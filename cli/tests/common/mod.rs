@@ -7,6 +7,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
+#[path = "../../../tests/common/examples.rs"]
+mod examples;
+
+use examples::{example_in, examples_in};
+
 pub struct Out {
     pub code: i32,
     pub stdout: String,
@@ -67,32 +72,16 @@ pub fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
 
-/// The example configurations, as (path, document), in name order. A missing directory is a
-/// test failure: the examples ship with the repository.
+/// The example configurations, as (path, document), in name order.
 pub fn examples() -> Vec<(PathBuf, Value)> {
-    let dir = examples_dir();
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e} (the examples ship in the repository)", dir.display()));
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "json") {
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
-            out.push((path, value));
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    examples_in(&examples_dir())
 }
 
 /// The example whose file name starts with `prefix` ("002"), as (path, document); panics when
 /// there is none.
 pub fn example(prefix: &str) -> (String, Value) {
-    examples()
-        .into_iter()
-        .find(|(p, _)| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
-        .map(|(p, v)| (p.to_string_lossy().into_owned(), v))
-        .unwrap_or_else(|| panic!("no example {prefix}*.json in {}", examples_dir().display()))
+    let (path, value) = example_in(&examples_dir(), prefix);
+    (path.to_string_lossy().into_owned(), value)
 }
 
 /// A fresh directory, removed on drop.

@@ -1,4 +1,4 @@
-//! A request is judged by the route of the request the upstream serves (CONFIG.md, "Route
+//! A request is judged by the route of the request the upstream serves (docs/configuration.md, "Route
 //! matching"): engine::route_for and engine::decide on a configuration of several routes and a
 //! request, both built from the input, against the request's canonical form, which this target
 //! computes itself (fuzz/src/lib.rs `model`: `;` parameters refused or removed, one trailing

@@ -18,7 +18,7 @@
 //! - a compiled configuration is consistent: one route per document route, every index in
 //!   range, upper-case methods, lower-case header names, no forwarded header that overwrites a
 //!   credential; every denial it can render is a 4xx/5xx JSON body with a clean challenge;
-//! - its routes are the document's as CONFIG.md's "Route matching" reads them (fuzz/src/lib.rs
+//! - its routes are the document's as docs/configuration.md's "Route matching" reads them (fuzz/src/lib.rs
 //!   `model`): only routes the model takes compile (no `;`, `?`, `#` or non-normalised path,
 //!   prefix or template; HEAD only beside GET; a non-empty route name, metadata filter and key);
 //!   methods upper-cased with HEAD dropped; a `path` kept less one trailing slash, a `prefix`
@@ -217,7 +217,7 @@ fn check_compiled(cfg: &Config, doc: Option<&Value>) {
             assert!(!methods.iter().any(|m| m == "HEAD"), "HEAD is judged as GET: {methods:?}");
         }
         if let Some(a) = &r.auth {
-            assert!(a.accept_jwt || a.accept_api_key);
+            assert!(!a.kinds.is_empty());
             assert!(a.providers.as_ref().is_none_or(|p| p.iter().all(|i| *i < cfg.providers.len())));
             assert!(a.roles.iter().all(|r| !r.is_empty()));
         }

@@ -8,7 +8,7 @@
 //! lines (values raw bytes). Every input is decided by both configurations.
 //!
 //! The route a request should get is computed by fuzz/src/lib.rs `model` (an independent
-//! reading of CONFIG.md's "Route matching") from the example documents themselves, not from
+//! reading of docs/configuration.md's "Route matching") from the example documents themselves, not from
 //! the compiled routes.
 //!
 //! Properties:

@@ -1,4 +1,4 @@
-//! ES256 through the filter's own P-256 code (jwt::p256_fast, used by jwt::verify_with), against
+//! ES256 through the filter's own P-256 code (crypto::p256_fast, used by jwt::verify_with), against
 //! the p256 crate it replaced, which stays the reference.
 //!
 //! Input: the message (any bytes); its last 64 bytes also serve as a raw signature and as a

@@ -8,7 +8,7 @@
 //! (path, prefix, template) and `path_parameters` (reject, strip).
 //!
 //! The expected answers come from fuzz/src/lib.rs `model`, an independent reading of
-//! CONFIG.md's "Route matching" (never from the code under test).
+//! docs/configuration.md's "Route matching" (never from the code under test).
 //!
 //! Properties:
 //! - strip_query returns the path up to the first `?` or `#`;
@@ -19,7 +19,7 @@
 //! - a `path` pattern matches exactly its path less one trailing slash; a `prefix` pattern
 //!   exactly the paths whose leading segments it is (`/v1/mcp` never covers `/v1/mcp-admin`,
 //!   `/` covers all);
-//! - Template::parse accepts exactly the templates of CONFIG.md (checked against an
+//! - Template::parse accepts exactly the templates of docs/configuration.md (checked against an
 //!   independent reading), PathPattern::template the same less one trailing slash; a template
 //!   without variables matches like an exact path; its matches on a canonical path are the
 //!   model's, captures included;

@@ -1,4 +1,4 @@
-//! RSA public-key operation for RS256/384/512, tuned for wasm: Montgomery multiplication in
+//! RSA public-key operation for PKCS#1 v1.5 (RS256/384/512), tuned for wasm: Montgomery multiplication in
 //! product-scanning form on limbs of 28 bits (26 for keys wider than 3,300 bits). A column's
 //! products then add up in one u64 without a carry per product (2·74 products of 56 bits stay
 //! below 2⁶⁴), so the inner loops are bare multiply-adds: with wasm SIMD (the workspace builds
@@ -12,7 +12,7 @@
 
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use super::Alg;
+use super::Hash;
 
 /// Column sums must stay below 2⁶⁴: (2k+1) products below 2^(2w) plus a carry. With w = 28
 /// that allows k ≤ 127 limbs; this bound leaves room.
@@ -282,15 +282,14 @@ impl Modulus {
 
     /// RSASSA-PKCS1-v1_5 verification (RFC 8017 §8.2.2): the decoded block must equal the
     /// one encoding of the message's digest, byte for byte.
-    pub fn verify_pkcs1(&self, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
+    pub fn verify_pkcs1(&self, hash: Hash, msg: &[u8], sig: &[u8]) -> bool {
         const SHA256: [u8; 19] = [0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20];
         const SHA384: [u8; 19] = [0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30];
         const SHA512: [u8; 19] = [0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40];
-        let (prefix, digest): (&[u8], Vec<u8>) = match alg {
-            Alg::RS256 => (&SHA256, Sha256::digest(msg).to_vec()),
-            Alg::RS384 => (&SHA384, Sha384::digest(msg).to_vec()),
-            Alg::RS512 => (&SHA512, Sha512::digest(msg).to_vec()),
-            _ => return false,
+        let (prefix, digest): (&[u8], Vec<u8>) = match hash {
+            Hash::Sha256 => (&SHA256, Sha256::digest(msg).to_vec()),
+            Hash::Sha384 => (&SHA384, Sha384::digest(msg).to_vec()),
+            Hash::Sha512 => (&SHA512, Sha512::digest(msg).to_vec()),
         };
         let t_len = prefix.len() + digest.len();
         if self.len < t_len + 11 {
@@ -344,13 +343,13 @@ mod tests {
                 }
                 let reference =
                     pk.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(input.as_bytes()), &sig).is_ok();
-                assert_eq!(fast.verify_pkcs1(Alg::RS256, input.as_bytes(), &sig), reference, "bits {bits} round {round}");
+                assert_eq!(fast.verify_pkcs1(Hash::Sha256, input.as_bytes(), &sig), reference, "bits {bits} round {round}");
                 assert_eq!(reference, round % 2 == 0);
             }
             // Random byte strings as signatures: both refuse.
             for _ in 0..4 {
                 let sig: Vec<u8> = (0..bits / 8).map(|_| next() as u8).collect();
-                assert!(!fast.verify_pkcs1(Alg::RS256, b"m", &sig));
+                assert!(!fast.verify_pkcs1(Hash::Sha256, b"m", &sig));
             }
         }
     }
@@ -444,7 +443,7 @@ mod tests {
         let n = 2000;
         let t = std::time::Instant::now();
         for _ in 0..n {
-            assert!(fast.verify_pkcs1(Alg::RS256, input.as_bytes(), &sig));
+            assert!(fast.verify_pkcs1(Hash::Sha256, input.as_bytes(), &sig));
         }
         let ours = t.elapsed() / n;
         let t = std::time::Instant::now();

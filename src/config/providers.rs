@@ -1,0 +1,163 @@
+//! `providers`: JWT issuers, their claim rules and claim paths, and where their keys come from.
+
+use super::raw::{RawProvider, RawRemoteJwks};
+use super::routes::route_path;
+use super::{bounded, seconds_to_ms, ConfigError};
+use crate::jwt::{Alg, ClaimPaths, ClaimRules, KeySet};
+
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    /// `name`, shared by the principals of the provider's tokens.
+    pub shared_name: std::rc::Rc<str>,
+    /// Cookies that may carry this provider's tokens.
+    pub from_cookies: Vec<String>,
+    pub rules: ClaimRules,
+    pub algorithms: Vec<Alg>,
+    pub keys: KeySource,
+    pub full_access: bool,
+    pub claims: ClaimPaths,
+}
+
+#[derive(Debug)]
+pub enum KeySource {
+    Inline(std::rc::Rc<KeySet>),
+    Remote(RemoteJwks),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timing: crate::jwks_cache::Timing,
+    pub allow_symmetric_keys: bool,
+    /// Shared-data key of this JWKS: the same URL is fetched once for every provider and
+    /// every filter instance that names it.
+    pub cache_key: String,
+}
+
+pub(super) fn compile_provider(name: String, p: RawProvider) -> Result<Provider, ConfigError> {
+    let path = format!("providers.{name}");
+    if p.issuer.is_empty() {
+        return Err(ConfigError::new(format!("{path}.issuer"), "must not be empty"));
+    }
+    if p.algorithms.is_empty() {
+        return Err(ConfigError::new(format!("{path}.algorithms"), "at least one algorithm is required"));
+    }
+    let mut algorithms = Vec::with_capacity(p.algorithms.len());
+    for (i, a) in p.algorithms.iter().enumerate() {
+        let alg = Alg::parse(a).ok_or_else(|| {
+            ConfigError::new(format!("{path}.algorithms[{i}]"), "not a supported algorithm (RS256/384/512, PS256/384/512, ES256/384, EdDSA, HS256/384/512)")
+        })?;
+        algorithms.push(alg);
+    }
+    let keys = match (p.jwks.remote, p.jwks.inline) {
+        (Some(r), None) => {
+            let remote = compile_remote(&format!("{path}.jwks.remote"), r)?;
+            if !remote.allow_symmetric_keys && algorithms.iter().all(|a| a.is_hmac()) {
+                return Err(ConfigError::new(
+                    format!("{path}.jwks.remote"),
+                    "only HMAC algorithms are allowed, and HMAC keys from a remote JWKS are ignored unless allow_symmetric_keys is set",
+                ));
+            }
+            KeySource::Remote(remote)
+        }
+        (None, Some(inline)) => {
+            let doc = serde_json::json!({ "keys": inline.keys });
+            let set = KeySet::from_json(doc.to_string().as_bytes())
+                .map_err(|e| ConfigError::new(format!("{path}.jwks.inline"), e))?;
+            if set.is_empty() {
+                return Err(ConfigError::new(format!("{path}.jwks.inline.keys"), "no usable key"));
+            }
+            KeySource::Inline(std::rc::Rc::new(set))
+        }
+        _ => return Err(ConfigError::new(format!("{path}.jwks"), "exactly one of remote or inline is required")),
+    };
+    let defaults = ClaimPaths::default();
+    let c = p.claims;
+    let paths = |field: &str, given: Option<Vec<String>>, default: Vec<Vec<String>>| -> Result<Vec<Vec<String>>, ConfigError> {
+        let Some(list) = given else { return Ok(default) };
+        list.iter()
+            .enumerate()
+            .map(|(i, dotted)| {
+                let parts: Vec<String> = dotted.split('.').map(str::to_string).collect();
+                if parts.iter().any(String::is_empty) {
+                    Err(ConfigError::new(format!("{path}.claims.{field}[{i}]"), "not a dotted claim path"))
+                } else {
+                    Ok(parts)
+                }
+            })
+            .collect()
+    };
+    let claims = ClaimPaths {
+        subject: paths("subject", c.subject, defaults.subject)?,
+        email: paths("email", c.email, defaults.email)?,
+        name: paths("name", c.name, defaults.name)?,
+        organization: paths("organization", c.organization, defaults.organization)?,
+        organizations: paths("organizations", c.organizations, defaults.organizations)?,
+        workspaces: paths("workspaces", c.workspaces, defaults.workspaces)?,
+        roles: paths("roles", c.roles, defaults.roles)?,
+        permissions: paths("permissions", c.permissions, defaults.permissions)?,
+        scopes: paths("scopes", c.scopes, defaults.scopes)?,
+    };
+    for (i, c) in p.from_cookies.iter().enumerate() {
+        if !crate::text::is_header_token(c) {
+            return Err(ConfigError::new(format!("{path}.from_cookies[{i}]"), "not a cookie name"));
+        }
+    }
+    Ok(Provider {
+        shared_name: name.as_str().into(),
+        from_cookies: p.from_cookies,
+        rules: ClaimRules {
+            issuer: p.issuer,
+            audiences: p.audiences,
+            authorized_parties: p.authorized_parties,
+            clock_skew_s: bounded(&format!("{path}.clock_skew_s"), p.clock_skew_s.unwrap_or(60), MAX_CLOCK_SKEW_S)?,
+            require_exp: p.require_exp.unwrap_or(true),
+            max_lifetime_s: p.max_lifetime_s,
+            reject_pending_sessions: p.reject_pending_sessions,
+        },
+        name,
+        algorithms,
+        keys,
+        full_access: p.full_access,
+        claims,
+    })
+}
+
+/// The largest clock skew a provider may allow: beyond a few minutes a skew is no longer a
+/// clock difference but a longer token lifetime.
+pub const MAX_CLOCK_SKEW_S: u64 = 300;
+
+pub(super) fn compile_remote(path: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError> {
+    if r.cluster.is_empty() {
+        return Err(ConfigError::new(format!("{path}.cluster"), "must not be empty"));
+    }
+    let jwks_path = route_path(&format!("{path}.path"), r.path.clone()).or_else(|e| {
+        // A query string is fine on an outgoing request.
+        if r.path.starts_with('/') { Ok(r.path.clone()) } else { Err(e) }
+    })?;
+    let timing = crate::jwks_cache::Timing {
+        timeout: r.timeout_ms.unwrap_or(1500),
+        refresh: seconds_to_ms(r.refresh_s.unwrap_or(300)),
+        min_refetch: seconds_to_ms(r.min_refetch_s.unwrap_or(30)),
+    };
+    if !(1..=60_000).contains(&timing.timeout) {
+        return Err(ConfigError::new(format!("{path}.timeout_ms"), "must be between 1 and 60000"));
+    }
+    if timing.refresh < 1000 {
+        return Err(ConfigError::new(format!("{path}.refresh_s"), "must be at least 1"));
+    }
+    let authority = r.authority.unwrap_or_else(|| r.cluster.clone());
+    let cache_key = format!("api-auth/jwks/{}/{}{}", r.cluster, authority, jwks_path);
+    Ok(RemoteJwks { cluster: r.cluster, authority, path: jwks_path, timing, allow_symmetric_keys: r.allow_symmetric_keys, cache_key })
+}
+
+impl RemoteJwks {
+    /// The keys of a fetched JWKS document: HMAC secrets only where the provider opted in.
+    pub fn parse_keys(&self, bytes: &[u8]) -> Result<KeySet, String> {
+        let set = KeySet::from_json(bytes)?;
+        Ok(if self.allow_symmetric_keys { set } else { set.without_symmetric_keys() })
+    }
+}
