@@ -38,6 +38,19 @@ pub fn example(prefix: &str) -> Value {
     examples::example_in(&repo_root().join("examples"), prefix).1
 }
 
+/// An example without its webhooks and the routes that check them (suites that exercise
+/// webhooks do so on their own).
+pub fn example_without_webhooks(prefix: &str) -> Value {
+    let mut cfg = example(prefix);
+    if let Some(doc) = cfg.as_object_mut() {
+        doc.remove("webhooks");
+    }
+    if let Some(routes) = cfg["routes"].as_array_mut() {
+        routes.retain(|r| r.get("webhook").is_none());
+    }
+    cfg
+}
+
 /// Polls `f` every 100 ms until it holds or `within` has passed; its last answer.
 pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + within;

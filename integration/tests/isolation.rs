@@ -182,9 +182,7 @@ fn override_headers_never_reach_the_upstream() {
 
 #[test]
 fn a_list_claim_item_holding_the_separator_is_not_forwarded_as_two() {
-    let mut cfg = example("001");
-    cfg.as_object_mut().unwrap().remove("webhooks");
-    cfg["routes"].as_array_mut().unwrap().retain(|r| r.get("webhook").is_none());
+    let cfg = example_without_webhooks("001");
     let issuer = Issuer::new(&["k1"]);
     let jwks = Server::mock(Canned::json(200, &issuer.jwks(&[])));
     let upstream = Server::echo();
