@@ -157,7 +157,7 @@ fn a_call_waiting_for_the_key_service_is_judged_with_the_whole_body() {
     let body = call(json!(3), "agents.deploy");
     w.host.start(5, "POST", "/mcp", &[("x-api-key", REMOTE_KEY.as_bytes())]);
     assert_eq!(w.on_request_headers(5, false), Action::Pause);
-    assert!(matches!(w.stream(5), Some(Stream::WaitingForLookup { .. })));
+    assert!(matches!(w.stream(5), Some(Stream::WaitingForVerdict { .. })));
     let n = w.host.push_body(5, &body);
     assert_eq!(w.on_request_body(5, n, true), Action::Pause, "the body came while the lookup is out");
     let lookup = w.host.calls.borrow().iter().find(|c| c.cluster == "keys").cloned().expect("a lookup");

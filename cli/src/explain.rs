@@ -309,7 +309,7 @@ fn key_slots(cfg: &Config, specs: &[String]) -> Result<Vec<KeySlot>, Failure> {
 /// A JWKS document as Envoy's fetch would take it for this provider (HMAC keys only where it
 /// opts in).
 fn parse_jwks(remote: &RemoteJwks, file: &str, bytes: &[u8]) -> Result<Rc<KeySet>, Failure> {
-    let set = remote.parse_keys(bytes).map_err(|e| err(format!("{}: not a JWKS document: {e}", util::display_name(file))))?;
+    let set = KeySet::fetched(bytes, remote.allow_symmetric_keys).map_err(|e| err(format!("{}: not a JWKS document: {e}", util::display_name(file))))?;
     if set.is_empty() {
         return Err(err(format!("{}: no usable key in this JWKS", util::display_name(file))));
     }

@@ -153,11 +153,3 @@ pub(super) fn compile_remote(path: &str, r: RawRemoteJwks) -> Result<RemoteJwks,
     let cache_key = format!("api-auth/jwks/{}/{}{}", r.cluster, authority, jwks_path);
     Ok(RemoteJwks { cluster: r.cluster, authority, path: jwks_path, timing, allow_symmetric_keys: r.allow_symmetric_keys, cache_key })
 }
-
-impl RemoteJwks {
-    /// The keys of a fetched JWKS document: HMAC secrets only where the provider opted in.
-    pub fn parse_keys(&self, bytes: &[u8]) -> Result<KeySet, String> {
-        let set = KeySet::from_json(bytes)?;
-        Ok(if self.allow_symmetric_keys { set } else { set.without_symmetric_keys() })
-    }
-}

@@ -13,6 +13,7 @@ use crate::records::{self, Lease};
 use crate::jwt::KeySet;
 use crate::stats::Counter;
 
+use super::calls::Purpose;
 use super::{Body, Call, Host, Worker};
 
 /// A JWKS larger than this is refused as garbage.
@@ -61,7 +62,7 @@ impl<H: Host> Worker<H> {
         let Some(doc) = records::decode_document(&bytes) else { return };
         // Only documents that parsed when stored are stored; should one not parse here, the
         // keys in hand are kept.
-        match remote.parse_keys(doc.jwks) {
+        match KeySet::fetched(doc.jwks, remote.allow_symmetric_keys) {
             Ok(set) if !set.is_empty() => self.adopt(i, set, doc.version, doc.fetched_at),
             _ => log::warn!("api-auth-filter: shared JWKS for {key} did not parse; keeping the keys in hand"),
         }
@@ -99,7 +100,7 @@ impl<H: Host> Worker<H> {
     /// Takes the lease and fetches when a fetch is due and no other worker is at it.
     pub(crate) fn maybe_fetch(&self, i: usize, now: u64) {
         let Some((remote, _, fetched_at)) = self.remote(i) else { return };
-        if self.st.borrow().fetches.values().any(|p| *p == i) {
+        if self.st.borrow().calls.any(Purpose::Jwks(i)) {
             return;
         }
         let (lease, cas) = self.read_lease(&remote);
@@ -120,7 +121,7 @@ impl<H: Host> Worker<H> {
         };
         match self.host.dispatch(&call) {
             Ok(token) => {
-                self.st.borrow_mut().fetches.insert(token, i);
+                self.st.borrow_mut().calls.insert(token, Purpose::Jwks(i));
             }
             Err(e) => {
                 self.count(Counter::JwksFetchFailed);
@@ -141,7 +142,7 @@ impl<H: Host> Worker<H> {
             None
         };
         let parsed = match (status.as_deref(), &body) {
-            (Some(b"200"), Some(b)) => remote.parse_keys(b).ok().filter(|s| !s.is_empty()),
+            (Some(b"200"), Some(b)) => KeySet::fetched(b, remote.allow_symmetric_keys).ok().filter(|s| !s.is_empty()),
             _ => None,
         };
         let (lease, cas) = self.read_lease(&remote);

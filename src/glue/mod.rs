@@ -7,14 +7,17 @@
 //! seam costs nothing at run time (monomorphised, inlined). By job:
 //! - `stream`: one state per request (`Stream`) and the named entry points of its callbacks;
 //! - `jwks`: fetching remote JWKS through Envoy, once per process, shared by every worker;
-//! - `key_service`: key-service lookups (one per digest, handed on when their stream dies)
-//!   and the shared cache of their answers, with a parsed copy per worker;
+//! - `calls`: the one table of calls in flight (JWKS, verdicts, usage), routing answers;
+//! - `verdicts`: remote verdicts on a credential's digest (one call per digest, handed on when
+//!   their stream dies, shared slots named by their service, a parsed copy per worker);
+//!   `key_service` is the first kind;
 //! - `usage`: batched last-use reports;
 //! - `telemetry`: counters, the log level, denial lines.
 //!
 //! `exports` (wasm32 only) is the filter's side of the ABI: the callbacks the host calls, mapped
 //! onto `Worker`, one line per callback.
 
+pub mod calls;
 pub mod host;
 pub mod jwks;
 pub mod key_service;
@@ -24,6 +27,7 @@ pub mod stream;
 pub mod telemetry;
 mod tool_list;
 pub mod usage;
+pub mod verdicts;
 
 #[cfg(target_arch = "wasm32")]
 pub mod abi;
@@ -63,9 +67,10 @@ pub(crate) struct State {
     pub slots: Vec<jwks::ProviderKeys>,
     /// Requests the worker still holds something for, by context id.
     pub streams: HashMap<u32, Stream>,
-    /// JWKS fetches in flight: call token to provider index.
-    pub fetches: HashMap<u32, usize>,
-    pub lookups: key_service::Lookups,
+    /// Calls in flight, by token.
+    pub calls: calls::Calls,
+    /// Key-service answers, when the configuration has a key service.
+    pub lookups: Option<verdicts::Verdicts<crate::apikeys::Lookup>>,
     pub usage: usage::Usage,
     pub verified: Rc<TokenCache>,
     pub telemetry: telemetry::Telemetry,
@@ -132,13 +137,13 @@ impl<H: Host> Worker<H> {
         let now = host.now_ms();
         // Answers are kept under the name of the service that gave them (one VM may hold
         // several configurations, and shared data is the whole process's).
-        let lookups = config.api_keys.as_ref().and_then(|k| k.lookup.as_ref()).map(key_service::Lookups::new).unwrap_or_default();
+        let lookups = key_service::cache_for(&config);
         let worker = Worker {
             st: RefCell::new(State {
                 config,
                 slots,
                 streams: HashMap::new(),
-                fetches: HashMap::new(),
+                calls: calls::Calls::default(),
                 lookups,
                 usage: usage::Usage::default(),
                 verified: Rc::new(TokenCache::new(cache_entries)),
@@ -166,7 +171,7 @@ impl<H: Host> Worker<H> {
             self.refresh_from_shared(i);
             self.maybe_fetch(i, now);
         }
-        self.redispatch_orphans();
+        self.redispatch_orphans(&key_service::KeyService);
         self.report_usage(now);
         self.wake_waiters();
         self.follow_host_log_level();
@@ -176,13 +181,19 @@ impl<H: Host> Worker<H> {
     /// An answer to a call, delivered to whichever context the SDK routes it to: calls are
     /// told apart by their token, not by the context that receives them.
     pub fn on_call_response(&self, token: u32, body_size: usize) {
-        let provider = self.st.borrow_mut().fetches.remove(&token);
-        if let Some(provider) = provider {
-            self.on_jwks_response(provider, body_size);
-            self.wake_waiters();
-            return;
+        let purpose = self.st.borrow_mut().calls.take(token);
+        match purpose {
+            Some(calls::Purpose::Jwks(provider)) => {
+                self.on_jwks_response(provider, body_size);
+                self.wake_waiters();
+            }
+            Some(calls::Purpose::Verdict(verdicts::Source::KeyService, digest)) => {
+                self.on_verdict_response(&key_service::KeyService, digest, body_size);
+            }
+            Some(calls::Purpose::Usage) => self.on_usage_response(),
+            // A call given up (its request ended, or it outlived its timeout).
+            None => {}
         }
-        self.on_lookup_response(token, body_size);
     }
 
     /// The stream a context's request is in, for tests and tools.

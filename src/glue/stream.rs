@@ -10,6 +10,8 @@ use crate::principal::Kind;
 use crate::stats::Counter;
 
 use super::host::decode_pairs;
+use super::key_service::{lookup_body, KeyService};
+use super::verdicts::Source;
 use super::{Body, Host, HostResult, Worker, KEY_WAIT_MS};
 
 /// What a callback tells the host.
@@ -26,8 +28,9 @@ pub enum Stream {
     /// Paused until a provider's keys reach `version` (first keys, or a refetch for an
     /// unknown `kid`), or until `deadline` (ms).
     WaitingForKeys { provider: usize, version: u64, deadline: u64, body_done: bool },
-    /// Paused until the key service answers for `digest`, or until `deadline`.
-    WaitingForLookup { digest: [u8; 32], deadline: u64, body_done: bool },
+    /// Paused until a remote verdict on `digest` comes (a key-service lookup), or until
+    /// `deadline`.
+    WaitingForVerdict { source: Source, digest: [u8; 32], deadline: u64, body_done: bool },
     /// Allowed, headers held: the webhook signature over the whole body must verify first.
     AwaitingBody { webhook: usize, route: Option<usize>, headers: Vec<(String, Vec<u8>)>, correlation: Option<String>, kind: Option<Kind> },
     /// Allowed on an MCP route, headers held: the JSON-RPC call in the whole body must be
@@ -42,15 +45,15 @@ pub enum Stream {
 
 impl Stream {
     fn waiting(&self) -> bool {
-        matches!(self, Stream::WaitingForKeys { .. } | Stream::WaitingForLookup { .. })
+        matches!(self, Stream::WaitingForKeys { .. } | Stream::WaitingForVerdict { .. })
     }
 
     fn body_done(&self) -> bool {
-        matches!(self, Stream::WaitingForKeys { body_done: true, .. } | Stream::WaitingForLookup { body_done: true, .. })
+        matches!(self, Stream::WaitingForKeys { body_done: true, .. } | Stream::WaitingForVerdict { body_done: true, .. })
     }
 
     fn mark_body_done(&mut self) {
-        if let Stream::WaitingForKeys { body_done, .. } | Stream::WaitingForLookup { body_done, .. } = self {
+        if let Stream::WaitingForKeys { body_done, .. } | Stream::WaitingForVerdict { body_done, .. } = self {
             *body_done = true;
         }
     }
@@ -140,19 +143,20 @@ impl<H: Host> Worker<H> {
 
     /// `on_done`: the request is over (answered, forwarded, or reset by the client).
     pub fn on_done(&self, ctx: u32) {
-        let lookups = {
+        {
             let mut st = self.st.borrow_mut();
             // Most requests left nothing behind: an empty map costs no hashing.
             if !st.streams.is_empty() {
-                if let Some(Stream::WaitingForLookup { digest, .. }) = st.streams.remove(&ctx) {
-                    st.lookups.remove_waiter(&digest, ctx);
+                if let Some(Stream::WaitingForVerdict { source, digest, .. }) = st.streams.remove(&ctx) {
+                    if let Some(p) = st.pending(source) {
+                        p.remove_waiter(&digest, ctx);
+                    }
                 }
             }
-            st.lookups.any_in_flight()
-        };
-        // Also after its own wait ended: a lookup it dispatched must not stay in flight.
-        if lookups {
-            self.orphan_lookups_of(ctx);
+        }
+        // Also after its own wait ended: a call it dispatched must not stay in flight.
+        for source in Source::ALL {
+            self.orphan_verdicts_of(source, ctx);
         }
     }
 
@@ -162,8 +166,10 @@ impl<H: Host> Worker<H> {
         let body_done = {
             let mut st = self.st.borrow_mut();
             let held = st.streams.remove(&ctx);
-            if let Some(Stream::WaitingForLookup { digest, .. }) = &held {
-                st.lookups.remove_waiter(digest, ctx);
+            if let Some(Stream::WaitingForVerdict { source, digest, .. }) = &held {
+                if let Some(p) = st.pending(*source) {
+                    p.remove_waiter(digest, ctx);
+                }
             }
             held.is_some_and(|s| s.body_done())
         };
@@ -176,7 +182,7 @@ impl<H: Host> Worker<H> {
         let state = {
             let mut st = self.st.borrow_mut();
             match st.streams.get_mut(&ctx) {
-                Some(s @ (Stream::WaitingForKeys { .. } | Stream::WaitingForLookup { .. })) => {
+                Some(s @ (Stream::WaitingForKeys { .. } | Stream::WaitingForVerdict { .. })) => {
                     // The root context decides once the keys come; it must know the body is here.
                     s.mark_body_done();
                     return Action::Pause;
@@ -225,7 +231,7 @@ impl<H: Host> Worker<H> {
             (st.config.clone(), slots, random, st.verified.clone(), st.delegation)
         };
         let lookup = |d: &[u8; 32]| {
-            let cached = self.cached_lookup(d, now);
+            let cached = self.cached_verdict(&KeyService, d, now);
             if first {
                 self.count(if cached.is_some() { Counter::KeyCacheHit } else { Counter::KeyCacheMiss });
             }
@@ -351,7 +357,7 @@ impl<H: Host> Worker<H> {
                 }
                 Action::Pause
             }
-            Decision::Wait(Wait::KeyLookup { digest }) => self.wait_for_lookup(ctx, digest, now, ended),
+            Decision::Wait(Wait::KeyLookup { digest }) => self.wait_for_verdict(&KeyService, ctx, digest, lookup_body(&digest), now, ended),
         }
     }
 
@@ -479,7 +485,7 @@ impl<H: Host> Worker<H> {
                     Stream::WaitingForKeys { provider, version, deadline, .. } => {
                         now >= *deadline || st.slots.get(*provider).is_some_and(|k| k.version >= *version && k.keys.is_some())
                     }
-                    Stream::WaitingForLookup { deadline, .. } => now >= *deadline,
+                    Stream::WaitingForVerdict { deadline, .. } => now >= *deadline,
                     _ => false,
                 })
                 .map(|(id, _)| *id)
@@ -488,14 +494,6 @@ impl<H: Host> Worker<H> {
         for id in ready {
             self.resume(id);
         }
-    }
-
-    /// The context ids waiting for one digest: found by the digest, not by a scan of every
-    /// stream (many distinct keys waiting at once would cost a scan per answer).
-    pub(crate) fn lookup_waiters(&self, digest: &[u8; 32]) -> Vec<u32> {
-        let st = self.st.borrow();
-        let ids = st.lookups.waiters_of(digest);
-        ids.iter().copied().filter(|id| matches!(st.streams.get(id), Some(Stream::WaitingForLookup { digest: d, .. }) if d == digest)).collect()
     }
 }
 

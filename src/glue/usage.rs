@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use crate::apikeys::Service;
 use crate::records;
 
+use super::calls::Purpose;
 use super::{Call, Host, Worker};
 
 /// The shared-data names of a usage endpoint's batch and lease: (data, next).
@@ -59,8 +60,22 @@ impl<H: Host> Worker<H> {
         if batch.is_empty() || batch.as_slice() == b"{}" || self.host.shared_set(&data_key, b"{}", data_cas).is_err() {
             return;
         }
-        if let Err(e) = self.host.dispatch(&Call::post_json(service, &batch)) {
-            log::warn!("api-auth-filter: usage report to cluster {} could not start: {e:?}", service.cluster);
+        match self.host.dispatch(&Call::post_json(service, &batch)) {
+            Ok(token) => self.st.borrow_mut().calls.insert(token, Purpose::Usage),
+            Err(e) => log::warn!("api-auth-filter: usage report to cluster {} could not start: {e:?}", service.cluster),
+        }
+    }
+
+    /// A usage batch's answer: only a failure is worth a line (the batch is not sent again;
+    /// the next period's holds the later uses).
+    pub(crate) fn on_usage_response(&self) {
+        let status = self.host.call_response_header(":status").ok().flatten();
+        if status.as_deref().is_none_or(|s| s.first() != Some(&b'2')) {
+            let cluster = self.config().api_keys.as_ref().and_then(|k| k.usage_report.as_ref()).map_or(String::new(), |s| s.cluster.clone());
+            log::warn!(
+                "api-auth-filter: usage report to cluster {cluster} failed (status {})",
+                status.as_deref().map_or("none".into(), String::from_utf8_lossy)
+            );
         }
     }
 

@@ -126,6 +126,13 @@ impl KeySet {
         set
     }
 
+    /// The keys of a fetched JWKS document (remote, or named by discovery): HMAC secrets only
+    /// where the provider opted in (`allow_symmetric_keys`).
+    pub fn fetched(bytes: &[u8], allow_symmetric_keys: bool) -> Result<KeySet, String> {
+        let set = KeySet::from_json(bytes)?;
+        Ok(if allow_symmetric_keys { set } else { set.without_symmetric_keys() })
+    }
+
     /// The set less its HMAC secrets (counted as skipped).
     pub fn without_symmetric_keys(mut self) -> KeySet {
         let before = self.keys.len();
