@@ -8,7 +8,8 @@
 //   --config FILE | OIDC_BED_CONFIG (the JSON text itself)   fields below, each replacing DEFAULTS'
 //
 // Prints one JSON line on stdout when it listens: {"issuer", "port", "kids"}. Exits when its
-// standard input closes (the test process that started it is gone) or on SIGTERM/SIGINT.
+// standard input closes (the test process that started it is gone; by hand, from a terminal,
+// it stays open) or on SIGTERM/SIGINT. State (tokens) is in this process's memory only.
 // Nothing here ever logs a token or a secret; oidc-provider's own `debug` output stays off
 // unless DEBUG is set in the environment (integration/src/oidc.rs removes it).
 //
@@ -37,8 +38,9 @@
 //   is `invalid_scope`); the token is opaque and has no `aud`. With `resource`: exactly one
 //   value, getResourceServerInfo decides (here: known resource and the client allowed to ask
 //   for it, else `invalid_target`), the scopes kept are the resource's, and the token is opaque
-//   or a JWT (header `typ: at+jwt`, `aud` = the resource, `sub` = `client_id` = the client) as
-//   the resource's `format` says.
+//   or a JWT as the resource's `format` says: header {alg: RS256, typ: "at+jwt", kid}, claims
+//   jti, sub (= client_id, the client), iat, exp, scope, client_id, iss, aud (the resource, a
+//   string). The token response is {access_token, expires_in, scope, token_type: "Bearer"}.
 // - Revocation: only the client a token was issued to may revoke it (another confidential
 //   client gets 400 invalid_request); an unknown token is 200, per RFC 7009.
 // - Endpoint URLs in the discovery document are built from the request's Host; this server
@@ -97,6 +99,72 @@ function newKey() {
   return { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' };
 }
 
+// One store for every Provider this process builds (a key rotation builds a new one), so that
+// tokens outlive a rotation; oidc-provider 9's own in-memory adapter keeps one per Provider.
+// Entries are dropped once past their expiresIn (oidc-provider checks `exp` itself as well).
+const records = new Map();
+
+class SharedMemoryAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+
+  live(key) {
+    const entry = records.get(key);
+    if (entry && entry.until !== undefined && entry.until <= Date.now()) {
+      records.delete(key);
+      return undefined;
+    }
+    return entry?.payload;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const until = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined;
+    records.set(this.key(id), { payload, until });
+  }
+
+  async find(id) {
+    return this.live(this.key(id));
+  }
+
+  findBy(field, value) {
+    for (const key of records.keys()) {
+      if (key.startsWith(`${this.model}:`)) {
+        const payload = this.live(key);
+        if (payload?.[field] === value) return payload;
+      }
+    }
+    return undefined;
+  }
+
+  async findByUid(uid) {
+    return this.findBy('uid', uid);
+  }
+
+  async findByUserCode(userCode) {
+    return this.findBy('userCode', userCode);
+  }
+
+  async consume(id) {
+    const payload = this.live(this.key(id));
+    if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) {
+    records.delete(this.key(id));
+  }
+
+  async revokeByGrantId(grantId) {
+    for (const [key, { payload }] of records) {
+      if (payload.grantId === grantId) records.delete(key);
+    }
+  }
+}
+
 function clientMetadata(c) {
   const grants = c.introspects && !c.scope ? [] : ['client_credentials'];
   const meta = {
@@ -115,6 +183,7 @@ function providerConfig(cfg, keys) {
   const introspectors = new Set(cfg.clients.filter((c) => c.introspects).map((c) => c.client_id));
   const allowed = new Map(cfg.clients.map((c) => [c.client_id, new Set(c.resources ?? [])]));
   return {
+    adapter: SharedMemoryAdapter,
     clients: cfg.clients.map(clientMetadata),
     jwks: { keys },
     scopes: ['openid', 'offline_access', ...cfg.scopes],
