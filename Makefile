@@ -12,7 +12,7 @@ SHARED        ?= $(abspath $(CURDIR)/../shared)
 export ENVOY WASM SHARED
 
 .PHONY: test-oldest test-matrix test-wasm
-.PHONY: python-tools
+.PHONY: python-tools node-tools
 .PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli soak sig-probe
 .PHONY: keys postgres test-keys bench-keys
 
@@ -38,7 +38,7 @@ $(ENVOY):
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
-tools: wasm-target envoy python-tools
+tools: wasm-target envoy python-tools node-tools
 
 # The official MCP Python SDK, pinned, for integration/tests/mcp.rs (a real MCP server behind
 # Envoy and a real client in front of it), in a virtual environment of its own.
@@ -48,6 +48,17 @@ python-tools: $(TOOLS)/py/.installed
 $(TOOLS)/py/.installed: integration/mcp/requirements.txt
 	python3 -m venv $(TOOLS)/py
 	$(PY) -m pip install --quiet --disable-pip-version-check -r integration/mcp/requirements.txt
+	@touch $@
+
+# oidc-provider (npm, OpenID Certified), pinned by integration/oidc/package-lock.json, for the
+# authorization server of integration/src/oidc.rs (issue 22), into integration/oidc/node_modules.
+# Needs Node.js 20 or later with npm.
+OIDC_DIR := integration/oidc
+node-tools: $(OIDC_DIR)/node_modules/.installed
+$(OIDC_DIR)/node_modules/.installed: $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "node-tools: npm not found: install Node.js 20 or later (with npm)"; exit 1; }
+	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || { echo "node-tools: Node.js $$(node --version) is too old, 20 or later is needed"; exit 1; }
+	cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 lint: wasm-target
@@ -90,7 +101,7 @@ postgres:
 test-keys: envoy build postgres
 	cargo test -p api-auth-keys
 
-test-e2e: envoy build sig-probe python-tools
+test-e2e: envoy build sig-probe python-tools node-tools
 	cargo test -p api-auth-integration -- --test-threads=2
 
 # The version matrix: the oldest supported Envoy minor (latest patch) beside the default.

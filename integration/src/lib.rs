@@ -19,6 +19,7 @@ mod http1;
 mod issuer;
 pub mod mcp;
 mod memory;
+pub mod oidc;
 mod servers;
 
 pub use cases::*;
