@@ -3,7 +3,24 @@
 
 use std::collections::HashMap;
 
-use super::verdicts::Source;
+/// The kinds of remote verdict, as a waiting request and a call in flight name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// `api_keys.lookup`.
+    KeyService,
+}
+
+impl Source {
+    /// Every kind, for what a request's end or the tick does to each.
+    pub const ALL: [Source; 1] = [Source::KeyService];
+
+    /// The kind's name in log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::KeyService => "key service",
+        }
+    }
+}
 
 /// What a call in flight is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,8 @@ use crate::config::{key_service_answer, Config};
 use crate::stats::Counter;
 
 use super::verdicts::{Answer, Bounds, Outcome, Remote, Source, Verdicts};
-use super::{Call, State};
+use super::{Action, Call, Host, State, Worker};
+use crate::engine::LookupState;
 
 /// The key service's bounds: 4096 shared-data slots per kind of answer (found, unknown; a
 /// slot stores the full digest, so a collision costs a lookup, never a wrong answer); per
@@ -48,6 +49,26 @@ impl Answer for Lookup {
             Lookup::Found(e) => e.approx_bytes(),
             Lookup::NotFound => 0,
         }
+    }
+}
+
+impl<H: Host> Worker<H> {
+    /// What the engine learns of a digest: the cached answer, or whether it may wait for one
+    /// (`first`: in the request's own callback, not when woken).
+    pub(crate) fn key_lookup_state(&self, d: &[u8; 32], now: u64, first: bool) -> LookupState {
+        let cached = self.cached_verdict(&KeyService, d, now);
+        if first {
+            self.count(if cached.is_some() { Counter::KeyCacheHit } else { Counter::KeyCacheMiss });
+        }
+        match cached {
+            Some(answer) => LookupState::Cached(answer),
+            None => LookupState::Missing { can_wait: first },
+        }
+    }
+
+    /// The request waits for the key service's answer on `digest`.
+    pub(crate) fn wait_for_key(&self, ctx: u32, digest: [u8; 32], now: u64, ended: bool) -> Action {
+        self.wait_for_verdict(&KeyService, ctx, digest, lookup_body(&digest), now, ended)
     }
 }
 

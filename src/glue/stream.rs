@@ -4,14 +4,13 @@
 //! webhook signature, be held until its whole body is verified.
 
 use crate::deny::{self, Builtin, ChallengeInfo, Denial, ErrorFormat, LocalResponse, Reason};
-use crate::engine::{self, Decision, Env, KeySlot, LookupState, Request, Wait};
+use crate::engine::{self, Decision, Env, KeySlot, Request, Wait};
 use crate::jwks_cache as cache;
 use crate::principal::Kind;
 use crate::stats::Counter;
 
 use super::host::decode_pairs;
-use super::key_service::{lookup_body, KeyService};
-use super::verdicts::Source;
+use super::calls::Source;
 use super::{Body, Host, HostResult, Worker, KEY_WAIT_MS};
 
 /// What a callback tells the host.
@@ -230,16 +229,7 @@ impl<H: Host> Worker<H> {
                 .collect();
             (st.config.clone(), slots, random, st.verified.clone(), st.delegation)
         };
-        let lookup = |d: &[u8; 32]| {
-            let cached = self.cached_verdict(&KeyService, d, now);
-            if first {
-                self.count(if cached.is_some() { Counter::KeyCacheHit } else { Counter::KeyCacheMiss });
-            }
-            match cached {
-                Some(answer) => LookupState::Cached(answer),
-                None => LookupState::Missing { can_wait: first },
-            }
-        };
+        let lookup = |d: &[u8; 32]| self.key_lookup_state(d, now, first);
         let signatures = super::signatures::HostSignatures { host: &self.host, delegation };
         let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup, verified: &*verified, signatures: &signatures };
         // The router's choice costs host calls: asked only where a route is bound to it. What
@@ -357,7 +347,7 @@ impl<H: Host> Worker<H> {
                 }
                 Action::Pause
             }
-            Decision::Wait(Wait::KeyLookup { digest }) => self.wait_for_verdict(&KeyService, ctx, digest, lookup_body(&digest), now, ended),
+            Decision::Wait(Wait::KeyLookup { digest }) => self.wait_for_key(ctx, digest, now, ended),
         }
     }
 

@@ -22,28 +22,10 @@ use crate::config::Config;
 use crate::records;
 use crate::stats::Counter;
 
+pub use super::calls::Source;
 use super::calls::{Pending, Purpose};
 use super::stream::Stream;
 use super::{Action, Body, Call, Host, State, Worker};
-
-/// The kinds of remote verdict, as a waiting request and a call in flight name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// `api_keys.lookup`.
-    KeyService,
-}
-
-impl Source {
-    /// Every kind, for what a request's end or the tick does to each.
-    pub const ALL: [Source; 1] = [Source::KeyService];
-
-    /// The kind's name in log lines.
-    pub fn name(self) -> &'static str {
-        match self {
-            Source::KeyService => "key service",
-        }
-    }
-}
 
 /// A parsed answer as a worker keeps it.
 pub trait Answer: Clone {
