@@ -13,6 +13,7 @@ pub mod correlation;
 pub mod credentials;
 pub mod crypto;
 pub mod deny;
+pub mod discovery;
 pub mod engine;
 pub mod glue;
 pub mod grants;

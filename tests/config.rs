@@ -16,6 +16,15 @@ fn sections_are_checked_by_name() {
     assert_eq!(load(doc).unwrap_err(), "routes[0].webhook: unknown webhook 'nope'");
 }
 
+/// A provider `p` whose keys come by discovery (and from `remote` too, when given).
+fn discovery(d: serde_json::Value, remote: Option<serde_json::Value>) -> serde_json::Value {
+    let mut jwks = json!({ "discovery": d });
+    if let Some(r) = remote {
+        jwks["remote"] = r;
+    }
+    json!({ "providers": { "p": { "issuer": "https://idp.example/tenant", "algorithms": ["RS256"], "jwks": jwks } } })
+}
+
 fn load(v: serde_json::Value) -> Result<Config, String> {
     Config::from_json(&serde_json::to_vec(&v).unwrap()).map_err(|e| e.to_string())
 }
@@ -94,6 +103,30 @@ fn broken_configs_name_the_field() {
         ("token cache of the wrong type", json!({ "token_cache": { "max_entries": "big" } }), "token_cache.max_entries: invalid type: string"),
         ("unknown token cache field", json!({ "token_cache": { "entries": 10 } }), "token_cache.entries: unknown field `entries`"),
         ("not JSON", json!("just a string"), "invalid type: string"),
+        ("two key sources", discovery(json!({ "cluster": "idp" }), Some(json!({ "cluster": "idp", "path": "/jwks" }))), "providers.p.jwks: exactly one of remote, inline or discovery is required"),
+        ("no key source", json!({ "providers": { "p": { "issuer": "https://idp.example", "algorithms": ["RS256"], "jwks": {} } } }), "providers.p.jwks: exactly one of remote, inline or discovery is required"),
+        ("discovery without a cluster", discovery(json!({ "cluster": "" }), None), "providers.p.jwks.discovery.cluster: must not be empty"),
+        ("discovery authority with a path", discovery(json!({ "cluster": "idp", "authority": "idp.example/keys" }), None), "providers.p.jwks.discovery.authority: must be a host or host:port"),
+        ("discovery authority with userinfo", discovery(json!({ "cluster": "idp", "authority": "u:pw@idp.example" }), None), "providers.p.jwks.discovery.authority: must be a host or host:port"),
+        ("discovery authority with a bad port", discovery(json!({ "cluster": "idp", "authority": "idp.example:http" }), None), "providers.p.jwks.discovery.authority: must be a host or host:port"),
+        ("discovery timeout", discovery(json!({ "cluster": "idp", "timeout_ms": 0 }), None), "providers.p.jwks.discovery.timeout_ms: must be between 1 and 60000"),
+        ("discovery refresh", discovery(json!({ "cluster": "idp", "refresh_s": 0 }), None), "providers.p.jwks.discovery.refresh_s: must be at least 1"),
+        ("unknown discovery field", discovery(json!({ "cluster": "idp", "path": "/jwks" }), None), "providers.p.jwks.discovery.path: unknown field `path`"),
+        (
+            "discovery for an issuer that is no URL",
+            json!({ "providers": { "p": { "issuer": "idp", "algorithms": ["RS256"], "jwks": { "discovery": { "cluster": "idp" } } } } }),
+            "providers.p.issuer: jwks.discovery needs an https (or http) URL without userinfo, query or fragment",
+        ),
+        (
+            "discovery for an issuer with a query",
+            json!({ "providers": { "p": { "issuer": "https://idp.example/?t=1", "algorithms": ["RS256"], "jwks": { "discovery": { "cluster": "idp" } } } } }),
+            "providers.p.issuer: jwks.discovery needs",
+        ),
+        (
+            "discovery for HMAC only",
+            json!({ "providers": { "p": { "issuer": "https://idp.example", "algorithms": ["HS256"], "jwks": { "discovery": { "cluster": "idp" } } } } }),
+            "providers.p.jwks.discovery: only HMAC algorithms are allowed",
+        ),
     ];
     for (what, doc, want) in cases {
         match load(doc) {
@@ -151,4 +184,24 @@ fn defaults() {
     assert_eq!(load(json!({ "token_cache": {} })).unwrap().token_cache_entries, 4096, "an empty section keeps the default");
     let empty_headers = load(json!({ "api_keys": { "prefixes": ["wsk_"], "headers": [] } })).unwrap();
     assert!(empty_headers.api_keys.unwrap().headers.is_empty());
+}
+
+#[test]
+fn discovery_defaults_like_remote_and_finds_its_documents_under_the_issuer() {
+    use api_auth_filter::config::KeySource;
+    let cfg = load(discovery(json!({ "cluster": "idp" }), None)).unwrap();
+    let KeySource::Remote(r) = &cfg.providers[0].keys else { panic!("discovery keys are fetched") };
+    assert_eq!((r.cluster.as_str(), r.authority.as_str()), ("idp", "idp.example"), "the authority defaults to the issuer's host");
+    assert_eq!((r.timing.timeout, r.timing.refresh, r.timing.min_refetch), (1500, 300_000, 30_000), "remote's defaults");
+    assert!(!r.allow_symmetric_keys, "a discovered JWKS never gives HMAC keys");
+    let d = r.discovery.as_ref().expect("discovery");
+    assert_eq!(r.path, "/tenant/.well-known/openid-configuration");
+    assert_eq!(d.oauth_path, "/.well-known/oauth-authorization-server/tenant");
+    let cfg = load(discovery(json!({ "cluster": "idp", "authority": "login.idp.example:8443", "timeout_ms": 900, "refresh_s": 60, "min_refetch_s": 5 }), None)).unwrap();
+    let KeySource::Remote(r) = &cfg.providers[0].keys else { panic!("discovery keys are fetched") };
+    assert_eq!(r.authority, "login.idp.example:8443");
+    assert_eq!((r.timing.timeout, r.timing.refresh, r.timing.min_refetch), (900, 60_000, 5_000));
+    let remote = load(json!({ "providers": { "p": { "issuer": "https://idp.example/tenant", "algorithms": ["RS256"], "jwks": { "remote": { "cluster": "idp", "path": "/tenant/.well-known/openid-configuration" } } } } })).unwrap();
+    let KeySource::Remote(plain) = &remote.providers[0].keys else { panic!("remote") };
+    assert_ne!(plain.cache_key, r.cache_key, "never the shared record of a remote JWKS");
 }

@@ -216,6 +216,7 @@ fn the_walk_reaches_every_object_of_the_parser() {
         "providers.<>.jwks",
         "providers.<>.jwks.remote",
         "providers.<>.jwks.inline",
+        "providers.<>.jwks.discovery",
         "providers.<>.claims",
         "api_keys",
         "api_keys.keys[]",

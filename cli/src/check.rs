@@ -66,6 +66,7 @@ pub fn summary(cfg: &Config) -> String {
         .map(|p| {
             let source = match &p.keys {
                 KeySource::Inline(_) => "inline JWKS".to_string(),
+                KeySource::Remote(r) if r.discovery.is_some() => format!("JWKS by discovery through cluster {}", r.cluster),
                 KeySource::Remote(r) => format!("JWKS from cluster {}", r.cluster),
             };
             format!("{}: {source}", p.name)

@@ -482,14 +482,23 @@ impl Report {
             Wait::Jwks { provider, refetch } => {
                 let p = cfg.providers.get(provider);
                 let name = p.map_or("?", |p| p.name.as_str());
-                let (cluster, path) = match p.map(|p| &p.keys) {
-                    Some(KeySource::Remote(r)) => (r.cluster.as_str(), r.path.as_str()),
-                    _ => ("?", "?"),
+                let (cluster, path, get) = match p.map(|p| &p.keys) {
+                    Some(KeySource::Remote(r)) if r.discovery.is_some() => {
+                        (r.cluster.as_str(), r.path.as_str(), format!("GET {}, then the keys at its jwks_uri", r.path))
+                    }
+                    Some(KeySource::Remote(r)) => (r.cluster.as_str(), r.path.as_str(), format!("GET {}", r.path)),
+                    _ => ("?", "?", "GET ?".to_string()),
                 };
                 (
-                    json!({ "jwks": { "provider": name, "cluster": cluster, "path": path, "refetch": refetch } }),
+                    {
+                        let mut jwks = json!({ "provider": name, "cluster": cluster, "path": path, "refetch": refetch });
+                        if matches!(p.map(|p| &p.keys), Some(KeySource::Remote(r)) if r.discovery.is_some()) {
+                            jwks["discovery"] = json!(true);
+                        }
+                        json!({ "jwks": jwks })
+                    },
                     format!(
-                        "the remote JWKS of provider '{name}' (cluster {cluster}, GET {path}): Envoy holds the \
+                        "the remote JWKS of provider '{name}' (cluster {cluster}, {get}): Envoy holds the \
                          request until the keys arrive (up to 3 s, then 503 keys_unavailable) and decides again. \
                          Give the keys with --jwks FILE to see that decision."
                     ),

@@ -221,6 +221,34 @@ fn remote_keys_and_key_services_show_as_waits() {
 }
 
 #[test]
+fn discovered_keys_show_as_a_wait_for_the_document_unless_given() {
+    let dir = TempDir::new();
+    let file = dir.write(
+        "discovery.json",
+        json!({
+            "providers": { "idp": { "issuer": "https://clerk.cf0.example", "algorithms": ["RS256"],
+                                    "jwks": { "discovery": { "cluster": "idp" } } } },
+            "routes": [ { "match": { "prefix": "/" }, "auth": {} } ]
+        })
+        .to_string(),
+    );
+    let claims = json!({"iss": "https://clerk.cf0.example", "sub": "u", "exp": common::unix_now() + 600});
+    let b64 = |v: &Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let token = format!("{}.{}.c2ln", b64(&json!({"alg": "RS256", "kid": "k1"})), b64(&claims));
+    let r = explain(&file, "GET", "/x", &[&format!("authorization: Bearer {token}")]);
+    assert_eq!(r["decision"], "wait", "no keys are claimed before they are fetched: {r}");
+    assert_eq!(r["wait"], json!({"jwks": {"provider": "idp", "cluster": "idp", "path": "/.well-known/openid-configuration", "refetch": false, "discovery": true}}));
+    let text = ok(&["explain", &file, "GET", "/x", "-H", &format!("authorization: Bearer {token}")]);
+    let flat = text.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("GET /.well-known/openid-configuration, then the keys at its jwks_uri"), "{}", text.stdout);
+    let check = ok(&["check", &file]);
+    assert!(check.stdout.contains("idp: JWKS by discovery through cluster idp"), "{}", check.stdout);
+}
+
+#[test]
 fn webhook_routes_verify_the_body_when_given() {
     let (cfg, _) = common::example("001");
     let dir = TempDir::new();

@@ -1,6 +1,7 @@
 //! `providers`: JWT issuers, their claim rules and claim paths, and where their keys come from.
 
-use super::raw::{RawProvider, RawRemoteJwks};
+use super::raw::{RawDiscovery, RawProvider, RawRemoteJwks};
+use crate::discovery::Discovery;
 use super::routes::route_path;
 use super::{bounded, seconds_to_ms, ConfigError};
 use crate::jwt::{Alg, ClaimPaths, ClaimRules, KeySet};
@@ -32,6 +33,9 @@ pub struct RemoteJwks {
     pub path: String,
     pub timing: crate::jwks_cache::Timing,
     pub allow_symmetric_keys: bool,
+    /// The keys' path comes from the issuer's metadata (`jwks.discovery`); `path` is then the
+    /// first document asked for, `<issuer path>/.well-known/openid-configuration`.
+    pub discovery: Option<Discovery>,
     /// Shared-data key of this JWKS: the same URL is fetched once for every provider and
     /// every filter instance that names it.
     pub cache_key: String,
@@ -52,8 +56,8 @@ pub(super) fn compile_provider(name: String, p: RawProvider) -> Result<Provider,
         })?;
         algorithms.push(alg);
     }
-    let keys = match (p.jwks.remote, p.jwks.inline) {
-        (Some(r), None) => {
+    let keys = match (p.jwks.remote, p.jwks.inline, p.jwks.discovery) {
+        (Some(r), None, None) => {
             let remote = compile_remote(&format!("{path}.jwks.remote"), r)?;
             if !remote.allow_symmetric_keys && algorithms.iter().all(|a| a.is_hmac()) {
                 return Err(ConfigError::new(
@@ -63,7 +67,7 @@ pub(super) fn compile_provider(name: String, p: RawProvider) -> Result<Provider,
             }
             KeySource::Remote(remote)
         }
-        (None, Some(inline)) => {
+        (None, Some(inline), None) => {
             let doc = serde_json::json!({ "keys": inline.keys });
             let set = KeySet::from_json(doc.to_string().as_bytes())
                 .map_err(|e| ConfigError::new(format!("{path}.jwks.inline"), e))?;
@@ -72,7 +76,17 @@ pub(super) fn compile_provider(name: String, p: RawProvider) -> Result<Provider,
             }
             KeySource::Inline(std::rc::Rc::new(set))
         }
-        _ => return Err(ConfigError::new(format!("{path}.jwks"), "exactly one of remote or inline is required")),
+        (None, None, Some(d)) => {
+            let remote = compile_discovery(&path, &p.issuer, d)?;
+            if algorithms.iter().all(|a| a.is_hmac()) {
+                return Err(ConfigError::new(
+                    format!("{path}.jwks.discovery"),
+                    "only HMAC algorithms are allowed, and HMAC keys from a discovered JWKS are never used",
+                ));
+            }
+            KeySource::Remote(remote)
+        }
+        _ => return Err(ConfigError::new(format!("{path}.jwks"), "exactly one of remote, inline or discovery is required")),
     };
     let defaults = ClaimPaths::default();
     let c = p.claims;
@@ -138,10 +152,18 @@ pub(super) fn compile_remote(path: &str, r: RawRemoteJwks) -> Result<RemoteJwks,
         // A query string is fine on an outgoing request.
         if r.path.starts_with('/') { Ok(r.path.clone()) } else { Err(e) }
     })?;
+    let timing = timing(path, r.timeout_ms, r.refresh_s, r.min_refetch_s)?;
+    let authority = r.authority.unwrap_or_else(|| r.cluster.clone());
+    let cache_key = format!("api-auth/jwks/{}/{}{}", r.cluster, authority, jwks_path);
+    Ok(RemoteJwks { cluster: r.cluster, authority, path: jwks_path, timing, allow_symmetric_keys: r.allow_symmetric_keys, discovery: None, cache_key })
+}
+
+/// The defaults and bounds of `remote`'s timing.
+fn timing(path: &str, timeout_ms: Option<u64>, refresh_s: Option<u64>, min_refetch_s: Option<u64>) -> Result<crate::jwks_cache::Timing, ConfigError> {
     let timing = crate::jwks_cache::Timing {
-        timeout: r.timeout_ms.unwrap_or(1500),
-        refresh: seconds_to_ms(r.refresh_s.unwrap_or(300)),
-        min_refetch: seconds_to_ms(r.min_refetch_s.unwrap_or(30)),
+        timeout: timeout_ms.unwrap_or(1500),
+        refresh: seconds_to_ms(refresh_s.unwrap_or(300)),
+        min_refetch: seconds_to_ms(min_refetch_s.unwrap_or(30)),
     };
     if !(1..=60_000).contains(&timing.timeout) {
         return Err(ConfigError::new(format!("{path}.timeout_ms"), "must be between 1 and 60000"));
@@ -149,7 +171,36 @@ pub(super) fn compile_remote(path: &str, r: RawRemoteJwks) -> Result<RemoteJwks,
     if timing.refresh < 1000 {
         return Err(ConfigError::new(format!("{path}.refresh_s"), "must be at least 1"));
     }
-    let authority = r.authority.unwrap_or_else(|| r.cluster.clone());
-    let cache_key = format!("api-auth/jwks/{}/{}{}", r.cluster, authority, jwks_path);
-    Ok(RemoteJwks { cluster: r.cluster, authority, path: jwks_path, timing, allow_symmetric_keys: r.allow_symmetric_keys, cache_key })
+    Ok(timing)
+}
+
+/// `providers.<name>.jwks.discovery` (`provider`: `providers.<name>`).
+fn compile_discovery(provider: &str, issuer: &str, d: RawDiscovery) -> Result<RemoteJwks, ConfigError> {
+    let path = format!("{provider}.jwks.discovery");
+    let Some(discovery) = Discovery::for_issuer(issuer) else {
+        return Err(ConfigError::new(
+            format!("{provider}.issuer"),
+            "jwks.discovery needs an https (or http) URL without userinfo, query or fragment",
+        ));
+    };
+    if d.cluster.is_empty() {
+        return Err(ConfigError::new(format!("{path}.cluster"), "must not be empty"));
+    }
+    let authority = match d.authority {
+        Some(a) if crate::discovery::is_authority(&a) => a,
+        Some(_) => return Err(ConfigError::new(format!("{path}.authority"), "must be a host or host:port")),
+        None => crate::discovery::issuer_authority(issuer).unwrap_or_default().to_string(),
+    };
+    let timing = timing(&path, d.timeout_ms, d.refresh_s, d.min_refetch_s)?;
+    // Not the key of any remote JWKS: those end in a path, this in the issuer.
+    let cache_key = format!("api-auth/jwks-discovery/{}/{}/{}", d.cluster, authority, issuer);
+    Ok(RemoteJwks {
+        cluster: d.cluster,
+        authority,
+        path: discovery.openid_path.clone(),
+        timing,
+        allow_symmetric_keys: false,
+        discovery: Some(discovery),
+        cache_key,
+    })
 }

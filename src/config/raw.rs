@@ -97,6 +97,21 @@ pub struct RawProvider {
 pub struct RawJwks {
     pub remote: Option<RawRemoteJwks>,
     pub inline: Option<RawInlineJwks>,
+    pub discovery: Option<RawDiscovery>,
+}
+
+/// The keys at the `jwks_uri` of the issuer's metadata (OIDC discovery, RFC 8414), both
+/// fetched through `cluster`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    pub cluster: String,
+    /// The `:authority` of both fetches, and the only host\[:port\] `jwks_uri` may name
+    /// (default: the issuer's).
+    pub authority: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub refresh_s: Option<u64>,
+    pub min_refetch_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,6 +27,8 @@ impl Source {
 pub enum Purpose {
     /// A provider's JWKS (its index).
     Jwks(usize),
+    /// A provider's discovery document (its index), before its JWKS.
+    Discovery(usize, crate::discovery::WellKnown),
     /// A remote verdict on a digest (a key-service lookup, and the kinds to come).
     Verdict(Source, [u8; 32]),
     /// A usage batch: its answer is only logged when it is not a success.
@@ -51,6 +53,11 @@ impl Calls {
     /// Whether a call for `purpose` is in flight.
     pub fn any(&self, purpose: Purpose) -> bool {
         self.by_token.values().any(|p| *p == purpose)
+    }
+
+    /// Whether a call for provider `i`'s keys (its JWKS or its discovery document) is in flight.
+    pub fn any_for_keys(&self, i: usize) -> bool {
+        self.by_token.values().any(|p| matches!(p, Purpose::Jwks(j) | Purpose::Discovery(j, _) if *j == i))
     }
 }
 

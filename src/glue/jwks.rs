@@ -3,11 +3,18 @@
 //! stored in shared data with a version, and every worker adopts a newer version on its tick
 //! and keeps its own parsed copy. A failed, slow, garbage or over-large fetch never changes
 //! the keys in hand.
+//!
+//! With `jwks.discovery`, every fetch is two calls under the same lease: the issuer's metadata
+//! document (`discovery` decides where and what of it is trusted), then the keys at its
+//! `jwks_uri`. The document is re-read at each refresh and never stored: the keys stored are
+//! always the ones the latest trusted document points to, and a document that is refused
+//! (failed, garbage, another issuer, another host) is a failed fetch that changes nothing.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::config::RemoteJwks;
+use crate::discovery::{self, WellKnown};
 use crate::jwks_cache as cache;
 use crate::records::{self, Lease};
 use crate::jwt::KeySet;
@@ -100,7 +107,7 @@ impl<H: Host> Worker<H> {
     /// Takes the lease and fetches when a fetch is due and no other worker is at it.
     pub(crate) fn maybe_fetch(&self, i: usize, now: u64) {
         let Some((remote, _, fetched_at)) = self.remote(i) else { return };
-        if self.st.borrow().calls.any(Purpose::Jwks(i)) {
+        if self.st.borrow().calls.any_for_keys(i) {
             return;
         }
         let (lease, cas) = self.read_lease(&remote);
@@ -110,10 +117,18 @@ impl<H: Host> Worker<H> {
         if !self.write_lease(&remote, &cache::take(&lease, &remote.timing, now), cas) {
             return; // another worker won the lease
         }
+        match &remote.discovery {
+            Some(d) => self.start_fetch(&remote, d.path(WellKnown::OpenId), Purpose::Discovery(i, WellKnown::OpenId), now),
+            None => self.start_fetch(&remote, &remote.path, Purpose::Jwks(i), now),
+        }
+    }
+
+    /// Dispatches one GET of a fetch whose lease this worker holds.
+    fn start_fetch(&self, remote: &RemoteJwks, path: &str, purpose: Purpose, now: u64) {
         let call = Call {
             cluster: &remote.cluster,
             method: "GET",
-            path: &remote.path,
+            path,
             authority: &remote.authority,
             content_type: None,
             body: None,
@@ -121,13 +136,60 @@ impl<H: Host> Worker<H> {
         };
         match self.host.dispatch(&call) {
             Ok(token) => {
-                self.st.borrow_mut().calls.insert(token, Purpose::Jwks(i));
+                self.st.borrow_mut().calls.insert(token, purpose);
             }
             Err(e) => {
-                self.count(Counter::JwksFetchFailed);
                 log::warn!("api-auth-filter: JWKS fetch from cluster {} could not start: {e:?}", remote.cluster);
+                self.fetch_failed(remote, now);
+            }
+        }
+    }
+
+    /// A fetch failed: the keys in hand stay, the lease backs off.
+    fn fetch_failed(&self, remote: &RemoteJwks, now: u64) {
+        self.count(Counter::JwksFetchFailed);
+        let (lease, cas) = self.read_lease(remote);
+        self.write_lease(remote, &cache::after_failure(&lease, now, &remote.timing), cas);
+    }
+
+    /// The answer to a discovery call: on to the RFC 8414 document after a 404 of the OpenID
+    /// one, on to the keys with a trusted document, else a failed fetch.
+    pub(crate) fn on_discovery_response(&self, i: usize, which: WellKnown, body_size: usize) {
+        let now = self.host.now_ms();
+        let Some((remote, _, _)) = self.remote(i) else { return };
+        let Some(d) = remote.discovery.as_ref() else { return };
+        let status = self.host.call_response_header(":status").ok().flatten();
+        let next = match status.as_deref() {
+            Some(b"404") if which == WellKnown::OpenId => Ok((d.path(WellKnown::OAuth).to_string(), Purpose::Discovery(i, WellKnown::OAuth))),
+            Some(b"200") => {
+                let body = if body_size > 0 && body_size <= discovery::MAX_DOCUMENT_BYTES {
+                    self.host.body(Body::CallResponse, body_size).ok().flatten()
+                } else {
+                    None
+                };
+                match body {
+                    Some(b) => d.jwks_path(&remote.authority, &b).map(|p| (p, Purpose::Jwks(i))).map_err(|e| e.to_string()),
+                    None => Err("an empty, unreadable or over-large document".to_string()),
+                }
+            }
+            other => Err(format!("status {}", other.map_or("none".into(), String::from_utf8_lossy))),
+        };
+        match next {
+            Ok((path, purpose)) => {
+                // The lease is held on for the next call of the same fetch.
                 let (lease, cas) = self.read_lease(&remote);
-                self.write_lease(&remote, &cache::after_failure(&lease, now, &remote.timing), cas);
+                self.write_lease(&remote, &cache::take(&lease, &remote.timing, now), cas);
+                self.start_fetch(&remote, &path, purpose, now);
+            }
+            Err(why) => {
+                // The document's values are not quoted (`discovery::Refusal` names no more
+                // than a well-formed host).
+                log::warn!(
+                    "api-auth-filter: discovery for issuer {} through cluster {} refused: {why}; keeping the keys in hand",
+                    d.issuer,
+                    remote.cluster
+                );
+                self.fetch_failed(&remote, now);
             }
         }
     }
@@ -163,8 +225,7 @@ impl<H: Host> Worker<H> {
             }
             _ => {
                 // Keep the keys in hand: a failed fetch never changes what is accepted.
-                self.count(Counter::JwksFetchFailed);
-                self.write_lease(&remote, &cache::after_failure(&lease, now, &remote.timing), cas);
+                self.fetch_failed(&remote, now);
                 log::warn!(
                     "api-auth-filter: JWKS fetch from cluster {} failed (status {}); keeping the keys in hand",
                     remote.cluster,

@@ -52,6 +52,7 @@ pub struct MadeCall {
     /// that context, and drops it once that request has ended.
     pub context: u32,
     pub cluster: String,
+    pub authority: String,
     pub method: String,
     pub path: String,
     pub body: Vec<u8>,
@@ -293,6 +294,7 @@ impl Host for MockHost {
             token,
             context: self.effective.get(),
             cluster: call.cluster.to_string(),
+            authority: call.authority.to_string(),
             method: call.method.to_string(),
             path: call.path.to_string(),
             body: call.body.unwrap_or_default().to_vec(),

@@ -6,7 +6,8 @@
 //! tests and against `abi::AbiHost` (the only code that calls the host) inside Envoy; the
 //! seam costs nothing at run time (monomorphised, inlined). By job:
 //! - `stream`: one state per request (`Stream`) and the named entry points of its callbacks;
-//! - `jwks`: fetching remote JWKS through Envoy, once per process, shared by every worker;
+//! - `jwks`: fetching remote JWKS through Envoy (directly, or at the `jwks_uri` of the issuer's
+//!   discovery document), once per process, shared by every worker;
 //! - `calls`: the one table of calls in flight (JWKS, verdicts, usage), routing answers;
 //! - `verdicts`: remote verdicts on a credential's digest (one call per digest, handed on when
 //!   their stream dies, shared slots named by their service, a parsed copy per worker);
@@ -185,6 +186,10 @@ impl<H: Host> Worker<H> {
         match purpose {
             Some(calls::Purpose::Jwks(provider)) => {
                 self.on_jwks_response(provider, body_size);
+                self.wake_waiters();
+            }
+            Some(calls::Purpose::Discovery(provider, which)) => {
+                self.on_discovery_response(provider, which, body_size);
                 self.wake_waiters();
             }
             Some(calls::Purpose::Verdict(verdicts::Source::KeyService, digest)) => {
