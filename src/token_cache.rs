@@ -163,6 +163,7 @@ mod tests {
             require_exp: false,
             max_lifetime_s: None,
             reject_pending_sessions: false,
+            typ: None,
         };
         let times = validate_claims(&serde_json::json!({ "iss": "i" }), &rules, 0).expect("valid");
         let mut principal = Principal::new(Kind::Jwt);

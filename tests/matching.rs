@@ -307,3 +307,74 @@ fn a_remote_jwks_publishes_no_hmac_key_unless_the_provider_opts_in() {
         assert_eq!(KeySet::fetched(doc.as_bytes(), r.allow_symmetric_keys).unwrap().len(), want, "allow_symmetric_keys {allow}");
     }
 }
+
+/// An HS256 token with this header `typ` (`None`: no `typ`).
+fn hs256_typed(typ: Option<&str>, claims: &Value) -> String {
+    let header = match typ {
+        Some(t) => json!({ "alg": "HS256", "typ": t }),
+        None => json!({ "alg": "HS256" }),
+    };
+    let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(SECRET).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+#[test]
+fn a_provider_with_typ_takes_only_tokens_of_that_type() {
+    let load = |typ: Option<&str>| {
+        let mut provider = json!({ "issuer": "https://as.example", "algorithms": ["HS256"],
+            "jwks": { "inline": { "keys": [{ "kty": "oct", "k": b64(SECRET) }] } } });
+        if let Some(t) = typ {
+            provider["typ"] = json!(t);
+        }
+        config(json!({ "providers": { "as": provider }, "routes": [{ "match": { "prefix": "/" }, "auth": { "credentials": ["jwt"] } }] }))
+    };
+    let claims = json!({ "iss": "https://as.example", "sub": "client", "exp": NOW + 60, "iat": NOW });
+    let decide_with = |cfg: &Config, token: &str| -> Result<(), Reason> {
+        let auth = format!("Bearer {token}");
+        let headers = vec![("authorization".to_string(), auth.into_bytes())];
+        let keys = inline_keys(cfg);
+        let env = Env { now: NOW, keys: &keys, random: [1; 16], key_lookup: &no_lookup, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
+        match decide(cfg, &Request { method: "GET", path: "/x", headers: &api_auth_filter::credentials::view(&headers) }, &env) {
+            Decision::Allow(_) => Ok(()),
+            Decision::Deny(d) => Err(d.denial.reason),
+            Decision::Wait(_) | Decision::Respond(_) => panic!("neither allowed nor denied"),
+        }
+    };
+    let at_jwt = load(Some("at+jwt"));
+    let spelled = load(Some("Application/AT+JWT"));
+    let any = load(None);
+    // (header typ, with typ "at+jwt", with no typ configured)
+    let rows: &[(Option<&str>, Result<(), Reason>)] = &[
+        (Some("at+jwt"), Ok(())),
+        (Some("application/at+jwt"), Ok(())),
+        (Some("AT+JWT"), Ok(())),
+        (Some("JWT"), Err(Reason::TokenInvalid)),
+        (Some("at+jwt; charset=utf-8"), Err(Reason::TokenInvalid)),
+        (Some("application/jwt"), Err(Reason::TokenInvalid)),
+        (Some("xat+jwt"), Err(Reason::TokenInvalid)),
+        (None, Err(Reason::TokenInvalid)),
+    ];
+    for (typ, want) in rows {
+        let token = hs256_typed(*typ, &claims);
+        assert_eq!(decide_with(&at_jwt, &token), *want, "typ {typ:?} against at+jwt");
+        assert_eq!(decide_with(&spelled, &token), *want, "typ {typ:?} against Application/AT+JWT");
+        assert_eq!(decide_with(&any, &token), Ok(()), "typ {typ:?} with no typ configured");
+    }
+    // A typ that is not a string is no typ.
+    let odd = format!("{}.{}", b64(br#"{"alg":"HS256","typ":7}"#), b64(claims.to_string().as_bytes()));
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(SECRET).unwrap();
+    mac.update(odd.as_bytes());
+    let odd = format!("{odd}.{}", b64(&mac.finalize().into_bytes()));
+    assert_eq!(decide_with(&at_jwt, &odd), Err(Reason::TokenInvalid));
+    assert_eq!(decide_with(&any, &odd), Ok(()));
+    // The setting's bounds.
+    for bad in ["", "at jwt", &"x".repeat(65)] {
+        let mut provider = json!({ "issuer": "https://as.example", "algorithms": ["HS256"], "typ": bad,
+            "jwks": { "inline": { "keys": [{ "kty": "oct", "k": b64(SECRET) }] } } });
+        provider["claims"] = json!({});
+        let err = Config::from_json(&serde_json::to_vec(&json!({ "providers": { "as": provider }, "routes": [] })).unwrap()).unwrap_err();
+        assert_eq!(err.path, "providers.as.typ", "{bad:?}");
+    }
+}

@@ -1,8 +1,9 @@
 //! `providers.<p>.jwks.discovery` end to end: the built filter in Envoy finds a real
 //! authorization server's keys (oidc-provider, the test bed of `api_auth_integration::oidc`)
-//! from its issuer alone, at an issuer with a path, verifies its RFC 9068 access tokens,
-//! follows a key rotation through the document, and refuses everything while the document
-//! names another issuer. Needs `make node-tools`.
+//! from its issuer alone, at an issuer with a path, verifies its RFC 9068 access tokens
+//! (`typ: at+jwt` required), follows a key rotation through the document, and refuses
+//! everything while the document names another issuer or keys on another host. Needs
+//! `make node-tools`.
 
 use api_auth_integration::oidc::*;
 use api_auth_integration::*;
@@ -17,6 +18,8 @@ fn config(issuer: &str) -> Value {
             "issuer": issuer,
             "algorithms": ["RS256"],
             "audiences": [RESOURCE_JWT],
+            // RFC 9068: only access tokens (oidc-provider's at+jwt), never an ID token.
+            "typ": "at+jwt",
             "jwks": { "discovery": { "cluster": "idp", "min_refetch_s": 1 } }
         } },
         "routes": [ { "match": { "prefix": "/api/" }, "auth": { "credentials": ["jwt"] } } ]

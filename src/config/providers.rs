@@ -88,6 +88,13 @@ pub(super) fn compile_provider(name: String, p: RawProvider) -> Result<Provider,
         }
         _ => return Err(ConfigError::new(format!("{path}.jwks"), "exactly one of remote, inline or discovery is required")),
     };
+    let typ = match p.typ.as_deref() {
+        None => None,
+        Some(t) if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+            return Err(ConfigError::new(format!("{path}.typ"), "must be a media type such as at+jwt (1 to 64 visible ASCII characters)"));
+        }
+        Some(t) => Some(crate::jwt::media_type(t)),
+    };
     let defaults = ClaimPaths::default();
     let c = p.claims;
     let paths = |field: &str, given: Option<Vec<String>>, default: Vec<Vec<String>>| -> Result<Vec<Vec<String>>, ConfigError> {
@@ -131,6 +138,7 @@ pub(super) fn compile_provider(name: String, p: RawProvider) -> Result<Provider,
             require_exp: p.require_exp.unwrap_or(true),
             max_lifetime_s: p.max_lifetime_s,
             reject_pending_sessions: p.reject_pending_sessions,
+            typ,
         },
         name,
         algorithms,

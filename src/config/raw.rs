@@ -80,6 +80,8 @@ pub struct RawProvider {
     pub clock_skew_s: Option<u64>,
     pub require_exp: Option<bool>,
     pub max_lifetime_s: Option<u64>,
+    /// The JWS header `typ` the provider's tokens must carry (RFC 9068: `at+jwt`).
+    pub typ: Option<String>,
     #[serde(default)]
     pub reject_pending_sessions: bool,
     #[serde(default)]

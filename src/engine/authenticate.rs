@@ -174,6 +174,11 @@ fn verify_jwt(cfg: &Config, auth: &AuthRequirements, token: &str, env: &Env<'_>)
         return Err(Reason::IssuerUnknown.into());
     };
     let provider = &cfg.providers[index];
+    // RFC 9068 §4: where the provider names a `typ` (at+jwt), an ID token or any other JWT of
+    // the same issuer is not an access token.
+    if !jwt::typ_accepted(provider.rules.typ.as_deref(), decoded.typ.as_deref()) {
+        return Err(Reason::TokenInvalid.into());
+    }
     let times = jwt::validate_claims(&claims, &provider.rules, env.now)?;
     let slot = env.keys.get(index).cloned().unwrap_or_default();
     let Some(keys) = slot.keys else {

@@ -14,6 +14,26 @@ pub struct ClaimRules {
     pub require_exp: bool,
     pub max_lifetime_s: Option<u64>,
     pub reject_pending_sessions: bool,
+    /// The header `typ` required, in its compared form (`media_type`); `None`: any or none.
+    pub typ: Option<String>,
+}
+
+/// A `typ` as compared (RFC 7515 §4.1.9, RFC 9068 §2.1): case-insensitive, and
+/// `application/at+jwt` is `at+jwt`.
+pub fn media_type(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_string(),
+        None => lower,
+    }
+}
+
+/// Whether a token's header `typ` is the one a provider requires.
+pub fn typ_accepted(required: Option<&str>, typ: Option<&str>) -> bool {
+    match required {
+        None => true,
+        Some(want) => typ.is_some_and(|t| media_type(t) == want),
+    }
 }
 
 /// A NumericDate claim: absent, or a finite number (integer or not). Anything else makes the

@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-pub use claims::{first_list, first_string, validate_claims, ClaimPaths, ClaimRules, Split, TimeClaims};
+pub use claims::{first_list, first_string, media_type, typ_accepted, validate_claims, ClaimPaths, ClaimRules, Split, TimeClaims};
 pub use jwk::{KeySet, PublicKey};
 
 use crate::crypto::Hash;
@@ -80,6 +80,8 @@ impl Alg {
 pub struct Decoded<'t> {
     pub alg: Alg,
     pub kid: Option<String>,
+    /// The header's `typ`, when it is a string.
+    pub typ: Option<String>,
     /// `header.payload` exactly as sent: what the signature covers.
     pub signing_input: &'t str,
     pub signature: Vec<u8>,
@@ -122,8 +124,9 @@ pub fn decode(token: &str) -> Result<Decoded<'_>, Reason> {
         Some(_) => return Err(Reason::TokenInvalid),
         None => None,
     };
+    let typ = header.get("typ").and_then(Value::as_str).map(str::to_string);
     let signing_input = token.get(..h.len() + 1 + p.len()).ok_or(Reason::TokenInvalid)?;
-    Ok(Decoded { alg, kid, signing_input, signature: b64(s)?, payload: b64(p)? })
+    Ok(Decoded { alg, kid, typ, signing_input, signature: b64(s)?, payload: b64(p)? })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -118,6 +118,7 @@ fn rules() -> ClaimRules {
         require_exp: true,
         max_lifetime_s: Some(3600),
         reject_pending_sessions: true,
+        typ: None,
     }
 }
 
