@@ -307,7 +307,7 @@ const FIELDS: &[&str] = &[
     "bearer_methods_supported", "resource_name", "resource_documentation", "paths", "metadata_url", "strip_credentials",
     "generate", "kty", "k", "kid", "alg", "crv", "x", "y", "n", "e", "use", "token_invalid", "insufficient_scope", "x-user",
     "path_parameters", "route_name", "route_metadata", "filter", "key", "filter_state", "from_cookies", "token_cache",
-    "max_entries",
+    "max_entries", "typ", "discovery",
 ];
 
 const WORDS: &[&str] = &[

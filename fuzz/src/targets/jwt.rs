@@ -70,6 +70,7 @@ fn fixed() -> &'static Fixed {
             require_exp: true,
             max_lifetime_s: Some(3600),
             reject_pending_sessions: true,
+            typ: None,
         };
         let lax = ClaimRules {
             audiences: vec![],
