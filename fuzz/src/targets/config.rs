@@ -279,6 +279,7 @@ fn check(bytes: &[u8]) {
             assert!(input_has_env_secret || !text.contains(ENV_SECRET), "error shows the environment's secret: {text}");
             if doc.is_some() {
                 let allowed: Vec<&String> = strings.echoable.iter().collect();
+                let text = without_schema_names(&text);
                 let leak = leaked(&text, strings.secret.iter().chain(&strings.marked), &allowed).or_else(|| {
                     // Part of a marked value is a leak too.
                     (text.contains("FUZZ_SECRET") && !allowed.iter().any(|a| a.contains("FUZZ_SECRET"))).then(|| "FUZZ_SECRET".to_string())
@@ -291,6 +292,18 @@ fn check(bytes: &[u8]) {
             }
         }
     }
+}
+
+/// The error text less serde's closing ", expected ..." clause: that clause lists the
+/// schema's own field and variant names, never the input's, so a secret that happens to equal
+/// one of them (fuzz/regressions/config/secret-equal-to-a-field-name: "organization", found in
+/// `organization_header`) is not echoed by it. The last such clause is serde's: a value holding
+/// ", expected " earlier in the text is still checked.
+fn without_schema_names(text: &str) -> String {
+    let Some(start) = text.rfind(", expected ") else { return text.to_string() };
+    let tail = &text[start..];
+    let end = tail.find(" at line ").map_or(text.len(), |i| start + i);
+    format!("{}{}", &text[..start], &text[end..])
 }
 
 // --- structured edits -------------------------------------------------------------------------
