@@ -162,6 +162,11 @@ impl MockHost {
         self.counters.borrow().iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v)
     }
 
+    /// Every shared-data key set so far.
+    pub fn shared_keys(&self) -> Vec<String> {
+        self.shared.borrow().values.keys().cloned().collect()
+    }
+
     pub fn shared_value(&self, key: &str) -> Option<Vec<u8>> {
         self.shared.borrow().values.get(key).map(|(v, _)| v.clone())
     }
