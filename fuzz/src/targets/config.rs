@@ -69,6 +69,7 @@ fn classify(v: &Value, path: &mut Vec<String>, out: &mut Strings) {
     match v {
         Value::String(s) => {
             let secret = at(path, &["webhooks", "*", "secrets", "[]", "value"])
+                || at(path, &["providers", "*", "introspection", "client_secret", "value"])
                 || at(path, &["api_keys", "keys", "[]", "sha256"])
                 || (path.len() == 7
                     && at(&path[..6], &["providers", "*", "jwks", "inline", "keys", "[]"])
@@ -87,6 +88,7 @@ fn classify(v: &Value, path: &mut Vec<String>, out: &mut Strings) {
                 // (fuzz/regressions/config/secret-in-a-format-name).
                 &["error_formats", "*", "[]"],
                 &["webhooks", "*", "secrets", "[]", "env"],
+                &["providers", "*", "introspection", "client_secret", "env"],
             ]
             .iter()
             .any(|p| at(path, p));
@@ -323,7 +325,7 @@ const FIELDS: &[&str] = &[
     "bearer_methods_supported", "resource_name", "resource_documentation", "paths", "metadata_url", "strip_credentials",
     "generate", "kty", "k", "kid", "alg", "crv", "x", "y", "n", "e", "use", "token_invalid", "insufficient_scope", "x-user",
     "path_parameters", "route_name", "route_metadata", "filter", "key", "filter_state", "from_cookies", "token_cache",
-    "max_entries", "typ", "discovery",
+    "max_entries", "typ", "discovery", "introspection", "client_id", "client_secret",
 ];
 
 const WORDS: &[&str] = &[
@@ -335,6 +337,7 @@ const WORDS: &[&str] = &[
     "base64", "oct", "RSA", "P-256", "AQAB", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA", "x-workspace-id", ":path",
     "token_invalid", "insufficient_scope", "{message}", "{scope}", "strip", "reject", "HEAD", "head", "/a;x", "/a/",
     "/v1/mcp/", "api_auth", "__session", "kind", "organization", "full_access", "claim:sub", "https://app.example",
+    "opaque", "/oauth/introspect",
 ];
 
 struct Bytes<'a>(&'a [u8]);
