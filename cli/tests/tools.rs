@@ -251,6 +251,57 @@ fn mint_token_and_explain_round_trip() {
     assert_eq!(body["headers"], json!([["content-type", "application/json"], ["www-authenticate", "Bearer error=\"invalid_token\""]]));
 }
 
+#[test]
+fn explain_replays_an_introspection_answer_for_an_opaque_token() {
+    let dir = TempDir::new();
+    let cfg = dir.write(
+        "config.json",
+        json!({
+            "providers": { "idp": {
+                "issuer": "https://idp.test/oidc", "algorithms": ["RS256"], "audiences": ["https://api.test/"],
+                "jwks": { "discovery": { "cluster": "idp" } },
+                "introspection": { "cluster": "idp", "path": "/oidc/token/introspection", "client_id": "filter",
+                                   "client_secret": { "env": "IDP_SECRET" } }
+            } },
+            "routes": [ { "match": { "prefix": "/api" }, "auth": { "credentials": ["opaque"], "scopes": ["read"] } } ],
+            "forward": { "headers": { "x-user": "subject", "x-kind": "kind" } }
+        })
+        .to_string(),
+    );
+    let now = common::unix_now();
+    let token = "opaque_token_value_42";
+    let explain = |answer: Option<Value>| -> Value {
+        let auth = format!("Authorization: Bearer {token}");
+        let mut args = vec!["explain", "--json", "--env", "IDP_SECRET=s3cret-value", &cfg, "GET", "/api/x", "-H", &auth];
+        let file;
+        if let Some(a) = answer {
+            file = dir.write("answer.json", a.to_string());
+            args.extend(["--introspection", file.as_str()]);
+        }
+        let out = ok(&args);
+        assert!(!out.all().contains(token) && !out.all().contains("s3cret-value"), "a token or the secret was echoed");
+        out.json()
+    };
+    let r = explain(None);
+    assert_eq!(r["decision"], "wait", "{r}");
+    assert_eq!(r["wait"]["introspection"], json!({ "provider": "idp", "cluster": "idp", "path": "/oidc/token/introspection" }));
+    let good = json!({ "active": true, "client_id": "agent", "scope": "read write", "aud": "https://api.test/", "exp": now + 600 });
+    let r = explain(Some(good.clone()));
+    assert_eq!(r["decision"], "allow", "{r}");
+    assert_eq!((r["principal"]["kind"].as_str(), r["principal"]["subject"].as_str()), (Some("opaque"), Some("agent")));
+    assert_eq!(r["upstream"]["set"], json!([["x-kind", "opaque"], ["x-user", "agent"]]));
+    for (answer, reason) in [
+        (json!({ "active": false }), "token_invalid"),
+        (json!({ "active": true, "client_id": "agent", "scope": "write", "aud": "https://api.test/", "exp": now + 600 }), "insufficient_scope"),
+        (json!({ "active": true, "client_id": "agent", "scope": "read", "aud": "https://other.test/", "exp": now + 600 }), "audience_mismatch"),
+        (json!({ "active": true, "client_id": "agent", "scope": "read", "aud": "https://api.test/", "exp": now - 600 }), "token_expired"),
+        (json!({ "no": "answer" }), "keys_unavailable"),
+    ] {
+        let r = explain(Some(answer));
+        assert_eq!((r["decision"].as_str(), r["reason"].as_str()), (Some("deny"), Some(reason)), "{r}");
+    }
+}
+
 fn http_get(port: u16, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
