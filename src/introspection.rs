@@ -11,66 +11,16 @@
 
 use std::rc::Rc;
 
-use base64::Engine;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::config::Provider;
 use crate::deny::Reason;
 use crate::jwt::{self, TimeClaims};
 use crate::principal::{Kind, Principal};
-use crate::secret::Secret;
-
-/// `providers.<p>.introspection`, compiled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Introspection {
-    /// Where the calls go, their timeout and the cache TTLs.
-    pub service: crate::apikeys::Service,
-    pub client_id: String,
-    /// The `Authorization` header of every call (client_secret_basic): holds the secret.
-    pub authorization: Secret,
-    /// The shared-data name of this endpoint's answers to this client: a hash of the cluster,
-    /// authority, path and the client's credentials (another client may be told another
-    /// answer about the same token).
-    pub tag: String,
-}
-
-impl Introspection {
-    pub fn new(service: crate::apikeys::Service, client_id: String, client_secret: &Secret) -> Introspection {
-        let basic = {
-            let mut raw = form_encode(client_id.as_bytes()).into_bytes();
-            raw.push(b':');
-            raw.extend_from_slice(form_encode(client_secret.expose()).as_bytes());
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
-        };
-        let mut h = Sha256::new();
-        for part in [service.cluster.as_bytes(), service.authority.as_bytes(), service.path.as_bytes(), client_id.as_bytes(), client_secret.expose()] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
-        let d: [u8; 32] = h.finalize().into();
-        Introspection { service, client_id, authorization: Secret::new(basic), tag: crate::text::hex(&d[..8]) }
-    }
-}
-
-/// `application/x-www-form-urlencoded` of bytes: every byte but the unreserved ones escaped
-/// (a bearer token may hold `+`, `/` and `=`, which a form decoder would change).
-pub fn form_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() + 8);
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push_str(&crate::text::hex(&[b]).to_ascii_uppercase());
-        }
-    }
-    out
-}
 
 /// The body of an introspection call for `token` (RFC 7662 §2.1).
 pub fn request_body(token: &str) -> Vec<u8> {
-    format!("token={}&token_type_hint=access_token", form_encode(token.as_bytes())).into_bytes()
+    format!("token={}&token_type_hint=access_token", crate::text::form_encode(token.as_bytes())).into_bytes()
 }
 
 /// Whether a bearer token is shaped as a compact JWS (three base64url parts): anything else
@@ -152,24 +102,11 @@ mod tests {
 
     #[test]
     fn form_encoding_escapes_what_a_form_decoder_would_change() {
+        use crate::text::form_encode;
         assert_eq!(form_encode(b"aZ09-._~"), "aZ09-._~");
         assert_eq!(form_encode(b"a+b/c=="), "a%2Bb%2Fc%3D%3D");
         assert_eq!(form_encode(b"a b&c"), "a%20b%26c");
         assert_eq!(request_body("x+y"), b"token=x%2By&token_type_hint=access_token");
-    }
-
-    #[test]
-    fn client_secret_basic_encodes_both_parts_first() {
-        let service = crate::apikeys::Service { cluster: "idp".into(), authority: "idp".into(), path: "/i".into(), timeout_ms: 1, ttl_ms: 1, negative_ttl_ms: 1 };
-        let i = Introspection::new(service.clone(), "my client".into(), &Secret::new("s:e+cret"));
-        // base64("my%20client:s%3Ae%2Bcret")
-        let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("my%20client:s%3Ae%2Bcret"));
-        assert_eq!(i.authorization.expose(), want.as_bytes());
-        assert!(!format!("{i:?}").contains("cret"), "Debug never shows the secret");
-        let other = Introspection::new(service.clone(), "my client".into(), &Secret::new("another"));
-        assert_ne!(i.tag, other.tag, "another client secret, other shared records");
-        let other = Introspection::new(service, "other".into(), &Secret::new("s:e+cret"));
-        assert_ne!(i.tag, other.tag, "another client, other shared records");
     }
 
     #[test]

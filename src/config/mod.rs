@@ -30,7 +30,7 @@ pub use crate::apikeys::KeyStatus;
 pub use api_keys::{compile_key, key_service_answer};
 pub use error::ConfigError;
 pub use forward::Forward;
-pub use providers::{KeySource, Provider, RemoteJwks, MAX_CLOCK_SKEW_S};
+pub use providers::{Introspection, KeySource, Provider, RemoteJwks, MAX_CLOCK_SKEW_S};
 pub use raw::Unmatched;
 pub use routes::{AuthRequirements, Binding, McpRules, Piece, Requirement, Route, DEFAULT_MCP_BODY_BYTES, MAX_MCP_BODY_BYTES};
 pub use webhooks::MAX_WEBHOOK_TOLERANCE_S;

@@ -5,6 +5,7 @@ use crate::discovery::Discovery;
 use super::routes::route_path;
 use super::{bounded, seconds_to_ms, ConfigError};
 use crate::jwt::{Alg, ClaimPaths, ClaimRules, KeySet};
+use crate::secret::Secret;
 
 #[derive(Debug)]
 pub struct Provider {
@@ -19,7 +20,7 @@ pub struct Provider {
     pub full_access: bool,
     pub claims: ClaimPaths,
     /// Opaque access tokens, verified by introspection.
-    pub introspection: Option<crate::introspection::Introspection>,
+    pub introspection: Option<Introspection>,
 }
 
 #[derive(Debug)]
@@ -226,7 +227,7 @@ fn compile_introspection(
     issuer: &str,
     i: &RawIntrospection,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<crate::introspection::Introspection, ConfigError> {
+) -> Result<Introspection, ConfigError> {
     let path = format!("{provider}.introspection");
     if let Some(a) = &i.authority {
         if !crate::discovery::is_authority(a) {
@@ -244,5 +245,60 @@ fn compile_introspection(
         return Err(ConfigError::new(format!("{path}.client_id"), "must not be empty"));
     }
     let secret = super::webhooks::secret(&format!("{path}.client_secret"), &i.client_secret, env)?;
-    Ok(crate::introspection::Introspection::new(service, i.client_id.clone(), &secret))
+    Ok(Introspection::new(service, i.client_id.clone(), &secret))
+}
+
+/// `providers.<p>.introspection`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Introspection {
+    /// Where the calls go, their timeout and the cache TTLs.
+    pub service: crate::apikeys::Service,
+    pub client_id: String,
+    /// The `Authorization` header of every call (client_secret_basic): holds the secret.
+    pub authorization: Secret,
+    /// The shared-data name of this endpoint's answers to this client: a hash of the cluster,
+    /// authority, path and the client's credentials (another client may be told another
+    /// answer about the same token).
+    pub tag: String,
+}
+
+impl Introspection {
+    pub fn new(service: crate::apikeys::Service, client_id: String, client_secret: &Secret) -> Introspection {
+        use base64::Engine;
+        use sha2::{Digest, Sha256};
+        use crate::text::form_encode;
+        let basic = {
+            let mut raw = form_encode(client_id.as_bytes()).into_bytes();
+            raw.push(b':');
+            raw.extend_from_slice(form_encode(client_secret.expose()).as_bytes());
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+        };
+        let mut h = Sha256::new();
+        for part in [service.cluster.as_bytes(), service.authority.as_bytes(), service.path.as_bytes(), client_id.as_bytes(), client_secret.expose()] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        let d: [u8; 32] = h.finalize().into();
+        Introspection { service, client_id, authorization: Secret::new(basic), tag: crate::text::hex(&d[..8]) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    #[test]
+    fn client_secret_basic_encodes_both_parts_first() {
+        let service = crate::apikeys::Service { cluster: "idp".into(), authority: "idp".into(), path: "/i".into(), timeout_ms: 1, ttl_ms: 1, negative_ttl_ms: 1 };
+        let i = Introspection::new(service.clone(), "my client".into(), &Secret::new("s:e+cret"));
+        // base64("my%20client:s%3Ae%2Bcret")
+        let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("my%20client:s%3Ae%2Bcret"));
+        assert_eq!(i.authorization.expose(), want.as_bytes());
+        assert!(!format!("{i:?}").contains("cret"), "Debug never shows the secret");
+        let other = Introspection::new(service.clone(), "my client".into(), &Secret::new("another"));
+        assert_ne!(i.tag, other.tag, "another client secret, other shared records");
+        let other = Introspection::new(service, "other".into(), &Secret::new("s:e+cret"));
+        assert_ne!(i.tag, other.tag, "another client, other shared records");
+    }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::engine::VerdictState;
-use crate::introspection::{read_answer, request_body, Introspected, Introspection};
+use crate::config::Introspection;
+use crate::introspection::{read_answer, request_body, Introspected};
 use crate::secret::Secret;
 use crate::stats::Counter;
 
