@@ -240,3 +240,31 @@ fn an_oversized_tool_list_is_replaced_and_the_rest_dropped() {
     assert!(body.starts_with("event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"error\""), "{}", &body[..80.min(body.len())]);
     assert!(matches!(w.stream(1), Some(Stream::FilteringTools(f)) if f.replaced), "what follows is dropped");
 }
+
+#[test]
+fn prompts_and_resources_need_the_scopes_their_templates_name() {
+    // The agents key holds only tools:agents.*: a prompt or resource the route maps to another
+    // scope is refused with the JSON-RPC error, not a tool result; one its scope grants goes on.
+    let w = worker(json!({ "prompts": "tools:agents.{name}", "resources": "tools:{uri}" }));
+    let message = |id: i64, method: &str, params: Value| json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }).to_string().into_bytes();
+    assert_eq!(post(&w, 1, AGENTS_KEY, &[], &message(1, "prompts/get", json!({ "name": "deploy" })), 4), Action::Continue, "tools:agents.deploy");
+    assert_eq!(post(&w, 2, AGENTS_KEY, &[], br#"{"jsonrpc":"2.0","id":2,"method":"prompts\/get","params":{"name":"deploy\u002ex"}}"#, 4), Action::Continue, "escapes decoded");
+    assert_eq!(post(&w, 3, AGENTS_KEY, &[], &message(3, "resources/read", json!({ "uri": "agents.logs" })), 4), Action::Continue, "tools:agents.logs");
+    for (ctx, method, params, scope) in [
+        // A name no scope can be built from: refused, the template named.
+        (4, "prompts/get", json!({ "name": "../platform" }), "tools:agents.{name}"),
+        (5, "resources/read", json!({ "uri": "platform.roadmap" }), "tools:platform.roadmap"),
+        (6, "resources/subscribe", json!({ "uri": "platform.roadmap" }), "tools:platform.roadmap"),
+    ] {
+        assert_eq!(post(&w, ctx, AGENTS_KEY, &[], &message(ctx as i64, method, params), 4), Action::Pause, "{method}");
+        let (status, _, body) = answer(&w, ctx).expect("answered by the filter");
+        assert_eq!(status, 200, "{method}");
+        assert_eq!(body["id"], ctx, "{method}");
+        assert_eq!(body["error"]["code"], -32003, "{method}: {body}");
+        assert_eq!(body["error"]["message"], format!("Insufficient scope: {scope}"), "{method}");
+        assert!(body.get("result").is_none(), "{method}: a JSON-RPC error, not a tool result");
+    }
+    // Without a template, prompts and resources need authentication only.
+    let open = worker(json!({}));
+    assert_eq!(post(&open, 1, AGENTS_KEY, &[], &message(1, "resources/read", json!({ "uri": "platform.roadmap" })), 4), Action::Continue);
+}
