@@ -29,7 +29,7 @@ pub enum Purpose {
     Jwks(usize),
     /// A provider's discovery document (its index), before its JWKS.
     Discovery(usize, crate::discovery::WellKnown),
-    /// A remote verdict on a digest (a key-service lookup, and the kinds to come).
+    /// A remote verdict on a digest (a key-service lookup, an introspection).
     Verdict(Source, [u8; 32]),
     /// A usage batch: its answer is only logged when it is not a success.
     Usage,

@@ -1,5 +1,5 @@
 //! Remote verdicts: an answer about a credential that a service gives (a key service's
-//! lookup; the kinds to come), asked once per digest whatever the number of requests waiting,
+//! lookup, an introspection answer), asked once per digest whatever the number of requests waiting,
 //! cached for every worker in shared data and, parsed, in each worker.
 //!
 //! What a kind of verdict brings is its `Remote`: where to ask, how to read the answer and the
