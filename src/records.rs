@@ -94,6 +94,29 @@ pub fn decode_verdict<'a>(bytes: &'a [u8], digest: &[u8; 32]) -> Option<(u64, &'
     Some((u64_at(bytes, 32)?, bytes.get(40..)?))
 }
 
+/// The calls for remote verdicts in flight in the whole process, for one service: (digest,
+/// until when in ms) each, so that another worker waits for the answer instead of asking too.
+/// At most `MAX_CLAIMS` entries; damage reads as empty.
+pub const MAX_CLAIMS: usize = 64;
+
+pub fn decode_claims(bytes: Option<&[u8]>) -> Vec<([u8; 32], u64)> {
+    let Some(bytes) = bytes else { return Vec::new() };
+    bytes
+        .chunks_exact(40)
+        .take(MAX_CLAIMS)
+        .filter_map(|c| Some((c.get(..32)?.try_into().ok()?, u64_at(c, 32)?)))
+        .collect()
+}
+
+pub fn encode_claims(claims: &[([u8; 32], u64)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(claims.len() * 40);
+    for (d, until) in claims.iter().take(MAX_CLAIMS) {
+        v.extend_from_slice(d);
+        v.extend_from_slice(&until.to_be_bytes());
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +132,16 @@ mod tests {
         assert_eq!(decode_document(&[0; 10]), None);
         assert_eq!(decode_version(Some(&7u64.to_be_bytes())), 7);
         assert_eq!(decode_version(None), 0);
+    }
+
+    #[test]
+    fn claims_round_trip_within_their_bound() {
+        let claims: Vec<([u8; 32], u64)> = (0..70u8).map(|i| ([i; 32], u64::from(i) * 1000)).collect();
+        let decoded = decode_claims(Some(&encode_claims(&claims)));
+        assert_eq!(decoded.len(), MAX_CLAIMS);
+        assert_eq!(decoded[..], claims[..MAX_CLAIMS]);
+        assert!(decode_claims(Some(&[1, 2, 3])).is_empty());
+        assert!(decode_claims(None).is_empty());
     }
 
     #[test]

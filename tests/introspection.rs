@@ -285,3 +285,60 @@ fn a_bad_introspection_section_is_refused_with_its_path() {
     let err = api_auth_filter::config::Config::from_json(&serde_json::to_vec(&cfg).unwrap()).unwrap_err();
     assert_eq!(err.path, "routes[0].auth.credentials[0]");
 }
+
+#[test]
+fn workers_share_one_call_per_token() {
+    let host = MockHost::new(NOW_MS);
+    let a = configured(host.sibling(), &config());
+    let b = configured(host.sibling(), &config());
+    assert_eq!(send(&a, 1, "/api/x", TOKEN), Action::Pause);
+    assert_eq!(calls_to(&a, "idp").len(), 1);
+    // B's requests wait for A's call: B asks nothing.
+    for ctx in [2, 3] {
+        assert_eq!(send(&b, ctx, "/api/x", TOKEN), Action::Pause);
+    }
+    assert!(calls_to(&b, "idp").is_empty(), "one call in the whole process");
+    b.on_tick();
+    assert!(calls_to(&b, "idp").is_empty() && answered(&b, 2).is_none(), "still waiting for A's call");
+    // A's answer lands in shared data; B's next tick finds it.
+    let call = calls_to(&a, "idp")[0].clone();
+    let size = a.host.answer(200, &active(json!({})));
+    a.on_call_response(call.token, size);
+    assert_eq!(a.host.request(1).resumed, 1);
+    b.on_tick();
+    for ctx in [2, 3] {
+        let r = b.host.request(ctx);
+        assert_eq!((r.resumed, r.answered), (1, None), "request {ctx}");
+        assert_eq!(b.host.header(ctx, "x-auth-subject").as_deref(), Some(&b"agent"[..]));
+    }
+    assert!(calls_to(&b, "idp").is_empty());
+
+    // A's call fails: nothing is cached, its claim goes, and B asks itself on its next tick.
+    let token = "second-token";
+    assert_eq!(send(&a, 4, "/api/x", token), Action::Pause);
+    assert_eq!(send(&b, 5, "/api/x", token), Action::Pause);
+    assert!(calls_to(&b, "idp").is_empty());
+    let call = calls_to(&a, "idp").last().cloned().unwrap();
+    let size = a.host.answer(500, b"down");
+    a.on_call_response(call.token, size);
+    assert_eq!(answered(&a, 4), Some(503));
+    b.host.effective.set(0);
+    b.on_tick();
+    let asked = calls_to(&b, "idp");
+    assert_eq!(asked.len(), 1, "B asks once A's claim is gone");
+    assert_eq!(asked[0].context, 0, "from the root context");
+    let size = b.host.answer(200, &active(json!({})));
+    b.on_call_response(asked[0].token, size);
+    let r = b.host.request(5);
+    assert_eq!((r.resumed, r.answered), (1, None));
+
+    // A claim whose worker never answers lapses: B asks once it has.
+    let token = "third-token";
+    assert_eq!(send(&a, 6, "/api/x", token), Action::Pause);
+    assert_eq!(send(&b, 7, "/api/x", token), Action::Pause);
+    for w in [&a, &b] {
+        w.host.advance(1_600);
+    }
+    b.on_tick();
+    assert_eq!(calls_to(&b, "idp").len(), 2, "asked after the claim's 1.5 s lapsed");
+}

@@ -84,6 +84,9 @@ pub struct Pending {
     waiters: HashMap<[u8; 32], Vec<u32>>,
     /// Calls whose dispatching request ended while others wait: the digest and what was asked.
     orphans: Vec<([u8; 32], Vec<u8>)>,
+    /// Digests this worker's requests wait for while another worker's call is in flight (its
+    /// claim in shared data): what to ask, should that call's answer not come.
+    watching: HashMap<[u8; 32], Vec<u8>>,
 }
 
 impl Pending {
@@ -113,6 +116,20 @@ impl Pending {
 
     pub(crate) fn take_orphans(&mut self) -> Vec<([u8; 32], Vec<u8>)> {
         std::mem::take(&mut self.orphans)
+    }
+
+    /// Waits for another worker's call on `d` (`body`: what to ask, should it not answer).
+    pub(crate) fn watch(&mut self, d: [u8; 32], body: Vec<u8>) {
+        self.watching.insert(d, body);
+    }
+
+    pub(crate) fn is_watching(&self, d: &[u8; 32]) -> bool {
+        self.watching.contains_key(d)
+    }
+
+    /// The digests watched, forgotten (the tick looks at each and watches on what it must).
+    pub(crate) fn take_watching(&mut self) -> Vec<([u8; 32], Vec<u8>)> {
+        self.watching.drain().collect()
     }
     /// Whether a request's end may have calls to hand on (or their index to clear).
     pub(crate) fn any_in_flight(&self) -> bool {

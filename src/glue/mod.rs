@@ -160,6 +160,10 @@ impl<H: Host> Worker<H> {
             }),
             host,
         };
+        worker.prepare_claims(&key_service::KeyService);
+        for i in 0..worker.config().providers.len() {
+            worker.prepare_claims(&introspection::IntrospectionOf(i));
+        }
         let _ = worker.host.set_tick_period(if busy { TICK } else { IDLE_TICK });
         worker.on_tick();
         Some(worker)

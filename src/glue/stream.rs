@@ -154,10 +154,10 @@ impl<H: Host> Worker<H> {
             }
         }
         // Also after its own wait ended: a call it dispatched must not stay in flight.
-        self.orphan_verdicts_of(Source::KeyService, ctx);
+        self.orphan_verdicts_of(&super::key_service::KeyService, ctx);
         let introspecting = self.st.borrow().introspections.len();
         for i in 0..introspecting {
-            self.orphan_verdicts_of(Source::Introspection(i), ctx);
+            self.orphan_verdicts_of(&super::introspection::IntrospectionOf(i), ctx);
         }
     }
 

@@ -179,10 +179,22 @@ impl<A: Answer> Verdicts<A> {
         }
     }
 
+    /// Where the calls in flight for this service, in the whole process, are claimed.
+    fn claims_key(&self) -> String {
+        format!("{}/calls", self.prefix)
+    }
+
     fn slot_key(&self, d: &[u8; 32], found: bool) -> String {
         let slot = (u32::from(d[0]) << 8 | u32::from(d[1])) % self.bounds.slots.max(1);
         format!("{}/{}/{slot}", self.prefix, if found { "found" } else { "unknown" })
     }
+}
+
+/// Whether this worker asks, or waits for another worker's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    Mine,
+    Theirs,
 }
 
 impl State {
@@ -229,6 +241,55 @@ impl<H: Host> Worker<H> {
         Some(answer)
     }
 
+    /// Creates the record where calls are claimed, when it does not exist yet: a claim is then
+    /// always a compare-and-swap write (the host's CAS cannot create a key only if absent).
+    pub(crate) fn prepare_claims<R: Remote>(&self, r: &R) {
+        let Some(key) = r.cache(&mut self.st.borrow_mut()).map(|v| v.claims_key()) else { return };
+        if let Ok((None, _)) = self.host.shared_get(&key) {
+            let _ = self.host.shared_set(&key, &[], None);
+        }
+    }
+
+    /// Claims the call on `d` for this worker until `until` (ms), unless another worker's
+    /// claim on it is fresh: then this worker waits for that call's answer in shared data. A
+    /// full table (a flood of distinct credentials) or a host error: this worker asks, without
+    /// a claim (a second call, never a wrong answer).
+    fn claim<R: Remote>(&self, r: &R, d: &[u8; 32], now: u64, until: u64) -> Claim {
+        let Some(key) = r.cache(&mut self.st.borrow_mut()).map(|v| v.claims_key()) else { return Claim::Mine };
+        for _ in 0..4 {
+            let Ok((value, cas)) = self.host.shared_get(&key) else { return Claim::Mine };
+            let mut claims = records::decode_claims(value.as_deref());
+            claims.retain(|(_, u)| *u > now);
+            if claims.iter().any(|(c, _)| c == d) {
+                return Claim::Theirs;
+            }
+            if claims.len() >= records::MAX_CLAIMS {
+                return Claim::Mine;
+            }
+            claims.push((*d, until));
+            match self.host.shared_set(&key, &records::encode_claims(&claims), cas) {
+                Ok(()) => return Claim::Mine,
+                // Another worker wrote meanwhile: read again.
+                Err(_) => continue,
+            }
+        }
+        Claim::Mine
+    }
+
+    /// This worker's call on `d` is over (answered, failed, given up): its claim goes.
+    fn release<R: Remote>(&self, r: &R, d: &[u8; 32]) {
+        let Some(key) = r.cache(&mut self.st.borrow_mut()).map(|v| v.claims_key()) else { return };
+        for _ in 0..4 {
+            let Ok((value, cas)) = self.host.shared_get(&key) else { return };
+            let mut claims = records::decode_claims(value.as_deref());
+            let before = claims.len();
+            claims.retain(|(c, _)| c != d);
+            if claims.len() == before || self.host.shared_set(&key, &records::encode_claims(&claims), cas).is_ok() {
+                return;
+            }
+        }
+    }
+
     fn write_shared_verdict<R: Remote>(&self, r: &R, d: &[u8; 32], at: u64, found: Option<&[u8]>) {
         let Some(key) = r.cache(&mut self.st.borrow_mut()).map(|v| v.slot_key(d, found.is_some())) else { return };
         let _ = self.host.shared_set(&key, &records::encode_verdict(d, at, found), None);
@@ -236,14 +297,33 @@ impl<H: Host> Worker<H> {
 
     /// A request needs a remote verdict on `digest` (asking with `body`): it waits, and the
     /// call starts unless one for the digest is in flight already.
+    ///
+    /// One call per digest for the whole process: a worker claims the call in shared data
+    /// before it asks; another worker whose requests need the same digest meanwhile waits for
+    /// the answer to appear there (looked for on each tick), and asks itself only if the claim
+    /// lapses without one.
     pub(crate) fn wait_for_verdict<R: Remote>(&self, r: &R, ctx: u32, digest: [u8; 32], body: Vec<u8>, now: u64, ended: bool) -> Action {
         let source = r.source();
-        let Some((in_flight, patience)) = self.st.borrow_mut().pending(source).map(|p| (p.is_in_flight(&digest), p.patience_ms())) else {
+        let Some((in_flight, watched, patience)) =
+            self.st.borrow_mut().pending(source).map(|p| (p.is_in_flight(&digest), p.is_watching(&digest), p.patience_ms()))
+        else {
             return self.fail_closed(None, None);
         };
-        if !in_flight && !self.dispatch_verdict(r, &digest, body, Some(ctx)) {
-            // The answer can only be "unavailable" now: decided at once, not after a wait.
-            return self.decide_without_waiting(ctx, ended);
+        if !in_flight && !watched {
+            match self.claim(r, &digest, now, now.saturating_add(patience)) {
+                Claim::Theirs => {
+                    if let Some(p) = self.st.borrow_mut().pending(source) {
+                        p.watch(digest, body);
+                    }
+                }
+                Claim::Mine => {
+                    if !self.dispatch_verdict(r, &digest, body, Some(ctx)) {
+                        self.release(r, &digest);
+                        // The answer can only be "unavailable" now: decided at once, not after a wait.
+                        return self.decide_without_waiting(ctx, ended);
+                    }
+                }
+            }
         }
         let mut st = self.st.borrow_mut();
         st.streams.insert(ctx, Stream::WaitingForVerdict { source, digest, deadline: now.saturating_add(patience), body_done: ended });
@@ -279,18 +359,25 @@ impl<H: Host> Worker<H> {
     }
 
     /// The request `ctx` ended: the calls it dispatched die with it (Envoy cancels them);
-    /// those others still wait for are handed to the root context.
-    pub(crate) fn orphan_verdicts_of(&self, source: Source, ctx: u32) {
+    /// those others still wait for are handed to the root context, the others given up with
+    /// their claims.
+    pub(crate) fn orphan_verdicts_of<R: Remote>(&self, r: &R, ctx: u32) {
+        let source = r.source();
         let gone = match self.st.borrow_mut().pending(source) {
             Some(p) if p.any_in_flight() => p.drop_owner(ctx),
             _ => return,
         };
         for (digest, token, body) in gone {
             let waited = !self.verdict_waiters(source, &digest).is_empty();
-            let mut st = self.st.borrow_mut();
-            st.calls.take(token);
-            if let (true, Some(p)) = (waited, st.pending(source)) {
-                p.orphan(digest, body);
+            {
+                let mut st = self.st.borrow_mut();
+                st.calls.take(token);
+                if let (true, Some(p)) = (waited, st.pending(source)) {
+                    p.orphan(digest, body);
+                }
+            }
+            if !waited {
+                self.release(r, &digest);
             }
         }
     }
@@ -325,11 +412,54 @@ impl<H: Host> Worker<H> {
                 }
                 continue;
             }
-            let until = now.saturating_add(patience);
-            let mut st = self.st.borrow_mut();
-            for id in waiters {
-                if let Some(Stream::WaitingForVerdict { deadline, .. }) = st.streams.get_mut(&id) {
-                    *deadline = (*deadline).max(until);
+            self.extend_deadlines(&waiters, now.saturating_add(patience));
+        }
+        self.follow_claims(r, now, patience);
+    }
+
+    fn extend_deadlines(&self, waiters: &[u32], until: u64) {
+        let mut st = self.st.borrow_mut();
+        for id in waiters {
+            if let Some(Stream::WaitingForVerdict { deadline, .. }) = st.streams.get_mut(id) {
+                *deadline = (*deadline).max(until);
+            }
+        }
+    }
+
+    /// The tick's look at the digests this worker waits for on another worker's call: an
+    /// answer in shared data wakes their requests; a claim that lapsed without one (that call
+    /// failed, or its worker went) makes this worker ask.
+    fn follow_claims<R: Remote>(&self, r: &R, now: u64, patience: u64) {
+        let source = r.source();
+        let watched = match self.st.borrow_mut().pending(source) {
+            Some(p) => p.take_watching(),
+            None => return,
+        };
+        for (digest, body) in watched {
+            let waiters = self.verdict_waiters(source, &digest);
+            if waiters.is_empty() {
+                continue;
+            }
+            if self.cached_verdict(r, &digest, now).is_some() {
+                for id in waiters {
+                    self.resume(id);
+                }
+                continue;
+            }
+            match self.claim(r, &digest, now, now.saturating_add(patience)) {
+                Claim::Theirs => {
+                    if let Some(p) = self.st.borrow_mut().pending(source) {
+                        p.watch(digest, body);
+                    }
+                }
+                Claim::Mine if self.dispatch_verdict(r, &digest, body, None) => {
+                    self.extend_deadlines(&waiters, now.saturating_add(patience));
+                }
+                Claim::Mine => {
+                    self.release(r, &digest);
+                    for id in waiters {
+                        self.resume(id);
+                    }
                 }
             }
         }
@@ -365,6 +495,9 @@ impl<H: Host> Worker<H> {
         if let (Some(answer), Some(v)) = (answer, r.cache(&mut self.st.borrow_mut())) {
             v.keep(&digest, now, answer, now);
         }
+        // The answer is in shared data (or there is none): other workers no longer wait on
+        // this call.
+        self.release(r, &digest);
         // Waiters decide again: with an answer cached they get it, without one "unavailable".
         for id in self.verdict_waiters(r.source(), &digest) {
             self.resume(id);
