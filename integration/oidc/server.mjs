@@ -93,10 +93,16 @@ function args() {
   return out;
 }
 
+// The JWK comes out of generateKeyPairSync itself (its encoding options), never from a later
+// KeyObject.export: in Node 20 that export can deadlock the main thread for good when a garbage
+// collection during it finalizes the finished key-generation job (the job's destructor takes the
+// key's mutex that the export holds; seen as a bed that never printed its ready line, about one
+// start in 50, and reproduced by a loop of generate-then-export under --max-semi-space-size=1).
 function newKey() {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = { format: 'jwk' };
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: jwk, privateKeyEncoding: jwk });
   const kid = `bed-${randomBytes(6).toString('hex')}`;
-  return { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' };
+  return { ...privateKey, kid, alg: 'RS256', use: 'sig' };
 }
 
 // One store for every Provider this process builds (a key rotation builds a new one), so that
