@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod engine;
 pub mod glue;
 pub mod grants;
+pub mod introspection;
 pub mod jwks_cache;
 pub mod jwt;
 pub mod mcp;

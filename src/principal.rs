@@ -17,15 +17,18 @@ use crate::jwt::{self, ClaimPaths, Split};
 pub enum Kind {
     Jwt,
     ApiKey,
+    /// An opaque bearer token, verified by its provider's introspection endpoint.
+    Opaque,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Jwt, Kind::ApiKey];
+    pub const ALL: [Kind; 3] = [Kind::Jwt, Kind::ApiKey, Kind::Opaque];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Jwt => "jwt",
             Kind::ApiKey => "api_key",
+            Kind::Opaque => "opaque",
         }
     }
 
@@ -219,6 +222,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// An estimate of the memory its texts and lists hold beyond the struct (a cached
+    /// introspection answer's bound): each item with the 16 bytes of its allocation.
+    pub fn approx_bytes(&self) -> usize {
+        let list = |v: &Names| v.iter().map(|s| s.len() + 16).sum::<usize>() + 16;
+        let text = |t: &Option<Text>| t.as_ref().map_or(0, |s| s.len() + 16);
+        let claims = self.claims.0.as_ref().map_or(0, |v| v.iter().map(|c| c.as_ref().map_or(8, |s| s.len() + 24)).sum());
+        [&self.provider, &self.key_id, &self.subject, &self.email, &self.name, &self.organization, &self.workspace].into_iter().map(text).sum::<usize>()
+            + [&self.organizations, &self.workspaces, &self.roles, &self.permissions, &self.scopes].into_iter().map(list).sum::<usize>()
+            + claims
+    }
+
     pub fn new(kind: Kind) -> Self {
         Principal {
             kind,

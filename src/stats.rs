@@ -60,6 +60,13 @@ counters! {
     /// Key-service answers found in (or missing from) the shared cache.
     KeyCacheHit = "key_cache_hit";
     KeyCacheMiss = "key_cache_miss";
+    /// Calls made to introspection endpoints.
+    IntrospectionCall = "introspection_call";
+    /// Introspection calls that failed (could not start, error status, garbage).
+    IntrospectionFailed = "introspection_failed";
+    /// Introspection answers found in (or missing from) the shared cache.
+    IntrospectionCacheHit = "introspection_cache_hit";
+    IntrospectionCacheMiss = "introspection_cache_miss";
     /// Token signatures found in (or missing from) the verified-token cache.
     TokenCacheHit = "token_cache_hit";
     TokenCacheMiss = "token_cache_miss";

@@ -76,7 +76,7 @@ fn broken_configs_name_the_field() {
             json!({ "routes": [{ "match": { "path": "/a", "methods": ["GET", "PO ST"] }, "auth": "none" }] }),
             "routes[0].match.methods[1]: not an HTTP method",
         ),
-        ("unknown credential kind", json!({ "routes": [route(json!({ "credentials": ["jwt", "cookie"] }))] }), "routes[0].auth.credentials[1]: must be \"jwt\" or \"api_key\""),
+        ("unknown credential kind", json!({ "routes": [route(json!({ "credentials": ["jwt", "cookie"] }))] }), "routes[0].auth.credentials[1]: must be \"jwt\" or \"api_key\" or \"opaque\""),
         (
             "api_key route without api_keys",
             json!({ "routes": [route(json!({ "credentials": ["api_key"] }))] }),

@@ -20,7 +20,7 @@ struct Out {
 fn run(cfg: &Config, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Out {
     let headers: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
     let keys = api_auth_filter::engine::inline_keys(cfg);
-    match decide(cfg, &Request { method, path, headers: &api_auth_filter::credentials::view(&headers) }, &Env { now: NOW, keys: &keys, random: [7; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: &api_auth_filter::engine::NoCache, signatures: &api_auth_filter::jwt::OwnCode }) {
+    match decide(cfg, &Request { method, path, headers: &api_auth_filter::credentials::view(&headers) }, &Env { now: NOW, keys: &keys, random: [7; 16], key_lookup: &api_auth_filter::engine::no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified: &api_auth_filter::engine::NoCache, signatures: &api_auth_filter::jwt::OwnCode }) {
         Decision::Allow(a) => Out { status: 200, body: Value::Null, headers: vec![], allow: Some(a) },
         Decision::Wait(w) => panic!("unexpected wait for keys: {w:?}"),
         Decision::Respond(r) => Out { status: r.status, body: serde_json::from_slice(&r.body).unwrap(), headers: r.headers, allow: None },
@@ -275,7 +275,7 @@ fn verified_token_cache_reuses_only_the_same_token_with_the_same_keys_and_checks
     let cache = TokenCache::new(2);
     let decide_with = |token: &str, now: i64, keys: &[KeySlot]| {
         let headers = vec![("authorization".to_string(), format!("Bearer {token}").into_bytes())];
-        let env = Env { now, keys, random: [0; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: &cache, signatures: &api_auth_filter::jwt::OwnCode };
+        let env = Env { now, keys, random: [0; 16], key_lookup: &api_auth_filter::engine::no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified: &cache, signatures: &api_auth_filter::jwt::OwnCode };
         match decide(&cfg, &Request { method: "GET", path: "/", headers: &api_auth_filter::credentials::view(&headers) }, &env) {
             Decision::Allow(a) => (200, a.set),
             Decision::Deny(d) => (d.response.status, vec![]),
@@ -332,7 +332,7 @@ fn claim_forwarding_works_from_the_cache_too_and_claims_are_kept_only_when_forwa
     let headers = vec![("authorization".to_string(), format!("Bearer {token}").into_bytes())];
     let allow = |cfg: &Config, cache: &TokenCache| {
         let keys = api_auth_filter::engine::inline_keys(cfg);
-        let env = Env { now: NOW, keys: &keys, random: [0; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: cache, signatures: &api_auth_filter::jwt::OwnCode };
+        let env = Env { now: NOW, keys: &keys, random: [0; 16], key_lookup: &api_auth_filter::engine::no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified: cache, signatures: &api_auth_filter::jwt::OwnCode };
         match decide(cfg, &Request { method: "GET", path: "/", headers: &api_auth_filter::credentials::view(&headers) }, &env) {
             Decision::Allow(mut a) => {
                 a.set.sort();
@@ -393,7 +393,7 @@ fn a_cached_token_is_not_reused_on_a_route_that_chooses_another_provider() {
     let cache = TokenCache::new(16);
     let status = |path: &str, token: &str| {
         let headers = vec![("authorization".to_string(), format!("Bearer {token}").into_bytes())];
-        let env = Env { now: NOW, keys: &keys, random: [0; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: &cache, signatures: &api_auth_filter::jwt::OwnCode };
+        let env = Env { now: NOW, keys: &keys, random: [0; 16], key_lookup: &api_auth_filter::engine::no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified: &cache, signatures: &api_auth_filter::jwt::OwnCode };
         match decide(&cfg, &Request { method: "GET", path, headers: &api_auth_filter::credentials::view(&headers) }, &env) {
             Decision::Allow(_) => 200,
             Decision::Deny(d) => d.response.status,
@@ -559,7 +559,7 @@ fn grpc_is_recognised_as_envoy_recognises_it() {
     // The same through decide: without credentials, on a protected route and on no route.
     let cfg = config(&without(common::example("002"), &["providers"]));
     let keys = api_auth_filter::engine::inline_keys(&cfg);
-    let env = Env { now: NOW, keys: &keys, random: [7; 16], key_lookup: &api_auth_filter::engine::no_lookup, verified: &api_auth_filter::engine::NoCache, signatures: &api_auth_filter::jwt::OwnCode };
+    let env = Env { now: NOW, keys: &keys, random: [7; 16], key_lookup: &api_auth_filter::engine::no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified: &api_auth_filter::engine::NoCache, signatures: &api_auth_filter::jwt::OwnCode };
     for (values, want_grpc) in grpc.iter().map(|v| (v, true)).chain(not_grpc.iter().map(|v| (v, false))) {
         let h = headers(values);
         let shown: Vec<String> = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();

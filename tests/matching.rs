@@ -86,7 +86,7 @@ fn the_forms_an_upstream_serves_alike_are_judged_by_one_route() {
 fn refused_forms_get_their_documented_answer_before_anything_else() {
     let cfg = routes("reject");
     let keys = inline_keys(&cfg);
-    let env = Env { now: NOW, keys: &keys, random: [1; 16], key_lookup: &no_lookup, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
+    let env = Env { now: NOW, keys: &keys, random: [1; 16], key_lookup: &no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
     for (method, path, reason) in [
         ("GET", "/api/admin;x/users", Reason::PathNotNormalized),
         ("GET", "/health;x", Reason::PathNotNormalized),
@@ -170,7 +170,7 @@ type TenantRow<'a> = (&'a str, &'a Config, &'a str, Vec<(&'a str, &'a str)>, Out
 fn tenant_decision(cfg: &Config, path: &str, headers: &[(&str, &str)]) -> Outcome {
     let headers: Vec<(String, Vec<u8>)> = headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
     let keys = inline_keys(cfg);
-    let env = Env { now: NOW, keys: &keys, random: [1; 16], key_lookup: &no_lookup, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
+    let env = Env { now: NOW, keys: &keys, random: [1; 16], key_lookup: &no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
     match decide(cfg, &Request { method: "GET", path, headers: &api_auth_filter::credentials::view(&headers) }, &env) {
         Decision::Allow(a) => {
             let org = a.set.iter().find(|(n, _)| n == "x-organization-id").map(|(_, v)| v.clone());
@@ -232,7 +232,7 @@ fn underscore_twins_of_credential_and_identity_headers_never_go_upstream() {
     ];
     let headers: Vec<(String, Vec<u8>)> = sent.iter().map(|n| (n.to_string(), b"forged".to_vec())).collect();
     let keys = inline_keys(&cfg);
-    let env = Env { now: NOW, keys: &keys, random: [1; 16], key_lookup: &no_lookup, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
+    let env = Env { now: NOW, keys: &keys, random: [1; 16], key_lookup: &no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
     let Decision::Allow(a) = decide(&cfg, &Request { method: "GET", path: "/health", headers: &api_auth_filter::credentials::view(&headers) }, &env) else { panic!("public route") };
     let mut removed = a.remove.clone();
     removed.sort();
@@ -335,7 +335,7 @@ fn a_provider_with_typ_takes_only_tokens_of_that_type() {
         let auth = format!("Bearer {token}");
         let headers = vec![("authorization".to_string(), auth.into_bytes())];
         let keys = inline_keys(cfg);
-        let env = Env { now: NOW, keys: &keys, random: [1; 16], key_lookup: &no_lookup, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
+        let env = Env { now: NOW, keys: &keys, random: [1; 16], key_lookup: &no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
         match decide(cfg, &Request { method: "GET", path: "/x", headers: &api_auth_filter::credentials::view(&headers) }, &env) {
             Decision::Allow(_) => Ok(()),
             Decision::Deny(d) => Err(d.denial.reason),

@@ -69,7 +69,10 @@ pub fn summary(cfg: &Config) -> String {
                 KeySource::Remote(r) if r.discovery.is_some() => format!("JWKS by discovery through cluster {}", r.cluster),
                 KeySource::Remote(r) => format!("JWKS from cluster {}", r.cluster),
             };
-            format!("{}: {source}", p.name)
+            match &p.introspection {
+                Some(i) => format!("{}: {source}, opaque tokens introspected through cluster {}", p.name, i.service.cluster),
+                None => format!("{}: {source}", p.name),
+            }
         })
         .collect();
     let mut prov = plural(providers.len(), "provider", "providers");

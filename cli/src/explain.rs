@@ -5,7 +5,8 @@ use std::rc::Rc;
 
 use api_auth_filter::config::{AuthRequirements, Config, KeySource, RemoteJwks, Requirement};
 use api_auth_filter::deny::{Denial, LocalResponse};
-use api_auth_filter::engine::{self, Decision, Env, KeySlot, LookupState, NoCache, Request, Wait};
+use api_auth_filter::engine::{self, Decision, Env, KeySlot, LookupState, NoCache, Request, VerdictState, Wait};
+use api_auth_filter::introspection;
 use api_auth_filter::jwt::KeySet;
 use api_auth_filter::mcp;
 use api_auth_filter::principal::Principal;
@@ -41,6 +42,9 @@ Options:
   --body FILE|-               the request body: on a webhook route, its signature is verified
                               too; on an MCP route, its JSON-RPC call is judged (else the
                               allow is shown as pending that check)
+  --introspection FILE|-      an introspection answer (RFC 7662 JSON, as the provider's
+                              endpoint would give it) for an opaque bearer token: judged as
+                              the filter judges it (else the request shows as `wait`)
   --now SECONDS               the clock, in Unix seconds (default: now)
   --route-name NAME           the route Envoy's router selected (for routes with
                               `match.route_name`; Istio: the VirtualService route name)
@@ -66,6 +70,8 @@ struct Opts {
     headers: Vec<(String, Vec<u8>)>,
     jwks: Vec<String>,
     body: Option<String>,
+    /// An introspection answer (RFC 7662 JSON) to replay for an opaque token.
+    introspection: Option<String>,
     now: Option<i64>,
     json: bool,
     env: VmEnv,
@@ -81,7 +87,7 @@ fn parse(argv: Vec<String>) -> Result<Option<Opts>, Failure> {
     let mut pos = Vec::new();
     let mut headers = Vec::new();
     let (mut jwks, mut body, mut now, mut as_json) = (Vec::new(), None, None, false);
-    let (mut route_name, mut route_metadata) = (None, Vec::new());
+    let (mut route_name, mut route_metadata, mut introspection) = (None, Vec::new(), None);
     while let Some(a) = p.next_arg() {
         match a {
             Arg::Flag(f, _) if args::is_help(&f) => return Ok(None),
@@ -89,6 +95,7 @@ fn parse(argv: Vec<String>) -> Result<Option<Opts>, Failure> {
                 "-H" | "--header" => headers.push(parse_header(&p.value(&f, inline)?)?),
                 "--jwks" => jwks.push(p.value(&f, inline)?),
                 "--body" => body = Some(p.value(&f, inline)?),
+                "--introspection" => introspection = Some(p.value(&f, inline)?),
                 "--route-name" => route_name = Some(p.value(&f, inline)?),
                 "--route-metadata" => {
                     let v = p.value(&f, inline)?;
@@ -124,7 +131,7 @@ fn parse(argv: Vec<String>) -> Result<Option<Opts>, Failure> {
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(Failure::Usage(format!("'{method}' is not an HTTP method")));
     }
-    Ok(Some(Opts { config, method, path: request_path(&target)?, headers, jwks, body, now, json: as_json, env, route_name, route_metadata }))
+    Ok(Some(Opts { config, method, path: request_path(&target)?, headers, jwks, body, introspection, now, json: as_json, env, route_name, route_metadata }))
 }
 
 /// The `:path` of a target: a path, or the path of a URL.
@@ -167,7 +174,18 @@ pub fn run(argv: Vec<String>) -> Result<String, Failure> {
     let now = o.now.unwrap_or_else(util::unix_now);
     // A key outside the static table goes to the key service, which only Envoy can ask.
     let lookup = |_: &[u8; 32]| LookupState::Missing { can_wait: true };
-    let env = Env { now, keys: &slots, random: random16(), key_lookup: &lookup, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
+    // An opaque token's introspection answer: the one given with --introspection, read by the
+    // provider that would ask, else a wait (only Envoy can ask).
+    let answer = o.introspection.as_deref().map(util::read_input).transpose()?;
+    let introspected = |i: usize, _: &[u8; 32]| match (&answer, cfg.providers.get(i)) {
+        (Some(body), Some(p)) => match introspection::read_answer(body, p, &cfg.forward.claim_paths) {
+            Some(a) => VerdictState::Cached(a),
+            // Not an answer: what Envoy does with garbage (503 keys_unavailable).
+            None => VerdictState::Missing { can_wait: false },
+        },
+        _ => VerdictState::Missing { can_wait: true },
+    };
+    let env = Env { now, keys: &slots, random: random16(), key_lookup: &lookup, introspection: &introspected, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
     let headers = api_auth_filter::credentials::view(&o.headers);
     let req = Request { method: &o.method, path: &o.path, headers: &headers };
     let metadata = |filter: &str, key: &str| o.route_metadata.iter().find(|(f, k, _)| f == filter && k == key).map(|(_, _, v)| v.clone());
@@ -501,6 +519,21 @@ impl Report {
                         "the remote JWKS of provider '{name}' (cluster {cluster}, {get}): Envoy holds the \
                          request until the keys arrive (up to 3 s, then 503 keys_unavailable) and decides again. \
                          Give the keys with --jwks FILE to see that decision."
+                    ),
+                )
+            }
+            Wait::Introspection { provider, .. } => {
+                let p = cfg.providers.get(provider);
+                let name = p.map_or("?", |p| p.name.as_str());
+                let (cluster, path) =
+                    p.and_then(|p| p.introspection.as_ref()).map_or(("?", "?"), |i| (i.service.cluster.as_str(), i.service.path.as_str()));
+                (
+                    json!({ "introspection": { "provider": name, "cluster": cluster, "path": path } }),
+                    format!(
+                        "the introspection endpoint of provider '{name}': the bearer token is opaque, so \
+                         Envoy asks cluster {cluster} (POST {path}, RFC 7662) and decides on the answer \
+                         (inactive: token_invalid; unreachable with nothing cached: 503 keys_unavailable). \
+                         Give an answer with --introspection FILE to see that decision."
                     ),
                 )
             }

@@ -60,7 +60,7 @@ pub(super) fn compile_api_keys(raw: RawApiKeys) -> Result<ApiKeys, ConfigError> 
     Ok(ApiKeys { prefixes: raw.prefixes, headers, by_digest, lookup, usage_report })
 }
 
-fn service(
+pub(super) fn service(
     path: &str,
     (cluster, authority, target): (&String, &Option<String>, &String),
     timeout_ms: u64,

@@ -141,7 +141,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
 
     let mut providers = Vec::with_capacity(raw.providers.len());
     for (name, p) in raw.providers {
-        providers.push(providers::compile_provider(name, p)?);
+        providers.push(providers::compile_provider(name, p, env)?);
     }
     let provider_names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
 
@@ -158,6 +158,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             formats: &format_index,
             default_format,
             have_keys: api_keys.is_some(),
+            introspects: providers.iter().any(|p| p.introspection.is_some()),
             providers: &provider_names,
             webhooks: &webhook_names,
         };

@@ -1,6 +1,6 @@
 //! `providers`: JWT issuers, their claim rules and claim paths, and where their keys come from.
 
-use super::raw::{RawDiscovery, RawProvider, RawRemoteJwks};
+use super::raw::{RawDiscovery, RawIntrospection, RawProvider, RawRemoteJwks};
 use crate::discovery::Discovery;
 use super::routes::route_path;
 use super::{bounded, seconds_to_ms, ConfigError};
@@ -18,6 +18,8 @@ pub struct Provider {
     pub keys: KeySource,
     pub full_access: bool,
     pub claims: ClaimPaths,
+    /// Opaque access tokens, verified by introspection.
+    pub introspection: Option<crate::introspection::Introspection>,
 }
 
 #[derive(Debug)]
@@ -41,7 +43,7 @@ pub struct RemoteJwks {
     pub cache_key: String,
 }
 
-pub(super) fn compile_provider(name: String, p: RawProvider) -> Result<Provider, ConfigError> {
+pub(super) fn compile_provider(name: String, p: RawProvider, env: &dyn Fn(&str) -> Option<String>) -> Result<Provider, ConfigError> {
     let path = format!("providers.{name}");
     if p.issuer.is_empty() {
         return Err(ConfigError::new(format!("{path}.issuer"), "must not be empty"));
@@ -127,7 +129,9 @@ pub(super) fn compile_provider(name: String, p: RawProvider) -> Result<Provider,
             return Err(ConfigError::new(format!("{path}.from_cookies[{i}]"), "not a cookie name"));
         }
     }
+    let introspection = p.introspection.as_ref().map(|i| compile_introspection(&path, &p.issuer, i, env)).transpose()?;
     Ok(Provider {
+        introspection,
         shared_name: name.as_str().into(),
         from_cookies: p.from_cookies,
         rules: ClaimRules {
@@ -211,4 +215,34 @@ fn compile_discovery(provider: &str, issuer: &str, d: RawDiscovery) -> Result<Re
         discovery: Some(discovery),
         cache_key,
     })
+}
+
+/// The longest an introspection answer may be reused: a revoked token is refused within it.
+pub const MAX_INTROSPECTION_CACHE_S: u64 = 3600;
+
+/// `providers.<name>.introspection` (`provider`: `providers.<name>`).
+fn compile_introspection(
+    provider: &str,
+    issuer: &str,
+    i: &RawIntrospection,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::introspection::Introspection, ConfigError> {
+    let path = format!("{provider}.introspection");
+    if let Some(a) = &i.authority {
+        if !crate::discovery::is_authority(a) {
+            return Err(ConfigError::new(format!("{path}.authority"), "must be a host or host:port"));
+        }
+    }
+    if i.path.contains(['?', '#']) || i.path.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(ConfigError::new(format!("{path}.path"), "must be a path without query or fragment"));
+    }
+    let authority = i.authority.clone().or_else(|| crate::discovery::issuer_authority(issuer).map(str::to_string));
+    let ttl_s = bounded(&format!("{path}.cache_ttl_s"), i.cache_ttl_s.unwrap_or(60), MAX_INTROSPECTION_CACHE_S)?;
+    let negative_s = bounded(&format!("{path}.negative_cache_ttl_s"), i.negative_cache_ttl_s.unwrap_or(10), MAX_INTROSPECTION_CACHE_S)?;
+    let service = super::api_keys::service(&path, (&i.cluster, &authority, &i.path), i.timeout_ms.unwrap_or(1000), ttl_s, negative_s)?;
+    if i.client_id.is_empty() {
+        return Err(ConfigError::new(format!("{path}.client_id"), "must not be empty"));
+    }
+    let secret = super::webhooks::secret(&format!("{path}.client_secret"), &i.client_secret, env)?;
+    Ok(crate::introspection::Introspection::new(service, i.client_id.clone(), &secret))
 }

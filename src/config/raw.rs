@@ -92,6 +92,22 @@ pub struct RawProvider {
     /// header carries a credential.
     #[serde(default)]
     pub from_cookies: Vec<String>,
+    /// Opaque access tokens, verified at the provider's RFC 7662 introspection endpoint.
+    pub introspection: Option<RawIntrospection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    pub cluster: String,
+    /// The calls' `:authority` (default: the issuer's host\[:port\], else the cluster).
+    pub authority: Option<String>,
+    pub path: String,
+    pub client_id: String,
+    pub client_secret: RawSecretSource,
+    pub timeout_ms: Option<u64>,
+    pub cache_ttl_s: Option<u64>,
+    pub negative_cache_ttl_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -104,6 +104,8 @@ pub(super) struct RouteContext<'a> {
     pub(super) formats: &'a HashMap<String, usize>,
     pub(super) default_format: usize,
     pub(super) have_keys: bool,
+    /// Whether some provider introspects opaque tokens.
+    pub(super) introspects: bool,
     pub(super) providers: &'a [&'a str],
     pub(super) webhooks: &'a [&'a str],
 }
@@ -255,6 +257,9 @@ pub(super) fn compile_auth(path: &str, spec: RawAuthSpec, variables: &[String], 
         }
         if kinds == Kinds::NONE.with(Kind::Jwt) && ctx.providers.is_empty() {
             return Err(ConfigError::new(format!("{path}.credentials"), "accepts only JWTs but no provider is configured"));
+        }
+        if let Some(i) = words.iter().position(|w| w == Kind::Opaque.as_str()).filter(|_| !ctx.introspects) {
+            return Err(ConfigError::new(format!("{path}.credentials[{i}]"), "accepts opaque tokens but no provider has introspection"));
         }
     }
     let providers = match &spec.providers {

@@ -1,6 +1,6 @@
 //! `webhooks`: the signature rules of each webhook, its secrets read from the VM's environment.
 
-use super::raw::RawWebhook;
+use super::raw::{RawSecretSource, RawWebhook};
 use super::{header_name, ConfigError};
 use crate::secret::Secret;
 use crate::webhook::{Encoding, TimestampRule, Webhook};
@@ -22,16 +22,7 @@ pub fn webhook(path: &str, raw: &RawWebhook, env: &dyn Fn(&str) -> Option<String
     let mut secrets = Vec::with_capacity(raw.secrets.len());
     for (i, s) in raw.secrets.iter().enumerate() {
         let spath = format!("{path}.secrets[{i}]");
-        let secret = match (&s.env, &s.value) {
-            (Some(var), None) => match env(var) {
-                Some(v) if !v.is_empty() => Secret::new(v),
-                _ => return Err(ConfigError::new(format!("{spath}.env"), format!("environment variable {var} is not set in the wasm VM"))),
-            },
-            (None, Some(v)) if !v.is_empty() => v.clone(),
-            (None, Some(_)) => return Err(ConfigError::new(format!("{spath}.value"), "must not be empty")),
-            _ => return Err(ConfigError::new(spath, "exactly one of env or value is required")),
-        };
-        secrets.push(secret);
+        secrets.push(secret(&spath, s, env)?);
     }
     let timestamp = match &raw.timestamp {
         Some(t) => {
@@ -48,4 +39,18 @@ pub fn webhook(path: &str, raw: &RawWebhook, env: &dyn Fn(&str) -> Option<String
         return Err(ConfigError::new(format!("{path}.max_body_bytes"), "must be positive"));
     }
     Ok(Webhook { header, prefix: raw.prefix.clone().unwrap_or_else(|| "sha256=".into()), encoding, secrets, timestamp, max_body_bytes })
+}
+
+/// A secret from the VM's environment (`env`) or written in the document (`value`); `path`
+/// names it in errors, which never show its value.
+pub(super) fn secret(path: &str, s: &RawSecretSource, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, ConfigError> {
+    Ok(match (&s.env, &s.value) {
+        (Some(var), None) => match env(var) {
+            Some(v) if !v.is_empty() => Secret::new(v),
+            _ => return Err(ConfigError::new(format!("{path}.env"), format!("environment variable {var} is not set in the wasm VM"))),
+        },
+        (None, Some(v)) if !v.is_empty() => v.clone(),
+        (None, Some(_)) => return Err(ConfigError::new(format!("{path}.value"), "must not be empty")),
+        _ => return Err(ConfigError::new(path, "exactly one of env or value is required")),
+    })
 }

@@ -4,7 +4,9 @@
 
 use std::rc::Rc;
 
-use super::{Env, Fail, LookupState, Request, VerifiedToken, Wait};
+use super::{Env, Fail, LookupState, Request, VerdictState, VerifiedToken, Wait};
+use crate::introspection;
+use crate::secret::Secret;
 use crate::apikeys::{self, ApiKeys, Lookup};
 use crate::config::{AuthRequirements, Config};
 use crate::credentials::{self, Credential, Headers};
@@ -38,9 +40,15 @@ struct CookieJwt<'t> {
 }
 /// An API key, from a key header or a bearer token with a key prefix.
 struct ApiKey<'k>(&'k [u8]);
+/// A bearer token that is neither an API key nor shaped as a JWS, where a provider
+/// introspects opaque tokens (without one, it is read as a malformed JWT, as always).
+struct Opaque<'t>(&'t str);
 
-fn verifier<'c>(c: &Credential<'c>) -> Presented<'c> {
+fn verifier<'c>(cfg: &Config, c: &Credential<'c>) -> Presented<'c> {
     match *c {
+        Credential::Jwt(token) if !introspection::looks_like_jws(token) && cfg.providers.iter().any(|p| p.introspection.is_some()) => {
+            Presented::Opaque(Opaque(token))
+        }
         Credential::Jwt(token) => Presented::Jwt(BearerJwt(token)),
         Credential::ApiKey(key) => Presented::ApiKey(ApiKey(key)),
     }
@@ -50,6 +58,7 @@ fn verifier<'c>(c: &Credential<'c>) -> Presented<'c> {
 enum Presented<'c> {
     Jwt(BearerJwt<'c>),
     ApiKey(ApiKey<'c>),
+    Opaque(Opaque<'c>),
 }
 
 impl Presented<'_> {
@@ -57,6 +66,7 @@ impl Presented<'_> {
         match self {
             Presented::Jwt(v) => v,
             Presented::ApiKey(v) => v,
+            Presented::Opaque(v) => v,
         }
     }
 }
@@ -75,11 +85,11 @@ pub(super) fn authenticate(cfg: &Config, auth: &AuthRequirements, req: &Request<
     }
     // Kinds first: a credential this route does not take is refused before any work on it.
     for c in &found {
-        accepted(&cx, verifier(c).as_verifier())?;
+        accepted(&cx, verifier(cfg, c).as_verifier())?;
     }
     let mut first = None;
     for c in &found {
-        let principal = verifier(c).as_verifier().verify(&cx)?;
+        let principal = verifier(cfg, c).as_verifier().verify(&cx)?;
         first.get_or_insert(principal);
     }
     Ok(first.ok_or(Reason::CredentialsMissing)?)
@@ -137,6 +147,34 @@ impl Verifier for ApiKey<'_> {
 
     fn verify(&self, cx: &Context<'_>) -> Result<Principal, Fail> {
         verify_key(cx.cfg.api_keys.as_ref().ok_or(Reason::KeyUnknown)?, self.0, cx.env)
+    }
+}
+
+impl Verifier for Opaque<'_> {
+    fn kind(&self) -> Kind {
+        Kind::Opaque
+    }
+
+    /// The first provider with introspection that the route accepts answers for it: its
+    /// cached answer, checked against the clock, or a wait for one call.
+    fn verify(&self, cx: &Context<'_>) -> Result<Principal, Fail> {
+        let allowed = |i: &usize| cx.auth.providers.as_ref().is_none_or(|a| a.contains(i));
+        let (index, provider) = cx
+            .cfg
+            .providers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.introspection.is_some())
+            .find(|(i, _)| allowed(i))
+            .ok_or(Reason::CredentialNotAccepted)?;
+        let d = super::token_digest(self.0);
+        match (cx.env.introspection)(index, &d) {
+            VerdictState::Cached(answer) => Ok(answer.principal(provider, cx.env.now)?),
+            VerdictState::Missing { can_wait: true } => {
+                Err(Fail::Wait(Wait::Introspection { provider: index, digest: d, token: Secret::new(self.0) }))
+            }
+            VerdictState::Missing { can_wait: false } => Err(Reason::KeysUnavailable.into()),
+        }
     }
 }
 

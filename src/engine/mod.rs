@@ -14,6 +14,8 @@ use std::borrow::Cow;
 use std::rc::Rc;
 
 use crate::apikeys::Lookup;
+use crate::introspection::Introspected;
+use crate::secret::Secret;
 use crate::config::{Binding, Config, KeySource, Route, Unmatched};
 use crate::credentials::Headers;
 use crate::deny::{Denial, LocalResponse, Reason};
@@ -68,6 +70,8 @@ pub struct Env<'a> {
     pub random: [u8; 16],
     /// What the key service said of a digest (see `LookupState`).
     pub key_lookup: &'a dyn Fn(&[u8; 32]) -> LookupState,
+    /// What provider `i`'s introspection endpoint said of a token's digest.
+    pub introspection: &'a dyn Fn(usize, &[u8; 32]) -> VerdictState<Introspected>,
     /// Tokens whose signature already verified with the same keys.
     pub verified: &'a dyn VerifiedCache,
     /// Who checks signatures (`jwt::OwnCode`, or the host's verifier through the glue).
@@ -113,17 +117,25 @@ pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// A key-service answer as this worker sees it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LookupState {
-    Cached(Lookup),
-    /// Not cached: wait for a lookup (`can_wait`) or answer keys_unavailable.
+/// A remote verdict (a key-service or introspection answer) as this worker sees it now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VerdictState<A> {
+    Cached(A),
+    /// Not cached: wait for a call (`can_wait`) or answer keys_unavailable.
     Missing { can_wait: bool },
 }
+
+/// A key-service answer as this worker sees it now.
+pub type LookupState = VerdictState<Lookup>;
 
 /// For configurations without a key service, and for tests.
 pub fn no_lookup(_: &[u8; 32]) -> LookupState {
     LookupState::Missing { can_wait: false }
+}
+
+/// For configurations without introspection, and for tests.
+pub fn no_introspection(_: usize, _: &[u8; 32]) -> VerdictState<Introspected> {
+    VerdictState::Missing { can_wait: false }
 }
 
 /// One provider's keys as this worker has them now.
@@ -159,12 +171,15 @@ pub enum Decision {
     Respond(LocalResponse),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wait {
     /// The provider's keys (first keys, or a refetch for an unknown kid).
     Jwks { provider: usize, refetch: bool },
     /// The key service's answer for a digest.
     KeyLookup { digest: [u8; 32] },
+    /// Provider `provider`'s introspection answer on an opaque token (`digest`: SHA-256 of
+    /// the token; `token`: what the call must send, never shown by Debug).
+    Introspection { provider: usize, digest: [u8; 32], token: Secret },
 }
 
 enum Fail {

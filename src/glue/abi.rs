@@ -266,7 +266,15 @@ impl Host for AbiHost {
             Some(ct) => ("content-type", ct.as_bytes()),
             None => ("accept", b"application/json".as_slice()),
         };
-        let headers = encode_pairs(&[(":method", call.method.as_bytes()), (":path", call.path.as_bytes()), (":authority", call.authority.as_bytes()), last]);
+        let fixed = [(":method", call.method.as_bytes()), (":path", call.path.as_bytes()), (":authority", call.authority.as_bytes()), last];
+        let headers = match call.authorization {
+            None => encode_pairs(&fixed),
+            Some(a) => {
+                let mut all = fixed.to_vec();
+                all.push(("authorization", a));
+                encode_pairs(&all)
+            }
+        };
         let trailers = encode_pairs(&[]);
         let body = call.body.unwrap_or_default();
         let timeout = u32::try_from(call.timeout.as_millis()).unwrap_or(u32::MAX);

@@ -8,16 +8,16 @@ use std::collections::HashMap;
 pub enum Source {
     /// `api_keys.lookup`.
     KeyService,
+    /// `providers.<p>.introspection`, by provider index.
+    Introspection(usize),
 }
 
 impl Source {
-    /// Every kind, for what a request's end or the tick does to each.
-    pub const ALL: [Source; 1] = [Source::KeyService];
-
     /// The kind's name in log lines.
     pub fn name(self) -> &'static str {
         match self {
             Source::KeyService => "key service",
+            Source::Introspection(_) => "introspection",
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct Call<'a> {
     pub path: &'a str,
     pub authority: &'a str,
     pub content_type: Option<&'a str>,
+    /// An `Authorization` header (introspection's client credentials): never logged.
+    pub authorization: Option<&'a [u8]>,
     pub body: Option<&'a [u8]>,
     pub timeout: Duration,
 }
@@ -62,6 +64,7 @@ impl<'a> Call<'a> {
             path: &service.path,
             authority: &service.authority,
             content_type: Some("application/json"),
+            authorization: None,
             body: Some(body),
             timeout: Duration::from_millis(service.timeout_ms),
         }

@@ -131,6 +131,7 @@ impl<H: Host> Worker<H> {
             path,
             authority: &remote.authority,
             content_type: None,
+            authorization: None,
             body: None,
             timeout: Duration::from_millis(remote.timing.timeout),
         };

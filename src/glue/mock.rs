@@ -56,6 +56,7 @@ pub struct MadeCall {
     pub method: String,
     pub path: String,
     pub body: Vec<u8>,
+    pub authorization: Option<Vec<u8>>,
     pub timeout: Duration,
 }
 
@@ -298,6 +299,7 @@ impl Host for MockHost {
             method: call.method.to_string(),
             path: call.path.to_string(),
             body: call.body.unwrap_or_default().to_vec(),
+            authorization: call.authorization.map(<[u8]>::to_vec),
             timeout: call.timeout,
         });
         Ok(token)

@@ -11,7 +11,7 @@
 //! - `calls`: the one table of calls in flight (JWKS, verdicts, usage), routing answers;
 //! - `verdicts`: remote verdicts on a credential's digest (one call per digest, handed on when
 //!   their stream dies, shared slots named by their service, a parsed copy per worker);
-//!   `key_service` is the first kind;
+//!   `key_service` and `introspection` are its kinds;
 //! - `usage`: batched last-use reports;
 //! - `telemetry`: counters, the log level, denial lines.
 //!
@@ -20,6 +20,7 @@
 
 pub mod calls;
 pub mod host;
+pub mod introspection;
 pub mod jwks;
 pub mod key_service;
 pub mod mock;
@@ -72,6 +73,8 @@ pub(crate) struct State {
     pub calls: calls::Calls,
     /// Key-service answers, when the configuration has a key service.
     pub lookups: Option<verdicts::Verdicts<crate::apikeys::Lookup>>,
+    /// Introspection answers, by provider index (`None` where it does not introspect).
+    pub introspections: Vec<Option<verdicts::Verdicts<crate::introspection::Introspected>>>,
     pub usage: usage::Usage,
     pub verified: Rc<TokenCache>,
     pub telemetry: telemetry::Telemetry,
@@ -130,7 +133,8 @@ impl<H: Host> Worker<H> {
             })
             .collect();
         let busy = slots.iter().any(|s| s.remote.is_some())
-            || config.api_keys.as_ref().is_some_and(|k| k.lookup.is_some() || k.usage_report.is_some());
+            || config.api_keys.as_ref().is_some_and(|k| k.lookup.is_some() || k.usage_report.is_some())
+            || config.providers.iter().any(|p| p.introspection.is_some());
         log::info!("api-auth-filter: configuration loaded ({} routes, {} providers)", config.routes.len(), config.providers.len());
         let telemetry = telemetry::Telemetry::define(&host);
         let cache_entries = config.token_cache_entries;
@@ -139,6 +143,7 @@ impl<H: Host> Worker<H> {
         // Answers are kept under the name of the service that gave them (one VM may hold
         // several configurations, and shared data is the whole process's).
         let lookups = key_service::cache_for(&config);
+        let introspections = introspection::caches_for(&config);
         let worker = Worker {
             st: RefCell::new(State {
                 config,
@@ -146,6 +151,7 @@ impl<H: Host> Worker<H> {
                 streams: HashMap::new(),
                 calls: calls::Calls::default(),
                 lookups,
+                introspections,
                 usage: usage::Usage::default(),
                 verified: Rc::new(TokenCache::new(cache_entries)),
                 telemetry,
@@ -173,6 +179,7 @@ impl<H: Host> Worker<H> {
             self.maybe_fetch(i, now);
         }
         self.redispatch_orphans(&key_service::KeyService);
+        self.redispatch_introspections();
         self.report_usage(now);
         self.wake_waiters();
         self.follow_host_log_level();
@@ -194,6 +201,9 @@ impl<H: Host> Worker<H> {
             }
             Some(calls::Purpose::Verdict(verdicts::Source::KeyService, digest)) => {
                 self.on_verdict_response(&key_service::KeyService, digest, body_size);
+            }
+            Some(calls::Purpose::Verdict(verdicts::Source::Introspection(i), digest)) => {
+                self.on_verdict_response(&introspection::IntrospectionOf(i), digest, body_size);
             }
             Some(calls::Purpose::Usage) => self.on_usage_response(),
             // A call given up (its request ended, or it outlived its timeout).

@@ -154,8 +154,10 @@ impl<H: Host> Worker<H> {
             }
         }
         // Also after its own wait ended: a call it dispatched must not stay in flight.
-        for source in Source::ALL {
-            self.orphan_verdicts_of(source, ctx);
+        self.orphan_verdicts_of(Source::KeyService, ctx);
+        let introspecting = self.st.borrow().introspections.len();
+        for i in 0..introspecting {
+            self.orphan_verdicts_of(Source::Introspection(i), ctx);
         }
     }
 
@@ -230,8 +232,9 @@ impl<H: Host> Worker<H> {
             (st.config.clone(), slots, random, st.verified.clone(), st.delegation)
         };
         let lookup = |d: &[u8; 32]| self.key_lookup_state(d, now, first);
+        let introspection = |i: usize, d: &[u8; 32]| self.introspection_state(i, d, now, first);
         let signatures = super::signatures::HostSignatures { host: &self.host, delegation };
-        let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup, verified: &*verified, signatures: &signatures };
+        let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup, introspection: &introspection, verified: &*verified, signatures: &signatures };
         // The router's choice costs host calls: asked only where a route is bound to it. What
         // the host will not tell is no "no route": a bound route must not fall through.
         let route_name = if config.binds_routes {
@@ -348,6 +351,9 @@ impl<H: Host> Worker<H> {
                 Action::Pause
             }
             Decision::Wait(Wait::KeyLookup { digest }) => self.wait_for_key(ctx, digest, now, ended),
+            Decision::Wait(Wait::Introspection { provider, digest, token }) => {
+                self.wait_for_introspection(ctx, provider, digest, &token, now, ended)
+            }
         }
     }
 

@@ -190,6 +190,7 @@ impl State {
     pub(crate) fn pending(&mut self, source: Source) -> Option<&mut Pending> {
         match source {
             Source::KeyService => self.lookups.as_mut().map(|v| &mut v.pending),
+            Source::Introspection(i) => self.introspections.get_mut(i)?.as_mut().map(|v| &mut v.pending),
         }
     }
 }

@@ -83,6 +83,23 @@ pub fn validate_claims(claims: &Value, rules: &ClaimRules, now: i64) -> Result<T
     }
     let times = TimeClaims::read(claims)?;
     times.check(rules, now)?;
+    untimed_rules(claims, rules, &times)?;
+    Ok(times)
+}
+
+/// Every rule but the clock's, for claims whose time is checked on each use (an introspection
+/// answer, cached): issuer, lifetime, audience, party, session. Returns the time claims.
+pub fn validate_static_claims(claims: &Value, rules: &ClaimRules) -> Result<TimeClaims, Reason> {
+    if claims.get("iss").and_then(Value::as_str) != Some(rules.issuer.as_str()) {
+        return Err(Reason::IssuerUnknown);
+    }
+    let times = TimeClaims::read(claims)?;
+    untimed_rules(claims, rules, &times)?;
+    Ok(times)
+}
+
+/// The claim rules that do not depend on the clock, after issuer and time.
+fn untimed_rules(claims: &Value, rules: &ClaimRules, times: &TimeClaims) -> Result<(), Reason> {
     if let Some(max) = rules.max_lifetime_s {
         match (times.exp, times.iat) {
             (Some(exp), Some(iat)) if exp - iat <= max as f64 => {}
@@ -109,7 +126,7 @@ pub fn validate_claims(claims: &Value, rules: &ClaimRules, now: i64) -> Result<T
     if rules.reject_pending_sessions && claims.get("sts").and_then(Value::as_str) == Some("pending") {
         return Err(Reason::SessionPending);
     }
-    Ok(times)
+    Ok(())
 }
 
 /// Dotted claim paths, tried in order, for each principal field.

@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-pub use claims::{first_list, first_string, media_type, typ_accepted, validate_claims, ClaimPaths, ClaimRules, Split, TimeClaims};
+pub use claims::{first_list, first_string, media_type, typ_accepted, validate_claims, validate_static_claims, ClaimPaths, ClaimRules, Split, TimeClaims};
 pub use jwk::{KeySet, PublicKey};
 
 use crate::crypto::Hash;

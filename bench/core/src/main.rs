@@ -104,7 +104,7 @@ fn main() {
         let cache = TokenCache::new(8192);
         let no_cache = NoCache;
         let verified: &dyn VerifiedCache = if w["cache"].as_bool().unwrap_or(false) { &cache } else { &no_cache };
-        let env = Env { now, keys: &keys, random: [7; 16], key_lookup: &engine::no_lookup, verified, signatures: &api_auth_filter::jwt::OwnCode };
+        let env = Env { now, keys: &keys, random: [7; 16], key_lookup: &engine::no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified, signatures: &api_auth_filter::jwt::OwnCode };
         // One warm-up pass: V8 compiles, caches fill as they would in a running filter.
         let mut last = String::new();
         for h in requests.iter().take(iterations.min(requests.len())) {

@@ -295,7 +295,7 @@ fn check(data: &[u8]) {
     };
     let ctx = Ctx {
         cfg: &cfg,
-        env: Env { now: NOW, keys: &keys, random: [3; 16], key_lookup: &no_lookup, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode },
+        env: Env { now: NOW, keys: &keys, random: [3; 16], key_lookup: &no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode },
         specs: &built.specs,
         headers: &headers,
         router: Router { route_name: chosen_name, metadata: Some(&lookup) },

@@ -135,7 +135,7 @@ fn claim<'v>(claims: &'v Value, path: &str) -> Option<&'v str> {
 
 fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) {
     let (cfg, keys) = (&ex.cfg, ex.keys.as_slice());
-    let env = Env { now: NOW, keys, random: [7; 16], key_lookup: &no_lookup, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
+    let env = Env { now: NOW, keys, random: [7; 16], key_lookup: &no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
     let decision = decide(cfg, &Request { method, path, headers: &api_auth_filter::credentials::view(headers) }, &env);
     let has = |name: &str| headers.iter().any(|(n, _)| n == name);
     let key_headers: &[String] = cfg.api_keys.as_ref().map_or(&[], |k| k.headers.as_slice());
@@ -222,6 +222,8 @@ fn check(ex: &Example, method: &str, path: &str, headers: &[(String, Vec<u8>)]) 
                         let paths = ex.org_claims.iter().find(|(n, _)| *n == provider.name).map(|(_, c)| c.as_slice()).unwrap_or(&[]);
                         paths.iter().find_map(|c| claim(&claims, c).filter(|s| !s.is_empty())).map(str::to_string)
                     }
+                    // No introspection answer is ever given here (`no_introspection`).
+                    Kind::Opaque => panic!("{method} {path}: an opaque token allowed without an introspection answer"),
                 };
                 // The organisation header never crosses a tenant, full_access or not.
                 let sent: Vec<&[u8]> = headers.iter().filter(|(n, _)| *n == cfg.organization_header).map(|(_, v)| v.as_slice()).collect();

@@ -200,7 +200,7 @@ fn check_decide(pattern: &str, path: &str, methods: Option<Vec<&str>>, method: &
         (Err(e), Ok(_)) => panic!("{doc} refused: {e}"),
     };
     let keys = inline_keys(&cfg);
-    let env = Env { now: 0, keys: &keys, random: [0; 16], key_lookup: &no_lookup, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
+    let env = Env { now: 0, keys: &keys, random: [0; 16], key_lookup: &no_lookup, introspection: &api_auth_filter::engine::no_introspection, verified: &NoCache, signatures: &api_auth_filter::jwt::OwnCode };
     let headers: Vec<(String, Vec<u8>)> = Vec::new();
     let decision = decide(&cfg, &Request { method, path, headers: &api_auth_filter::credentials::view(&headers) }, &env);
 
