@@ -13,9 +13,18 @@
 // Nothing here ever logs a token or a secret; oidc-provider's own `debug` output stays off
 // unless DEBUG is set in the environment (integration/src/oidc.rs removes it).
 //
-// Outside the issuer path, one control endpoint for the tests: POST /_bed/rotate (body
-// `{"retire": true}` to drop the old keys) puts a new RS256 key first (it signs from then on),
-// keeps the old ones published unless retired, and answers {"kid", "kids"}.
+// Outside the issuer path, control endpoints for the tests:
+// - POST /_bed/rotate (body `{"retire": true}` to drop the old keys) puts a new RS256 key first
+//   (it signs from then on), keeps the old ones published unless retired, and answers
+//   {"kid", "kids"}.
+// - POST /_bed/id-token (body `{"client_id", "sub"}`) answers {"id_token"}: an OpenID Connect
+//   ID token that oidc-provider itself signs (its IdToken model, `use: 'idtoken'`, as at the
+//   end of an authorization code flow: iss, sub, aud = the client, iat, exp, header without
+//   `typ`), for a client of `clients`. What a token confused with an access token looks like.
+// - GET /_bed/calls answers {"<METHOD> <path>": count} for every request made under the
+//   issuer path (and RFC 8414's place) since start, the query string left out: how often the
+//   filter introspected, whatever its own counters say. Nothing of a request but its method
+//   and path is kept.
 //
 // What oidc-provider 9 does, read in its documentation and source (lib/actions/introspection.js,
 // lib/actions/grants/client_credentials.js, lib/shared/check_resource.js) and seen in
@@ -93,10 +102,16 @@ function args() {
   return out;
 }
 
+// The JWK comes out of generateKeyPairSync itself (its encoding options), never from a later
+// KeyObject.export: in Node 20 that export can deadlock the main thread for good when a garbage
+// collection during it finalizes the finished key-generation job (the job's destructor takes the
+// key's mutex that the export holds; seen as a bed that never printed its ready line, about one
+// start in 50, and reproduced by a loop of generate-then-export under --max-semi-space-size=1).
 function newKey() {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = { format: 'jwk' };
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: jwk, privateKeyEncoding: jwk });
   const kid = `bed-${randomBytes(6).toString('hex')}`;
-  return { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' };
+  return { ...privateKey, kid, alg: 'RS256', use: 'sig' };
 }
 
 // One store for every Provider this process builds (a key rotation builds a new one), so that
@@ -188,6 +203,7 @@ function providerConfig(cfg, keys) {
     jwks: { keys },
     scopes: ['openid', 'offline_access', ...cfg.scopes],
     ttl: {
+      IdToken: 600,
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? cfg.ttl_s,
     },
     features: {
@@ -232,9 +248,12 @@ let keys = cfg.keys_file ? JSON.parse(readFileSync(cfg.keys_file, 'utf8')).keys 
 let issuer;
 let issuerHost;
 let handler;
+let provider;
+const calls = new Map();
 
 function build() {
-  handler = new Provider(issuer, providerConfig(cfg, keys)).callback();
+  provider = new Provider(issuer, providerConfig(cfg, keys));
+  handler = provider.callback();
 }
 
 function reply(res, status, body) {
@@ -242,21 +261,35 @@ function reply(res, status, body) {
   res.end(JSON.stringify(body));
 }
 
-function rotate(req, res) {
+// A control endpoint: its JSON body (`{}` when empty) to `act`, whose result is the 200 answer;
+// a throw is a 400 with the message.
+function control(req, res, act) {
   let body = '';
   req.setEncoding('utf8');
   req.on('data', (chunk) => { body += chunk; });
-  req.on('end', () => {
+  req.on('end', async () => {
     try {
-      const { retire = false } = body.trim() ? JSON.parse(body) : {};
-      const key = newKey();
-      keys = retire ? [key] : [key, ...keys];
-      build();
-      reply(res, 200, { kid: key.kid, kids: keys.map((k) => k.kid) });
+      reply(res, 200, await act(body.trim() ? JSON.parse(body) : {}));
     } catch (e) {
       reply(res, 400, { error: String(e.message) });
     }
   });
+}
+
+function rotate({ retire = false }) {
+  const key = newKey();
+  keys = retire ? [key] : [key, ...keys];
+  build();
+  return { kid: key.kid, kids: keys.map((k) => k.kid) };
+}
+
+async function idToken({ client_id: clientId, sub }) {
+  if (typeof sub !== 'string' || !sub) throw new Error('sub must be a non-empty string');
+  const client = await provider.Client.find(String(clientId));
+  if (!client) throw new Error('unknown client');
+  const token = new provider.IdToken({ sub }, { client });
+  token.scope = 'openid';
+  return { id_token: await token.issue({ use: 'idtoken' }) };
 }
 
 const rfc8414 = `/.well-known/oauth-authorization-server${cfg.path}`;
@@ -264,7 +297,15 @@ const rfc8414 = `/.well-known/oauth-authorization-server${cfg.path}`;
 const server = createServer((req, res) => {
   const url = req.url;
   if (url === '/_bed/rotate' && req.method === 'POST') {
-    rotate(req, res);
+    control(req, res, rotate);
+    return;
+  }
+  if (url === '/_bed/id-token' && req.method === 'POST') {
+    control(req, res, idToken);
+    return;
+  }
+  if (url === '/_bed/calls' && req.method === 'GET') {
+    reply(res, 200, Object.fromEntries(calls));
     return;
   }
   let inner;
@@ -278,6 +319,8 @@ const server = createServer((req, res) => {
     reply(res, 404, { error: 'not_found' });
     return;
   }
+  const call = `${req.method} ${url.split('?')[0]}`;
+  calls.set(call, (calls.get(call) ?? 0) + 1);
   // oidc-provider's routes live at its root; the URLs it writes get the mount path from
   // originalUrl or baseUrl, and their origin from Host.
   req.originalUrl = url;

@@ -3,8 +3,9 @@
 //! `make node-tools`) under Node, configured by `integration/oidc/server.mjs`: issuer
 //! `http://127.0.0.1:<port>/oidc`, client-credentials tokens that are RFC 9068 JWTs (`typ:
 //! at+jwt`) for [`RESOURCE_JWT`] and opaque for [`RESOURCE_OPAQUE`], [`RESOURCE_OTHER`] or no
-//! resource, RFC 7662 introspection and RFC 7009 revocation. What the server answers, and why,
-//! is written at the top of server.mjs. Stopped on drop, also when a test panics; it also exits
+//! resource, RFC 7662 introspection and RFC 7009 revocation; for the tests, ID tokens the server
+//! signs ([`AuthServer::id_token`]) and a count of the calls it received ([`AuthServer::calls`]).
+//! What the server answers, and why, is written at the top of server.mjs. Stopped on drop, also when a test panics; it also exits
 //! by itself when the test process dies (its standard input closes).
 
 use std::collections::HashMap;
@@ -253,6 +254,25 @@ impl AuthServer {
         let resp = send(self.port, &Req::post("/_bed/rotate").header("content-type", "application/json").body(json!({ "retire": retire }).to_string()));
         assert_eq!(resp.status, 200, "rotate: {}", resp.text());
         resp.json()["kid"].as_str().expect("kid").to_string()
+    }
+
+    /// An OpenID Connect ID token for `client` about `sub`, signed by the server itself
+    /// (oidc-provider's IdToken model): iss, sub, aud = the client, iat, exp; no `typ` in its
+    /// header. Never an access token: what a resource server must refuse as one.
+    pub fn id_token(&self, client: &str, sub: &str) -> String {
+        let body = json!({ "client_id": client, "sub": sub }).to_string();
+        let resp = send(self.port, &Req::post("/_bed/id-token").header("content-type", "application/json").body(body));
+        assert_eq!(resp.status, 200, "id-token: {}", resp.text());
+        resp.json()["id_token"].as_str().expect("id_token").to_string()
+    }
+
+    /// How many requests the server has received for `endpoint` under the issuer
+    /// (`"/token/introspection"`) with `method`, since it started: what the filter really
+    /// called, whatever its own counters say.
+    pub fn calls(&self, method: &str, endpoint: &str) -> u64 {
+        let resp = send(self.port, &Req::get("/_bed/calls"));
+        assert_eq!(resp.status, 200, "calls: {}", resp.text());
+        resp.json()[format!("{method} {}{endpoint}", self.issuer_path())].as_u64().unwrap_or(0)
     }
 }
 

@@ -159,10 +159,34 @@ fn a_resource_indicator_token_is_an_rfc9068_jwt_for_that_audience() {
 
 #[test]
 fn expired_opaque_tokens_introspect_inactive() {
-    let bed = AuthServer::start_with(&json!({ "ttl_s": 1 }));
+    let bed = AuthServer::start_with(&json!({ "ttl_s": 2 }));
     let token = agent_token(&bed, "read", None);
     let answer = bed.introspect(&token);
     assert_eq!(answer["active"], true);
-    assert_eq!(answer["exp"].as_i64().zip(answer["iat"].as_i64()).map(|(e, i)| e - i), Some(1));
+    assert_eq!(answer["exp"].as_i64().zip(answer["iat"].as_i64()).map(|(e, i)| e - i), Some(2));
     assert!(wait_until(Duration::from_secs(5), || bed.introspect(&token)["active"] == false));
+}
+
+#[test]
+fn the_bed_signs_id_tokens_and_counts_calls() {
+    let bed = AuthServer::start();
+    // An ID token, signed by the server's own key: aud is the client, no at+jwt typ.
+    let id_token = bed.id_token(AGENT.id, "end-user-1");
+    let (header, claims) = jwt_parts(&id_token).expect("a JWT");
+    assert_eq!(header["alg"], "RS256");
+    assert!(header.get("typ").is_none(), "an ID token's header has no typ here");
+    assert_eq!(claims["iss"], bed.issuer());
+    assert_eq!(claims["aud"], AGENT.id);
+    assert_eq!(claims["sub"], "end-user-1");
+    assert!(claims["exp"].as_i64() > claims["iat"].as_i64());
+    assert!(signed_by_jwks(&id_token, &bed.jwks()), "signed by a key of jwks_uri");
+
+    // Calls under the issuer path are counted by method and path, the query left out.
+    assert_eq!(bed.calls("POST", "/token/introspection"), 0);
+    let token = agent_token(&bed, "read", None);
+    bed.introspect(&token);
+    bed.introspect(&token);
+    assert_eq!(bed.calls("POST", "/token/introspection"), 2);
+    assert_eq!(bed.calls("POST", "/token"), 1);
+    assert_eq!(bed.calls("GET", "/jwks"), 1, "the JWKS fetched once, above");
 }
