@@ -13,7 +13,7 @@ export ENVOY WASM SHARED
 
 .PHONY: test-oldest test-matrix test-wasm
 .PHONY: python-tools node-tools
-.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli soak sig-probe
+.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli soak sig-probe size
 .PHONY: keys postgres test-keys bench-keys
 
 build: wasm-target
@@ -122,6 +122,15 @@ bench: envoy build wrk postgres
 	cargo build --release --target wasm32-wasip1 -p core-bench
 	cargo run -q --release -p api-auth-integration --bin bench
 	$(MAKE) bench-keys
+
+# What the module holds, by crate and by module of the filter's own code (issue 23): a build
+# that keeps its names (the release profile, not stripped, in target/size), read by twiggy.
+TWIGGY_VERSION ?= 0.8.0
+size: wasm-target build
+	CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/size cargo build --release --target wasm32-wasip1 -p api-auth-filter
+	@twiggy --version 2>/dev/null | grep -q '$(TWIGGY_VERSION)' || cargo install twiggy --version $(TWIGGY_VERSION) --locked
+	twiggy top -n 1000000 --format csv target/size/wasm32-wasip1/release/api_auth_filter.wasm > target/size/top.csv
+	python3 bench/size.py target/size/top.csv target/wasm32-wasip1/release/api_auth_filter.wasm
 
 # The key service's lookups per second on SQLite and PostgreSQL, and the filter's cold key path
 # against it; writes keyservice/BENCHMARKS.md.
