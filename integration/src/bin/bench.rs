@@ -5,7 +5,9 @@
 //! wasm filter pays), Envoy's native jwt_authn without and with jwt_cache_config, and this
 //! filter. Workloads: (a) one valid RS256 token repeated, (b) a different valid token on every
 //! request (a pre-minted pool), (c) an API key, (d) tokens with forged signatures, (e) a public
-//! route. Each with a direct response and with a fast real upstream.
+//! route. Each with a direct response and with a fast real upstream. Then the MCP rows, and
+//! opaque tokens (`introspection_phase`): a cached introspection answer beside a cached JWT,
+//! and one introspection call's cost against one key-service lookup's.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
