@@ -116,10 +116,12 @@ run: envoy build cli
 	@cargo build -q -p api-auth-integration --bin echo-upstream
 	@bash envoy/run-demo.sh
 
-# Not part of make test: speed is measured, never asserted.
-bench: envoy build wrk postgres
+# Not part of make test: speed is measured, never asserted. The opaque-token rows need the test
+# bed's authorization server (node-tools) and the demo key service (the release `api-auth`).
+bench: envoy build wrk postgres node-tools
 	cargo build --release --target wasm32-wasip1 -p noop-filter -p noop-lean-filter
 	cargo build --release --target wasm32-wasip1 -p core-bench
+	cargo build --release -p api-auth-cli
 	cargo run -q --release -p api-auth-integration --bin bench
 	$(MAKE) bench-keys
 

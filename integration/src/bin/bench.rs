@@ -5,13 +5,16 @@
 //! wasm filter pays), Envoy's native jwt_authn without and with jwt_cache_config, and this
 //! filter. Workloads: (a) one valid RS256 token repeated, (b) a different valid token on every
 //! request (a pre-minted pool), (c) an API key, (d) tokens with forged signatures, (e) a public
-//! route. Each with a direct response and with a fast real upstream.
+//! route. Each with a direct response and with a fast real upstream. Then the MCP rows, and
+//! opaque tokens (`introspection_phase`): a cached introspection answer beside a cached JWT,
+//! and one introspection call's cost against one key-service lookup's.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use api_auth_integration::oidc::{self, AuthServer, AGENT, RESOURCE_OPAQUE, RESOURCE_SERVER};
 use api_auth_integration::*;
 use serde_json::{json, Value};
 
@@ -158,6 +161,377 @@ This filter with API keys, on a route with `mcp` and on the same route without i
     let filtered = envoy.send(&Req::post("/judged").bearer(key).header("content-type", "application/json").body(list));
     let kept = filtered.json()["result"]["tools"].as_array().map_or(0, Vec::len);
     let _ = writeln!(out, "\nThe filtered answer lists {kept} of 20 tools.\n");
+    out
+}
+
+/// One keep-alive HTTP/1.1 connection for sequential timed requests (the cold rows of the
+/// introspection phase): a request's status, its answer read whole (content-length or chunked).
+/// A connection the server closed while idle is opened again once.
+struct KeepAlive {
+    port: u16,
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl KeepAlive {
+    fn connect(port: u16) -> KeepAlive {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        KeepAlive { port, reader: std::io::BufReader::new(s) }
+    }
+
+    fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{}\r\n", self.port);
+        for (n, v) in headers {
+            let _ = write!(req, "{n}: {v}\r\n");
+        }
+        if !body.is_empty() || method == "POST" {
+            let _ = write!(req, "content-length: {}\r\n", body.len());
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        match self.exchange(&req) {
+            Some(status) => status,
+            None => {
+                *self = KeepAlive::connect(self.port);
+                self.exchange(&req).expect("an answer on a new connection")
+            }
+        }
+    }
+
+    fn exchange(&mut self, req: &str) -> Option<u16> {
+        use std::io::{BufRead, Read, Write};
+        self.reader.get_mut().write_all(req.as_bytes()).ok()?;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let status = line.split(' ').nth(1).and_then(|s| s.parse().ok())?;
+        let (mut length, mut chunked, mut close) = (0usize, false, false);
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).ok()?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = l.split_once(':') {
+                let (n, v) = (n.trim(), v.trim());
+                if n.eq_ignore_ascii_case("content-length") {
+                    length = v.parse().ok()?;
+                } else if n.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = v.eq_ignore_ascii_case("chunked");
+                } else if n.eq_ignore_ascii_case("connection") {
+                    close = v.eq_ignore_ascii_case("close");
+                }
+            }
+        }
+        if chunked {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line).ok()?;
+                let size = usize::from_str_radix(line.trim().split(';').next()?.trim(), 16).ok()?;
+                if size == 0 {
+                    loop {
+                        line.clear();
+                        self.reader.read_line(&mut line).ok()?;
+                        if line.trim_end().is_empty() {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                let mut chunk = vec![0u8; size + 2];
+                self.reader.read_exact(&mut chunk).ok()?;
+            }
+        } else {
+            let mut rest = vec![0u8; length];
+            self.reader.read_exact(&mut rest).ok()?;
+        }
+        if close {
+            *self = KeepAlive::connect(self.port);
+        }
+        Some(status)
+    }
+
+    /// The request's status and how long it took, wall clock.
+    fn timed(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Duration) {
+        let t0 = std::time::Instant::now();
+        let status = self.request(method, path, headers, body);
+        (status, t0.elapsed())
+    }
+}
+
+/// The value at `p` (0..=1) of sorted durations, in ms (nearest rank).
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+}
+
+/// A child process killed (by its own id) when dropped: the demo key service.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The repository's demo key service (`api-auth demo-issuer --keys FILE`: entries in memory,
+/// one thread per keep-alive connection, no database) with these entries; its port. `None`
+/// (and why, on stderr) when the release build of the command line is missing.
+fn demo_key_service(dir: &std::path::Path, entries: &[Value]) -> Option<(KillOnDrop, u16)> {
+    use std::io::BufRead;
+    let bin = repo_root().join("target/release/api-auth");
+    if !bin.is_file() {
+        eprintln!("introspection: {} not built (`cargo build --release -p api-auth-cli`, make bench does): the key-service rows are skipped", bin.display());
+        return None;
+    }
+    let keys_file = dir.join("cold-keys.json");
+    std::fs::write(&keys_file, Value::Array(entries.to_vec()).to_string()).expect("write the key file");
+    let mut child = Command::new(bin)
+        .args(["demo-issuer", "--port", "0", "--key"])
+        .arg(dir.join("demo-issuer-key.pem"))
+        .arg("--keys")
+        .arg(&keys_file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        // A line per request: not wanted, and not worth a pipe to drain.
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start api-auth demo-issuer");
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = KillOnDrop(child);
+    let mut first = String::new();
+    let _ = std::io::BufReader::new(stdout).read_line(&mut first);
+    // `http://127.0.0.1:<port>/.well-known/jwks.json`
+    let port = first.trim().strip_prefix("http://127.0.0.1:").and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok());
+    match port {
+        Some(port) => Some((guard, port)),
+        None => {
+            eprintln!("introspection: api-auth demo-issuer did not start: the key-service rows are skipped");
+            None
+        }
+    }
+}
+
+/// Opaque tokens (`providers.<p>.introspection`, RFC 7662) against the test bed's
+/// authorization server (oidc-provider, `api_auth_integration::oidc`; `make node-tools`).
+/// One Envoy (--concurrency 1, direct response) with `base` (the bench's configuration) plus a
+/// provider with introspection, a route `/opaque/` taking only opaque tokens, and
+/// `api_keys.lookup` at the demo key service. Cached: wrk with one opaque token (answer cached
+/// by the warm-up) beside (a), one RS256 token (a cached JWT), on that Envoy. Cold: sequential
+/// requests on one keep-alive connection, each with a fresh opaque token (one introspection
+/// call each) or a fresh API key (one key-service lookup each), interleaved in a shuffled order
+/// with the same POSTs sent to each service directly (the service's own time) and the cached
+/// paths.
+fn introspection_phase(base: &Value, jwt: &str, jwks_port: u16, seconds: u32, rounds: usize, dir: &std::path::Path) -> String {
+    let cold_n: usize = std::env::var("BENCH_COLD").ok().and_then(|s| s.parse().ok()).unwrap_or(200).max(1);
+    let warm_n = 5;
+    let bed = AuthServer::start();
+    let lookup_path = "/v1/keys/lookup";
+    // Fresh API keys (the static table and every cache know none of them), in the service.
+    let keys: Vec<String> = (0..2 * cold_n + warm_n).map(|i| format!("cm_cold_{i:05}_0123456789abcdef")).collect();
+    let entries: Vec<Value> =
+        keys.iter().enumerate().map(|(i, k)| json!({ "id": format!("cold_{i}"), "sha256": sha256_hex(k.as_bytes()), "permissions": ["*"] })).collect();
+    let key_service = demo_key_service(dir, &entries);
+
+    let mut cfg = base.clone();
+    let secret_env = "BENCH_INTROSPECTION_SECRET";
+    cfg["providers"]["idp"] = json!({
+        "issuer": bed.issuer(),
+        "algorithms": ["RS256"],
+        "audiences": [RESOURCE_OPAQUE],
+        "jwks": { "inline": bed.jwks() },
+        "introspection": {
+            "cluster": "idp",
+            "path": format!("{}/token/introspection", bed.issuer_path()),
+            "client_id": RESOURCE_SERVER.id,
+            "client_secret": { "env": secret_env },
+            // Longer than the cached loads: every request of them finds the warm-up's answer.
+            "cache_ttl_s": 300
+        }
+    });
+    cfg["routes"].as_array_mut().expect("routes").insert(0, json!({ "match": { "prefix": "/opaque/" }, "auth": { "credentials": ["opaque"], "providers": ["idp"] } }));
+    let keys_port = key_service.as_ref().map_or_else(free_port, |(_, p)| *p);
+    cfg["api_keys"]["lookup"] = json!({ "cluster": "keys", "path": lookup_path, "cache_ttl_s": 300 });
+    let upstream = Server::echo();
+    let mut opts = EnvoyOpts::new(cfg, upstream.port())
+        .cluster("clerk_jwks", jwks_port)
+        .cluster("idp", bed.port())
+        .cluster("keys", keys_port)
+        .env(secret_env, RESOURCE_SERVER.secret);
+    opts.direct_response = true;
+    let envoy = Envoy::start(opts);
+    let stat = |name: &str| {
+        // The filter adds its counters to Envoy's on its timer.
+        std::thread::sleep(Duration::from_millis(1500));
+        envoy.stat(&format!("wasmcustom.api_auth.{name}")).unwrap_or(0)
+    };
+    let mint = || bed.client_credentials_token(AGENT.id, AGENT.secret, "read", Some(RESOURCE_OPAQUE));
+
+    // Cached: one opaque token, its answer cached by the warm-up, beside one cached JWT.
+    let opaque = mint();
+    for (what, path, auth) in [("the JWT", "/api/projects", jwt.to_string()), ("the opaque token", "/opaque/items", format!("Bearer {opaque}"))] {
+        let mut resp = envoy.send(&Req::get(path).header("authorization", &auth));
+        for _ in 0..50 {
+            if resp.status == 200 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            resp = envoy.send(&Req::get(path).header("authorization", &auth));
+        }
+        if resp.status != 200 {
+            eprintln!("introspection: warm-up with {what}: {} {}", resp.status, resp.text());
+        }
+    }
+    let loads = [
+        Load { name: "(a) one RS256 token (a cached JWT)", path: "/api/projects", auth: vec![jwt.to_string()], expect_2xx: true, lua: None },
+        Load { name: "(h) one opaque token (a cached introspection answer)", path: "/opaque/items", auth: vec![format!("Bearer {opaque}")], expect_2xx: true, lua: None },
+    ];
+    let calls_before = stat("introspection_call");
+    let mut cells: Vec<Vec<Sample>> = loads.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (i, l) in loads.iter().enumerate() {
+            cells[i].push(wrk(&envoy, l, seconds, dir));
+        }
+        eprintln!("introspection round {}/{rounds} done", round + 1);
+    }
+    let calls_during_loads = stat("introspection_call").saturating_sub(calls_before);
+    let samples: Vec<Sample> = cells.into_iter().map(median).collect();
+
+    // Cold: fresh tokens and keys, minted and listed before any is timed.
+    let tokens: Vec<String> = (0..2 * cold_n + warm_n).map(|_| mint()).collect();
+    let (warm_tokens, tokens) = tokens.split_at(warm_n);
+    let (via_envoy, direct) = tokens.split_at(cold_n);
+    let (warm_keys, keys) = keys.split_at(warm_n);
+    let (keys_via_envoy, keys_direct) = keys.split_at(cold_n);
+    let has_keys = key_service.is_some();
+    let mut to_envoy = KeepAlive::connect(envoy.port());
+    let mut to_bed = KeepAlive::connect(bed.port());
+    let mut to_keys = key_service.as_ref().map(|(_, port)| KeepAlive::connect(*port));
+    let intro_path = format!("{}/token/introspection", bed.issuer_path());
+    let client = oidc::basic(RESOURCE_SERVER.id, RESOURCE_SERVER.secret);
+    let form_headers = [("content-type", "application/x-www-form-urlencoded"), ("authorization", client.as_str())];
+    let json_headers = [("content-type", "application/json")];
+    let bearer = |t: &str| format!("Bearer {t}");
+    let introspect_body = |t: &str| oidc::form(&[("token", t), ("token_type_hint", "access_token")]);
+    let lookup_body = |k: &str| json!({ "sha256": sha256_hex(k.as_bytes()) }).to_string();
+    // Warm-up: V8, the clusters' connections, the client connections.
+    for (t, k) in warm_tokens.iter().zip(warm_keys) {
+        to_envoy.request("GET", "/opaque/items", &[("authorization", &bearer(t))], "");
+        to_bed.request("POST", &intro_path, &form_headers, &introspect_body(t));
+        if let Some(c) = to_keys.as_mut() {
+            to_envoy.request("GET", "/keys/list", &[("authorization", &bearer(k))], "");
+            c.request("POST", lookup_path, &json_headers, &lookup_body(k));
+        }
+    }
+    let (calls0, lookups0) = (stat("introspection_call"), stat("key_lookup"));
+    // Rows: (label, durations, answers other than 200).
+    let mut rows: Vec<(&str, Vec<Duration>, usize)> = [
+        "opaque token, one introspection call each",
+        "introspection endpoint alone (the same POST, sent directly)",
+        "opaque token, answer cached (the warm-up's token again)",
+        "API key, one key-service lookup each",
+        "key service alone (the same POST, sent directly)",
+        "API key, cached (the warm-up's key again)",
+        "(a)'s RS256 token, cached",
+    ]
+    .into_iter()
+    .map(|l| (l, Vec::with_capacity(cold_n), 0))
+    .collect();
+    // Each round sends one request of every row, in an order shuffled per round (xorshift,
+    // fixed seed): what a request leaves behind (Node finishing its answer on a core of two)
+    // then falls on every row alike, not always on the row after it.
+    let mut order: Vec<usize> = (0..rows.len()).filter(|r| has_keys || !(3..=5).contains(r)).collect();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..cold_n {
+        for j in (1..order.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(j, (seed % (j as u64 + 1)) as usize);
+        }
+        for &row in &order {
+            let (status, took) = match row {
+                0 => to_envoy.timed("GET", "/opaque/items", &[("authorization", &bearer(&via_envoy[i]))], ""),
+                1 => to_bed.timed("POST", &intro_path, &form_headers, &introspect_body(&direct[i])),
+                2 => to_envoy.timed("GET", "/opaque/items", &[("authorization", &bearer(&warm_tokens[0]))], ""),
+                6 => to_envoy.timed("GET", "/api/projects", &[("authorization", jwt)], ""),
+                _ => {
+                    let Some(c) = to_keys.as_mut() else { continue };
+                    match row {
+                        3 => to_envoy.timed("GET", "/keys/list", &[("authorization", &bearer(&keys_via_envoy[i]))], ""),
+                        4 => c.timed("POST", lookup_path, &json_headers, &lookup_body(&keys_direct[i])),
+                        _ => to_envoy.timed("GET", "/keys/list", &[("authorization", &bearer(&warm_keys[0]))], ""),
+                    }
+                }
+            };
+            rows[row].1.push(took);
+            rows[row].2 += usize::from(status != 200);
+        }
+    }
+    let (calls, lookups) = (stat("introspection_call").saturating_sub(calls0), stat("key_lookup").saturating_sub(lookups0));
+    for r in &mut rows {
+        r.1.sort();
+    }
+    if !envoy.wasm_failures().is_empty() {
+        eprintln!("introspection: the wasm VM failed: {:?}", envoy.wasm_failures());
+    }
+
+    let mut out = format!(
+        "## Opaque tokens (introspection)\n\n\
+         One Envoy (--concurrency 1, direct response) with this filter and the configuration above, plus a provider with \
+         `introspection` at the test bed's authorization server (oidc-provider under Node, `integration/oidc`, tokens in its \
+         memory; `cache_ttl_s` 300), a route `/opaque/` taking only its opaque tokens (client-credentials tokens for \
+         `{RESOURCE_OPAQUE}`, `aud` checked), and `api_keys.lookup` at a key service: `api-auth demo-issuer --keys FILE`, \
+         the repository's demo key service (its entries in memory, no database; `make bench-keys` measures the real one, \
+         `api-auth-keys`, on SQLite and PostgreSQL: keyservice/BENCHMARKS.md).\n\n\
+         Cached: wrk -t1 -c16, {seconds} s per cell, median of {rounds} rounds taken round-robin; one opaque token whose \
+         answer one request before cached, beside (a), one RS256 token (a cached JWT), on the same Envoy.\n\n\
+         | workload | requests/s | p50 | p99 | non-2xx | worker CPU µs/req |\n|---|---|---|---|---|---|\n"
+    );
+    for (l, s) in loads.iter().zip(&samples) {
+        let flag = if s.non_2xx == 0 { "" } else { " (!)" };
+        let _ = writeln!(out, "| {} | {:.0} | {} | {} | {}{flag} | {:.1} |", l.name, s.rps, s.p50, s.p99, s.non_2xx, s.cpu_us);
+    }
+    let (jwt_s, op_s) = (&samples[0], &samples[1]);
+    let _ = writeln!(
+        out,
+        "\nThe cached opaque token against the cached JWT: ×{:.2} requests/s, {:+.1} µs/req worker CPU (×{:.2}). \
+         Introspection calls during these loads: {calls_during_loads}.\n",
+        op_s.rps / jwt_s.rps.max(1.0),
+        op_s.cpu_us - jwt_s.cpu_us,
+        op_s.cpu_us / jwt_s.cpu_us
+    );
+    let _ = writeln!(
+        out,
+        "Cold: one keep-alive client, one request at a time, {cold_n} of each row, the rows interleaved in an order \
+         shuffled each round (a slow moment of the machine, or what one request leaves behind, lands on all of them alike). Each opaque token is fresh from the server, so each request waits for one \
+         introspection call ({calls} calls counted, `api_auth.introspection_call`); each API key is one no cache has seen, so \
+         each request waits for one lookup ({lookups} counted, `api_auth.key_lookup`). The `alone` rows send the POST the \
+         filter sends (the form body with client_secret_basic; `{{\"sha256\": …}}`), for other fresh tokens and keys, \
+         straight to the service on a keep-alive connection: the service's own time. The `cached` rows are Envoy and the \
+         filter without a call (the JWT's on its route, `/api/`).\n\n\
+         | request | n | median ms | p90 ms | non-200 |\n|---|---|---|---|---|"
+    );
+    for (label, lat, bad) in &rows {
+        if lat.is_empty() {
+            let _ = writeln!(out, "| {label} | 0 | skipped: no key service | | |");
+            continue;
+        }
+        let flag = if *bad == 0 { "" } else { " (!)" };
+        let _ = writeln!(out, "| {label} | {} | {:.2} | {:.2} | {bad}{flag} |", lat.len(), percentile_ms(lat, 0.5), percentile_ms(lat, 0.9));
+    }
+    let share = |cold: usize, alone: usize| percentile_ms(&rows[cold].1, 0.5) - percentile_ms(&rows[alone].1, 0.5);
+    let _ = write!(out, "\nEnvoy and the filter around one call (median through Envoy − median alone): introspection {:.2} ms", share(0, 1));
+    if has_keys {
+        let _ = write!(out, ", key lookup {:.2} ms", share(3, 4));
+    }
+    if has_keys {
+        let _ = write!(out, ". The cold opaque request against the cold key request: ×{:.2} (medians)", percentile_ms(&rows[0].1, 0.5) / percentile_ms(&rows[3].1, 0.5));
+    }
+    let _ = writeln!(out, ".\n");
     out
 }
 
@@ -368,11 +742,17 @@ fn memory_report(samples: &[MemorySample], pool_size: usize, passes: u64, worker
 
 fn main() {
     let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    let pool_size: usize = std::env::var("BENCH_POOL").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    // `BENCH_ONLY=memory`: the memory phase alone (quick); `core`: the core alone; `mcp`: the MCP
+    // rows alone; `introspection`: the opaque-token rows alone.
+    let only = std::env::var("BENCH_ONLY").ok().filter(|v| !v.is_empty());
+    let introspection_only = only.as_deref() == Some("introspection");
+    // The introspection rows use one token of the pool.
+    let default_pool = if introspection_only { 1 } else { 10_000 };
+    let pool_size: usize = std::env::var("BENCH_POOL").ok().and_then(|s| s.parse().ok()).unwrap_or(default_pool).max(1);
     let noop = repo_root().join("target/wasm32-wasip1/release/noop_filter.wasm");
-    assert!(noop.is_file(), "build bench/noop first (make bench does)");
+    assert!(introspection_only || noop.is_file(), "build bench/noop first (make bench does)");
     let lean = repo_root().join("target/wasm32-wasip1/release/noop_lean_filter.wasm");
-    assert!(lean.is_file(), "build bench/noop-lean first (make bench does)");
+    assert!(introspection_only || lean.is_file(), "build bench/noop-lean first (make bench does)");
     let dir = std::env::temp_dir().join(format!("api-auth-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("bench dir");
 
@@ -408,10 +788,9 @@ fn main() {
         Load { name: "(e) public route", path: "/health", auth: vec![], expect_2xx: true, lua: None },
     ];
     let iterations = std::env::var("BENCH_CORE_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
-    // `BENCH_ONLY=memory`: the memory phase alone (quick); `BENCH_ONLY=core`: the core alone.
-    let only = std::env::var("BENCH_ONLY").ok().filter(|v| !v.is_empty());
     let memory_only = only.as_deref() == Some("memory");
-    let mut core = if memory_only || only.as_deref() == Some("mcp") { None } else { core_costs(&cfg, &jwks_doc, &loads, iterations) };
+    let skip_core = memory_only || matches!(only.as_deref(), Some("mcp" | "introspection"));
+    let mut core = if skip_core { None } else { core_costs(&cfg, &jwks_doc, &loads, iterations) };
     // ES256 in the core alone: one P-256 key, one token, verified cold every time.
     {
         use base64::Engine;
@@ -427,7 +806,7 @@ fn main() {
         let mut es_cfg = cfg.clone();
         es_cfg["providers"]["clerk"]["algorithms"] = json!(["ES256"]);
         let load = Load { name: "(b) one ES256 token, cold", path: "/api/projects", auth: vec![format!("Bearer {token}")], expect_2xx: true, lua: None };
-        if let (Some(rows), false) = (core.as_mut(), memory_only || only.as_deref() == Some("mcp")) {
+        if let (Some(rows), false) = (core.as_mut(), skip_core) {
             let es_rows = core_costs(&es_cfg, &es_jwks.to_string(), &[load], iterations).unwrap_or_default();
             rows.extend(es_rows.into_iter().map(|(name, ns, outcome)| (if name.starts_with("step") { format!("ES256 {name}") } else { name }, ns, outcome)));
         }
@@ -445,6 +824,14 @@ fn main() {
         let seconds_each = seconds.min(5);
         print!("{}", mcp_phase(seconds_each, 3, &dir));
         eprintln!("BENCH_ONLY=mcp: BENCHMARKS.md left as it was");
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+    // `BENCH_ONLY=introspection`: the opaque-token rows alone (needs `make node-tools`).
+    if introspection_only {
+        print!("{}", introspection_phase(&cfg, &pool[0], jwks.port(), seconds, rounds, &dir));
+        eprintln!("BENCH_ONLY=introspection: BENCHMARKS.md left as it was");
         let _ = std::fs::remove_dir_all(&dir);
         return;
     }
@@ -540,7 +927,6 @@ fn main() {
         }
     }
 
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let mut report = String::new();
     let _ = writeln!(
         report,
@@ -649,6 +1035,7 @@ fn main() {
     }
     if !partial {
         report.push_str(&mcp_phase(seconds, rounds, &dir));
+        report.push_str(&introspection_phase(&cfg, &pool[0], jwks.port(), seconds, rounds, &dir));
     }
     report.push_str(&memory_section);
     let _ = writeln!(
