@@ -83,6 +83,9 @@ fn classify(v: &Value, path: &mut Vec<String>, out: &mut Strings) {
                 &["routes", "[]", "auth", "scopes", "[]"],
                 &["routes", "[]", "match", "template"],
                 &["forward", "headers", "*"],
+                // Principal field names, as in forward.headers (fuzz/regressions/config/
+                // filter-state-field-named-in-its-error).
+                &["filter_state", "[]"],
                 &["error_formats", "*", "base"],
                 // serde reads a struct from an array by position: `[name]` is `{"base": name}`
                 // (fuzz/regressions/config/secret-in-a-format-name).
