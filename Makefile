@@ -123,7 +123,8 @@ bench: envoy build wrk postgres node-tools
 	cargo build --release --target wasm32-wasip1 -p core-bench
 	cargo build --release -p api-auth-cli
 	cargo run -q --release -p api-auth-integration --bin bench
-	$(MAKE) bench-keys
+	@# A partial run (BENCH_ONLY) leaves keyservice/BENCHMARKS.md alone too.
+	@if [ -z "$$BENCH_ONLY" ]; then $(MAKE) bench-keys; fi
 
 # What the module holds, by crate and by module of the filter's own code (issue 23): a build
 # that keeps its names (the release profile, not stripped, in target/size), read by twiggy.

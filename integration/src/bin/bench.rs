@@ -943,7 +943,7 @@ fn main() {
          filter's own code comes to that floor. Both are built with the proxy-wasm Rust SDK, which exports every \
          callback of the ABI, so Envoy enters their VM seven times per request (create, request headers, response \
          headers, response body, done, log, delete); this filter exports only the callbacks it uses and is entered \
-         four times (create, request headers, response headers, delete), which is how it can come out above them. \
+         four times (create, request headers, response headers, delete), plus once per response body chunk (where MCP `tools/list` answers are filtered), which is how it can come out above them. \
          `empty wasm filter, four callbacks` is an empty filter that exports just those (bench/noop-lean, no SDK): \
          the floor of this filter's shape.\n",
         std::env::var("ENVOY_VERSION").unwrap_or_else(|_| "1.40.0".into())
