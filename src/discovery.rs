@@ -74,10 +74,32 @@ impl Discovery {
             Some(_) => {}
         }
         let uri = meta.jwks_uri.ok_or(Refusal::NoJwksUri)?;
+        self.endpoint_path(authority, &uri)
+    }
+
+    /// The path of the document's `introspection_endpoint` (RFC 8414 §2, RFC 7662), under the
+    /// same rules as `jwks_uri` (the issuer's scheme, on `authority`); `None` when the document
+    /// names none, is not this issuer's, or names one elsewhere.
+    pub fn introspection_path(&self, authority: &str, document: &[u8]) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Metadata {
+            issuer: Option<String>,
+            introspection_endpoint: Option<String>,
+        }
+        let meta: Metadata = serde_json::from_slice(document).ok()?;
+        if meta.issuer.as_deref() != Some(self.issuer.as_str()) {
+            return None;
+        }
+        self.endpoint_path(authority, &meta.introspection_endpoint?).ok()
+    }
+
+    /// The path and query of an endpoint URL of the document, when it may be called through
+    /// the cluster at `authority`.
+    fn endpoint_path(&self, authority: &str, uri: &str) -> Result<String, Refusal> {
         if uri.len() > MAX_URI_BYTES {
             return Err(Refusal::BadJwksUri);
         }
-        let url = split_url(&uri).ok_or(Refusal::BadJwksUri)?;
+        let url = split_url(uri).ok_or(Refusal::BadJwksUri)?;
         if !url.https && !self.allow_http {
             return Err(Refusal::NotHttps);
         }

@@ -58,6 +58,21 @@ pub fn is_underscore_twin(name: &str, guarded: &str) -> bool {
         })
 }
 
+/// `application/x-www-form-urlencoded` of bytes: every byte but the unreserved ones escaped
+/// (a bearer token may hold `+`, `/` and `=`, which a form decoder would change).
+pub fn form_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push_str(&hex(&[b]).to_ascii_uppercase());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,19 +100,4 @@ mod tests {
         assert!(is_header_token("x-api_key.1"));
         assert!(!is_header_token("x key") && !is_header_token("") && !is_header_token("é"));
     }
-}
-
-/// `application/x-www-form-urlencoded` of bytes: every byte but the unreserved ones escaped
-/// (a bearer token may hold `+`, `/` and `=`, which a form decoder would change).
-pub fn form_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() + 8);
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push_str(&hex(&[b]).to_ascii_uppercase());
-        }
-    }
-    out
 }

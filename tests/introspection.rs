@@ -342,3 +342,68 @@ fn workers_share_one_call_per_token() {
     b.on_tick();
     assert_eq!(calls_to(&b, "idp").len(), 2, "asked after the claim's 1.5 s lapsed");
 }
+
+/// A provider whose keys and introspection endpoint both come from its discovery document.
+fn discovered_config() -> Value {
+    let mut cfg = config();
+    let p = &mut cfg["providers"]["idp"];
+    p["jwks"] = json!({ "discovery": { "cluster": "idp", "timeout_ms": 1000 } });
+    p["algorithms"] = json!(["RS256"]);
+    p["introspection"].as_object_mut().unwrap().remove("path");
+    cfg
+}
+
+fn jwks() -> String {
+    // One RSA key (the test sends opaque tokens only: its value does not matter, its presence
+    // does).
+    json!({ "keys": [{ "kty": "RSA", "kid": "k1", "alg": "RS256", "e": "AQAB",
+        "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw" }] })
+    .to_string()
+}
+
+fn serve(w: &Worker<MockHost>, path: &str, body: &str) {
+    let call = w.host.calls.borrow().last().cloned().expect("a call");
+    assert_eq!((call.method.as_str(), call.path.as_str()), ("GET", path));
+    let size = w.host.answer(200, body.as_bytes());
+    w.on_call_response(call.token, size);
+}
+
+#[test]
+fn the_introspection_endpoint_may_come_from_the_discovery_document() {
+    let document = |endpoint: &str| {
+        json!({ "issuer": ISS, "jwks_uri": "https://idp.example/oidc/jwks", "introspection_endpoint": endpoint }).to_string()
+    };
+    let host = MockHost::new(NOW_MS);
+    let w = configured(host.sibling(), &discovered_config());
+    // Before the document, an opaque token waits for it (with the keys).
+    assert_eq!(send(&w, 1, "/api/x", TOKEN), Action::Pause);
+    serve(&w, "/oidc/.well-known/openid-configuration", &document("https://idp.example/oidc/token/introspection"));
+    serve(&w, "/oidc/jwks", &jwks());
+    let call = calls_to(&w, "idp").last().cloned().unwrap();
+    assert_eq!((call.method.as_str(), call.path.as_str()), ("POST", "/oidc/token/introspection"), "the document's endpoint");
+    let size = w.host.answer(200, &active(json!({})));
+    w.on_call_response(call.token, size);
+    let r = w.host.request(1);
+    assert_eq!((r.resumed, r.answered), (1, None), "waited for the keys, then for the answer");
+    // Another worker learns the path from shared data on its tick.
+    let other = configured(host.sibling(), &discovered_config());
+    other.host.effective.set(0);
+    other.on_tick();
+    assert_eq!(send(&other, 2, "/api/x", "another-opaque-token"), Action::Pause);
+    let asked = calls_to(&other, "idp").into_iter().filter(|c| c.method == "POST").collect::<Vec<_>>();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].path, "/oidc/token/introspection");
+
+    // A document naming the endpoint on another host: no call, 503.
+    let w = configured(MockHost::new(NOW_MS), &discovered_config());
+    serve(&w, "/oidc/.well-known/openid-configuration", &document("https://elsewhere.example/introspect"));
+    serve(&w, "/oidc/jwks", &jwks());
+    assert_eq!(send(&w, 1, "/api/x", TOKEN), Action::Pause);
+    assert_eq!((answered(&w, 1), reason(&w, 1)), (Some(503), "keys_unavailable".to_string()));
+    assert!(calls_to(&w, "idp").iter().all(|c| c.method == "GET"), "never introspected elsewhere");
+    // No path and no discovery: refused at load.
+    let mut cfg = config();
+    cfg["providers"]["idp"]["introspection"].as_object_mut().unwrap().remove("path");
+    let err = api_auth_filter::config::Config::from_json(&serde_json::to_vec(&cfg).unwrap()).unwrap_err();
+    assert_eq!(err.path, "providers.idp.introspection.path");
+}

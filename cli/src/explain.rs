@@ -525,8 +525,9 @@ impl Report {
             Wait::Introspection { provider, .. } => {
                 let p = cfg.providers.get(provider);
                 let name = p.map_or("?", |p| p.name.as_str());
-                let (cluster, path) =
-                    p.and_then(|p| p.introspection.as_ref()).map_or(("?", "?"), |i| (i.service.cluster.as_str(), i.service.path.as_str()));
+                let (cluster, path) = p.and_then(|p| p.introspection.as_ref()).map_or(("?", "?"), |i| {
+                    (i.service.cluster.as_str(), if i.discover { "(the discovery document's introspection_endpoint)" } else { i.service.path.as_str() })
+                });
                 (
                     json!({ "introspection": { "provider": name, "cluster": cluster, "path": path } }),
                     format!(

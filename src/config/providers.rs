@@ -130,7 +130,8 @@ pub(super) fn compile_provider(name: String, p: RawProvider, env: &dyn Fn(&str) 
             return Err(ConfigError::new(format!("{path}.from_cookies[{i}]"), "not a cookie name"));
         }
     }
-    let introspection = p.introspection.as_ref().map(|i| compile_introspection(&path, &p.issuer, i, env)).transpose()?;
+    let discovered = matches!(&keys, KeySource::Remote(r) if r.discovery.is_some());
+    let introspection = p.introspection.as_ref().map(|i| compile_introspection(&path, &p.issuer, i, discovered, env)).transpose()?;
     Ok(Provider {
         introspection,
         shared_name: name.as_str().into(),
@@ -226,6 +227,7 @@ fn compile_introspection(
     provider: &str,
     issuer: &str,
     i: &RawIntrospection,
+    discovered: bool,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Introspection, ConfigError> {
     let path = format!("{provider}.introspection");
@@ -234,18 +236,28 @@ fn compile_introspection(
             return Err(ConfigError::new(format!("{path}.authority"), "must be a host or host:port"));
         }
     }
-    if i.path.contains(['?', '#']) || i.path.bytes().any(|b| !b.is_ascii_graphic()) {
+    // No path: the discovery document's introspection_endpoint (the service's path stays
+    // empty, and the worker fills it in from the document).
+    let discover = i.path.is_none();
+    if discover && !discovered {
+        return Err(ConfigError::new(format!("{path}.path"), "required unless the provider's keys come by jwks.discovery (whose document's introspection_endpoint is then used)"));
+    }
+    let target = i.path.clone().unwrap_or_else(|| "/".to_string());
+    if target.contains(['?', '#']) || target.bytes().any(|b| !b.is_ascii_graphic()) {
         return Err(ConfigError::new(format!("{path}.path"), "must be a path without query or fragment"));
     }
     let authority = i.authority.clone().or_else(|| crate::discovery::issuer_authority(issuer).map(str::to_string));
     let ttl_s = bounded(&format!("{path}.cache_ttl_s"), i.cache_ttl_s.unwrap_or(60), MAX_INTROSPECTION_CACHE_S)?;
     let negative_s = bounded(&format!("{path}.negative_cache_ttl_s"), i.negative_cache_ttl_s.unwrap_or(10), MAX_INTROSPECTION_CACHE_S)?;
-    let service = super::api_keys::service(&path, (&i.cluster, &authority, &i.path), i.timeout_ms.unwrap_or(1000), ttl_s, negative_s)?;
+    let mut service = super::api_keys::service(&path, (&i.cluster, &authority, &target), i.timeout_ms.unwrap_or(1000), ttl_s, negative_s)?;
+    if discover {
+        service.path.clear();
+    }
     if i.client_id.is_empty() {
         return Err(ConfigError::new(format!("{path}.client_id"), "must not be empty"));
     }
     let secret = super::webhooks::secret(&format!("{path}.client_secret"), &i.client_secret, env)?;
-    Ok(Introspection::new(service, i.client_id.clone(), &secret))
+    Ok(Introspection::new(service, i.client_id.clone(), &secret, issuer))
 }
 
 /// `providers.<p>.introspection`, compiled.
@@ -256,6 +268,8 @@ pub struct Introspection {
     pub client_id: String,
     /// The `Authorization` header of every call (client_secret_basic): holds the secret.
     pub authorization: Secret,
+    /// The path comes from the provider's discovery document (`service.path` is empty).
+    pub discover: bool,
     /// The shared-data name of this endpoint's answers to this client: a hash of the cluster,
     /// authority, path and the client's credentials (another client may be told another
     /// answer about the same token).
@@ -263,7 +277,8 @@ pub struct Introspection {
 }
 
 impl Introspection {
-    pub fn new(service: crate::apikeys::Service, client_id: String, client_secret: &Secret) -> Introspection {
+    /// `issuer`: the provider's (a discovered endpoint is the issuer's, and so are its answers).
+    pub fn new(service: crate::apikeys::Service, client_id: String, client_secret: &Secret, issuer: &str) -> Introspection {
         use base64::Engine;
         use sha2::{Digest, Sha256};
         use crate::text::form_encode;
@@ -274,12 +289,13 @@ impl Introspection {
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
         };
         let mut h = Sha256::new();
-        for part in [service.cluster.as_bytes(), service.authority.as_bytes(), service.path.as_bytes(), client_id.as_bytes(), client_secret.expose()] {
+        let parts = [service.cluster.as_bytes(), service.authority.as_bytes(), service.path.as_bytes(), issuer.as_bytes(), client_id.as_bytes(), client_secret.expose()];
+        for part in parts {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part);
         }
         let d: [u8; 32] = h.finalize().into();
-        Introspection { service, client_id, authorization: Secret::new(basic), tag: crate::text::hex(&d[..8]) }
+        Introspection { discover: service.path.is_empty(), service, client_id, authorization: Secret::new(basic), tag: crate::text::hex(&d[..8]) }
     }
 }
 
@@ -291,14 +307,14 @@ mod tests {
     #[test]
     fn client_secret_basic_encodes_both_parts_first() {
         let service = crate::apikeys::Service { cluster: "idp".into(), authority: "idp".into(), path: "/i".into(), timeout_ms: 1, ttl_ms: 1, negative_ttl_ms: 1 };
-        let i = Introspection::new(service.clone(), "my client".into(), &Secret::new("s:e+cret"));
+        let i = Introspection::new(service.clone(), "my client".into(), &Secret::new("s:e+cret"), "https://i");
         // base64("my%20client:s%3Ae%2Bcret")
         let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("my%20client:s%3Ae%2Bcret"));
         assert_eq!(i.authorization.expose(), want.as_bytes());
         assert!(!format!("{i:?}").contains("cret"), "Debug never shows the secret");
-        let other = Introspection::new(service.clone(), "my client".into(), &Secret::new("another"));
+        let other = Introspection::new(service.clone(), "my client".into(), &Secret::new("another"), "https://i");
         assert_ne!(i.tag, other.tag, "another client secret, other shared records");
-        let other = Introspection::new(service, "other".into(), &Secret::new("s:e+cret"));
+        let other = Introspection::new(service, "other".into(), &Secret::new("s:e+cret"), "https://i");
         assert_ne!(i.tag, other.tag, "another client, other shared records");
     }
 }

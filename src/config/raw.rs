@@ -102,7 +102,9 @@ pub struct RawIntrospection {
     pub cluster: String,
     /// The calls' `:authority` (default: the issuer's host\[:port\], else the cluster).
     pub authority: Option<String>,
-    pub path: String,
+    /// Required unless the provider's keys come by discovery: then the document's
+    /// `introspection_endpoint`.
+    pub path: Option<String>,
     pub client_id: String,
     pub client_secret: RawSecretSource,
     pub timeout_ms: Option<u64>,

@@ -167,6 +167,14 @@ impl Verifier for Opaque<'_> {
             .filter(|(_, p)| p.introspection.is_some())
             .find(|(i, _)| allowed(i))
             .ok_or(Reason::CredentialNotAccepted)?;
+        // An endpoint named by the discovery document is known once the provider's keys (from
+        // the same document) are: before them, the request waits for the keys first.
+        if provider.introspection.as_ref().is_some_and(|e| e.discover) {
+            let slot = cx.env.keys.get(index).cloned().unwrap_or_default();
+            if slot.keys.is_none() {
+                return Err(if slot.can_wait { Fail::Wait(Wait::Jwks { provider: index, refetch: false }) } else { Reason::KeysUnavailable.into() });
+            }
+        }
         let d = super::token_digest(self.0);
         match (cx.env.introspection)(index, &d) {
             VerdictState::Cached(answer) => Ok(answer.principal(provider, cx.env.now)?),

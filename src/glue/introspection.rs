@@ -4,6 +4,7 @@
 //! token) under the name of the endpoint and client that asked. The machinery is `verdicts`';
 //! this is what is introspection's own.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -47,8 +48,16 @@ impl Answer for Introspected {
     }
 }
 
-/// Provider `.0`'s introspection endpoint, as `verdicts` asks it.
-pub struct IntrospectionOf(pub usize);
+/// Provider `.0`'s introspection endpoint, as `verdicts` asks it; `.1`: the path found in its
+/// discovery document, where the configuration names none (only what dispatches needs it).
+pub struct IntrospectionOf(pub usize, pub Option<Rc<str>>);
+
+impl IntrospectionOf {
+    /// Provider `i`'s endpoint, without its discovered path (reading answers, cleaning up).
+    pub fn of(i: usize) -> IntrospectionOf {
+        IntrospectionOf(i, None)
+    }
+}
 
 fn endpoint(config: &Config, i: usize) -> Option<&Introspection> {
     config.providers.get(i)?.introspection.as_ref()
@@ -58,7 +67,7 @@ impl<H: Host> Worker<H> {
     /// What provider `i`'s endpoint said of a token's digest, or whether the request may wait
     /// for it (`first`: in the request's own callback, not when woken).
     pub(crate) fn introspection_state(&self, i: usize, d: &[u8; 32], now: u64, first: bool) -> VerdictState<Introspected> {
-        let cached = self.cached_verdict(&IntrospectionOf(i), d, now);
+        let cached = self.cached_verdict(&IntrospectionOf::of(i), d, now);
         if first {
             self.count(if cached.is_some() { Counter::IntrospectionCacheHit } else { Counter::IntrospectionCacheMiss });
         }
@@ -71,14 +80,52 @@ impl<H: Host> Worker<H> {
     /// The request waits for provider `i`'s answer on `token` (of digest `digest`).
     pub(crate) fn wait_for_introspection(&self, ctx: u32, i: usize, digest: [u8; 32], token: &Secret, now: u64, ended: bool) -> Action {
         let Ok(token) = std::str::from_utf8(token.expose()) else { return self.fail_closed(None, None) };
-        self.wait_for_verdict(&IntrospectionOf(i), ctx, digest, request_body(token), now, ended)
+        let path = self.discovered_introspection_path(i);
+        if path.is_none() && endpoint(&self.config(), i).is_some_and(|e| e.discover) {
+            log::warn!("api-auth-filter: provider {i}: its discovery document names no introspection_endpoint the filter may call; opaque tokens are refused (503)");
+        }
+        self.wait_for_verdict(&IntrospectionOf(i, path), ctx, digest, request_body(token), now, ended)
+    }
+
+    /// The introspection path provider `i`'s discovery document named, as this worker knows it.
+    fn discovered_introspection_path(&self, i: usize) -> Option<Rc<str>> {
+        self.st.borrow().introspection_paths.get(i).cloned().flatten()
+    }
+
+    /// Where a provider's discovered introspection path is kept for every worker.
+    pub(crate) fn introspection_path_key(remote: &crate::config::RemoteJwks) -> String {
+        format!("{}/introspection", remote.cache_key)
+    }
+
+    /// The discovery document of provider `i` (fetched by this worker) names the introspection
+    /// endpoint at `path` (`None`: none it may call): kept here and for every worker.
+    pub(crate) fn set_introspection_path(&self, i: usize, remote: &crate::config::RemoteJwks, path: Option<String>) {
+        let _ = self.host.shared_set(&Self::introspection_path_key(remote), path.as_deref().unwrap_or("").as_bytes(), None);
+        if let Some(slot) = self.st.borrow_mut().introspection_paths.get_mut(i) {
+            *slot = path.map(Rc::from);
+        }
+    }
+
+    /// The tick: adopts the introspection path another worker found in the document.
+    pub(crate) fn refresh_introspection_path(&self, i: usize) {
+        let config = self.config();
+        let (Some(p), Some(e)) = (config.providers.get(i), endpoint(&config, i)) else { return };
+        let (crate::config::KeySource::Remote(remote), true) = (&p.keys, e.discover) else { return };
+        let Ok((Some(v), _)) = self.host.shared_get(&Self::introspection_path_key(remote)) else { return };
+        let path = std::str::from_utf8(&v).ok().filter(|s| s.starts_with('/')).map(Rc::from);
+        let mut st = self.st.borrow_mut();
+        if let Some(slot) = st.introspection_paths.get_mut(i) {
+            if slot.as_deref() != path.as_deref() {
+                *slot = path;
+            }
+        }
     }
 
     /// The introspection caches' turn on the root context's tick (orphaned calls).
     pub(crate) fn redispatch_introspections(&self) {
         let count = self.st.borrow().introspections.len();
         for i in 0..count {
-            self.redispatch_orphans(&IntrospectionOf(i));
+            self.redispatch_orphans(&IntrospectionOf(i, self.discovered_introspection_path(i)));
         }
     }
 }
@@ -94,12 +141,13 @@ impl Remote for IntrospectionOf {
         st.introspections.get_mut(self.0)?.as_mut()
     }
 
-    fn call<'c>(&self, config: &'c Config, body: &'c [u8]) -> Option<Call<'c>> {
+    fn call<'c>(&'c self, config: &'c Config, body: &'c [u8]) -> Option<Call<'c>> {
         let i = endpoint(config, self.0)?;
+        let path = if i.discover { self.1.as_deref()? } else { i.service.path.as_str() };
         Some(Call {
             cluster: &i.service.cluster,
             method: "POST",
-            path: &i.service.path,
+            path,
             authority: &i.service.authority,
             content_type: Some("application/x-www-form-urlencoded"),
             authorization: Some(i.authorization.expose()),

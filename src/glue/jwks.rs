@@ -169,7 +169,17 @@ impl<H: Host> Worker<H> {
                     None
                 };
                 match body {
-                    Some(b) => d.jwks_path(&remote.authority, &b).map(|p| (p, Purpose::Jwks(i))).map_err(|e| e.to_string()),
+                    Some(b) => {
+                        let next = d.jwks_path(&remote.authority, &b).map(|p| (p, Purpose::Jwks(i))).map_err(|e| e.to_string());
+                        // A trusted document also names the provider's introspection endpoint,
+                        // where the configuration leaves it to the document.
+                        let config = self.config();
+                        let wanted = config.providers.get(i).and_then(|p| p.introspection.as_ref()).filter(|e| e.discover);
+                        if let (Ok(_), Some(e)) = (&next, wanted) {
+                            self.set_introspection_path(i, &remote, d.introspection_path(&e.service.authority, &b));
+                        }
+                        next
+                    }
                     None => Err("an empty, unreadable or over-large document".to_string()),
                 }
             }

@@ -90,7 +90,7 @@ impl Remote for KeyService {
         st.lookups.as_mut()
     }
 
-    fn call<'c>(&self, config: &'c Config, body: &'c [u8]) -> Option<Call<'c>> {
+    fn call<'c>(&'c self, config: &'c Config, body: &'c [u8]) -> Option<Call<'c>> {
         Some(Call::post_json(service(config)?, body))
     }
 

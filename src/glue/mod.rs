@@ -75,6 +75,8 @@ pub(crate) struct State {
     pub lookups: Option<verdicts::Verdicts<crate::apikeys::Lookup>>,
     /// Introspection answers, by provider index (`None` where it does not introspect).
     pub introspections: Vec<Option<verdicts::Verdicts<crate::introspection::Introspected>>>,
+    /// The introspection paths the providers' discovery documents named, by provider index.
+    pub introspection_paths: Vec<Option<Rc<str>>>,
     pub usage: usage::Usage,
     pub verified: Rc<TokenCache>,
     pub telemetry: telemetry::Telemetry,
@@ -151,6 +153,7 @@ impl<H: Host> Worker<H> {
                 streams: HashMap::new(),
                 calls: calls::Calls::default(),
                 lookups,
+                introspection_paths: vec![None; introspections.len()],
                 introspections,
                 usage: usage::Usage::default(),
                 verified: Rc::new(TokenCache::new(cache_entries)),
@@ -162,7 +165,7 @@ impl<H: Host> Worker<H> {
         };
         worker.prepare_claims(&key_service::KeyService);
         for i in 0..worker.config().providers.len() {
-            worker.prepare_claims(&introspection::IntrospectionOf(i));
+            worker.prepare_claims(&introspection::IntrospectionOf::of(i));
         }
         let _ = worker.host.set_tick_period(if busy { TICK } else { IDLE_TICK });
         worker.on_tick();
@@ -179,6 +182,8 @@ impl<H: Host> Worker<H> {
         let now = self.host.now_ms();
         let count = self.st.borrow().slots.len();
         for i in 0..count {
+            // The path before the keys: a worker that has the keys has the path too.
+            self.refresh_introspection_path(i);
             self.refresh_from_shared(i);
             self.maybe_fetch(i, now);
         }
@@ -207,7 +212,7 @@ impl<H: Host> Worker<H> {
                 self.on_verdict_response(&key_service::KeyService, digest, body_size);
             }
             Some(calls::Purpose::Verdict(verdicts::Source::Introspection(i), digest)) => {
-                self.on_verdict_response(&introspection::IntrospectionOf(i), digest, body_size);
+                self.on_verdict_response(&introspection::IntrospectionOf::of(i), digest, body_size);
             }
             Some(calls::Purpose::Usage) => self.on_usage_response(),
             // A call given up (its request ended, or it outlived its timeout).

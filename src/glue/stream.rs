@@ -71,12 +71,15 @@ enum BodyRead {
 
 /// Who runs a decision: the request's own callback (the answer is the callback's return
 /// value), the same callback once more when a wait could not start, or the root context on a
-/// waiter's behalf (it must resume the request itself). Only the first may wait.
+/// waiter's behalf (it must resume the request itself). Only the first may wait, and a
+/// request whose keys came may still wait for a remote verdict (an introspection endpoint
+/// found in the discovery document that brought those keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Turn {
     Callback,
     Retry,
     Resumed,
+    KeysCame,
 }
 
 impl<H: Host> Worker<H> {
@@ -157,7 +160,7 @@ impl<H: Host> Worker<H> {
         self.orphan_verdicts_of(&super::key_service::KeyService, ctx);
         let introspecting = self.st.borrow().introspections.len();
         for i in 0..introspecting {
-            self.orphan_verdicts_of(&super::introspection::IntrospectionOf(i), ctx);
+            self.orphan_verdicts_of(&super::introspection::IntrospectionOf::of(i), ctx);
         }
     }
 
@@ -172,10 +175,12 @@ impl<H: Host> Worker<H> {
                     p.remove_waiter(digest, ctx);
                 }
             }
-            held.is_some_and(|s| s.body_done())
+            let turn = if matches!(held, Some(Stream::WaitingForKeys { .. })) { Turn::KeysCame } else { Turn::Resumed };
+            (held.is_some_and(|s| s.body_done()), turn)
         };
+        let (body_done, turn) = body_done;
         if self.host.set_effective_context(ctx).is_ok() {
-            self.decide(ctx, Turn::Resumed, body_done);
+            self.decide(ctx, turn, body_done);
         }
     }
 
@@ -215,6 +220,7 @@ impl<H: Host> Worker<H> {
         let path = pseudo(":path").unwrap_or("");
         let now = self.host.now_ms();
         let first = turn == Turn::Callback;
+        let verdict_wait = first || turn == Turn::KeysCame;
 
         let (config, slots, random, verified, delegation) = {
             let mut st = self.st.borrow_mut();
@@ -231,8 +237,8 @@ impl<H: Host> Worker<H> {
                 .collect();
             (st.config.clone(), slots, random, st.verified.clone(), st.delegation)
         };
-        let lookup = |d: &[u8; 32]| self.key_lookup_state(d, now, first);
-        let introspection = |i: usize, d: &[u8; 32]| self.introspection_state(i, d, now, first);
+        let lookup = |d: &[u8; 32]| self.key_lookup_state(d, now, verdict_wait);
+        let introspection = |i: usize, d: &[u8; 32]| self.introspection_state(i, d, now, verdict_wait);
         let signatures = super::signatures::HostSignatures { host: &self.host, delegation };
         let env = Env { now: (now / 1000) as i64, keys: &slots, random, key_lookup: &lookup, introspection: &introspection, verified: &*verified, signatures: &signatures };
         // The router's choice costs host calls: asked only where a route is bound to it. What
@@ -360,7 +366,7 @@ impl<H: Host> Worker<H> {
     /// An allowed request goes on: from its own callback by returning Continue, from the root
     /// context's turn by resuming it.
     fn go_on(&self, turn: Turn) -> Action {
-        if turn == Turn::Resumed {
+        if matches!(turn, Turn::Resumed | Turn::KeysCame) {
             let _ = self.host.resume_request();
         }
         Action::Continue

@@ -53,7 +53,7 @@ pub(crate) trait Remote {
     /// This kind's cache in the worker's state, when the configuration has the service.
     fn cache<'s>(&self, st: &'s mut State) -> Option<&'s mut Verdicts<Self::Answer>>;
     /// The call that asks for `body`, to this configuration's service.
-    fn call<'c>(&self, config: &'c Config, body: &'c [u8]) -> Option<Call<'c>>;
+    fn call<'c>(&'c self, config: &'c Config, body: &'c [u8]) -> Option<Call<'c>>;
     /// The answer a stored record's body holds.
     fn parse(&self, config: &Config, body: &[u8], digest: &[u8; 32]) -> Option<Self::Answer>;
     /// What a response (`:status`, body if small enough) says.
