@@ -405,3 +405,21 @@ fn an_at_jwt_provider_refuses_the_servers_id_token() {
     assert_eq!((status, why.as_str()), (200, "via_upstream"), "the ID token without a typ requirement\n{}", log_tail(&untyped, &tokens));
     assert_clean(&untyped, &tokens);
 }
+
+/// No `path`: the endpoint is the discovery document's `introspection_endpoint` (oidc-provider
+/// names `<issuer>/token/introspection`), found with the keys.
+#[test]
+fn the_endpoint_comes_from_the_discovery_document_when_no_path_is_given() {
+    let bed = AuthServer::start();
+    let upstream = Server::echo();
+    let mut cfg = config(&bed, "idp", 60);
+    cfg["providers"]["idp"]["introspection"].as_object_mut().expect("introspection").remove("path");
+    let envoy = start_envoy(cfg, &upstream, bed.port(), &[], RESOURCE_SERVER.secret, 1);
+    let token = agent_token(&bed, Some(RESOURCE_OPAQUE));
+    assert_eq!(judge(&envoy, "/api/things", &token), (200, "via_upstream".to_string()), "{}", log_tail(&envoy, &[token.as_str()]));
+    assert_eq!(introspections(&bed), 1, "asked at the document's endpoint");
+    let other = agent_token(&bed, Some(RESOURCE_OTHER));
+    assert_eq!(judge(&envoy, "/api/things", &other).0, 401, "another audience");
+    assert_eq!(upstream.count(), 1);
+    assert_clean(&envoy, &[token.as_str(), other.as_str()]);
+}
