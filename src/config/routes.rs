@@ -239,7 +239,8 @@ pub(super) fn route_path(path: &str, p: String) -> Result<String, ConfigError> {
 }
 
 pub(super) fn compile_auth(path: &str, spec: RawAuthSpec, variables: &[String], ctx: &RouteContext<'_>) -> Result<AuthRequirements, ConfigError> {
-    let mut kinds = Kinds::all();
+    // Every kind this configuration can verify: opaque tokens only where a provider introspects.
+    let mut kinds = Kind::ALL.into_iter().filter(|k| *k != Kind::Opaque || ctx.introspects).fold(Kinds::NONE, Kinds::with);
     if let Some(words) = &spec.credentials {
         if words.is_empty() {
             return Err(ConfigError::new(format!("{path}.credentials"), "must not be empty (use auth: \"none\" for a public route)"));
