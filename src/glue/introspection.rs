@@ -81,9 +81,6 @@ impl<H: Host> Worker<H> {
     pub(crate) fn wait_for_introspection(&self, ctx: u32, i: usize, digest: [u8; 32], token: &Secret, now: u64, ended: bool) -> Action {
         let Ok(token) = std::str::from_utf8(token.expose()) else { return self.fail_closed(None, None) };
         let path = self.discovered_introspection_path(i);
-        if path.is_none() && endpoint(&self.config(), i).is_some_and(|e| e.discover) {
-            log::warn!("api-auth-filter: provider {i}: its discovery document names no introspection_endpoint the filter may call; opaque tokens are refused (503)");
-        }
         self.wait_for_verdict(&IntrospectionOf(i, path), ctx, digest, request_body(token), now, ended)
     }
 
@@ -100,6 +97,10 @@ impl<H: Host> Worker<H> {
     /// The discovery document of provider `i` (fetched by this worker) names the introspection
     /// endpoint at `path` (`None`: none it may call): kept here and for every worker.
     pub(crate) fn set_introspection_path(&self, i: usize, remote: &crate::config::RemoteJwks, path: Option<String>) {
+        // Logged once per document fetch, not once per refused request.
+        if path.is_none() {
+            log::warn!("api-auth-filter: provider {i}: its discovery document names no introspection_endpoint the filter may call; opaque tokens are refused (503)");
+        }
         let _ = self.host.shared_set(&Self::introspection_path_key(remote), path.as_deref().unwrap_or("").as_bytes(), None);
         if let Some(slot) = self.st.borrow_mut().introspection_paths.get_mut(i) {
             *slot = path.map(Rc::from);
