@@ -66,6 +66,8 @@ pub struct Config {
     pub cookie_names: Vec<String>,
     /// Some route follows the router's choice: the glue asks Envoy which route it chose.
     pub binds_routes: bool,
+    /// Some provider introspects opaque tokens: a bearer token not shaped as a JWS is one.
+    pub introspects: bool,
     /// Verified tokens each worker keeps (`token_cache.max_entries`); 0: none.
     pub token_cache_entries: usize,
 }
@@ -185,10 +187,12 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     cookie_names.sort();
     cookie_names.dedup();
     let binds_routes = routes.iter().any(|r| r.binding.is_some());
+    let introspects = providers.iter().any(|p| p.introspection.is_some());
 
     Ok(Config {
         cookie_names,
         binds_routes,
+        introspects,
         providers,
         api_keys,
         routes,

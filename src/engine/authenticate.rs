@@ -46,7 +46,7 @@ struct Opaque<'t>(&'t str);
 
 fn verifier<'c>(cfg: &Config, c: &Credential<'c>) -> Presented<'c> {
     match *c {
-        Credential::Jwt(token) if !introspection::looks_like_jws(token) && cfg.providers.iter().any(|p| p.introspection.is_some()) => {
+        Credential::Jwt(token) if cfg.introspects && !introspection::looks_like_jws(token) => {
             Presented::Opaque(Opaque(token))
         }
         Credential::Jwt(token) => Presented::Jwt(BearerJwt(token)),
