@@ -11,6 +11,7 @@ mod correlation;
 pub mod error;
 mod errors;
 mod forward;
+mod path;
 mod protected_resource;
 mod providers;
 pub mod raw;
@@ -86,14 +87,19 @@ impl Config {
     }
 
     pub fn from_json_with_env(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            ConfigError::new(path, scrub_serde_message(&e.inner().to_string()))
-        })?;
+        let raw = decode(bytes).map_err(|(path, e)| ConfigError::new(path, scrub_serde_message(&e.to_string())))?;
         compile(raw, env)
     }
+}
+
+/// The document as written, or serde's error and the path of the field it is about. Decoded
+/// untracked (one copy of each `Raw` type's code); the path is found only on error
+/// (`path.rs`). Like `serde_path_to_error::deserialize` before it, nothing after the document
+/// is looked at.
+#[doc(hidden)]
+pub fn decode(bytes: &[u8]) -> Result<RawConfig, (String, serde_json::Error)> {
+    use serde::Deserialize;
+    RawConfig::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).map_err(|e| (path::error_path(bytes, &e), e))
 }
 
 /// serde's messages quote the offending value (`invalid value: string "..."`, ``unknown variant

@@ -339,7 +339,7 @@ impl<'de> Deserialize<'de> for RawAuth {
         impl<'de> Visitor<'de> for AuthVisitor {
             type Value = RawAuth;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("\"none\" or an object of requirements")
+                f.write_str(super::path::AUTH_EXPECTING)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAuth, E> {
                 if v == "none" {
