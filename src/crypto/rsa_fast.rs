@@ -412,10 +412,11 @@ impl Modulus {
         if let Some(b) = db.first_mut() {
             *b &= !top_mask;
         }
-        // Step 10: PS (zeros), then 0x01, then the salt.
+        // Step 10: PS (zeros), then 0x01, then the salt: the 0x01 at its one place fixes the
+        // salt's length (no search for it, which would let other lengths through).
         let (ps, rest) = db.split_at(em_len - h_len - s_len - 2);
         let Some((&0x01, salt)) = rest.split_first() else { return false };
-        if ps.iter().any(|b| *b != 0) || salt.len() != s_len {
+        if ps.iter().any(|b| *b != 0) {
             return false;
         }
         // Steps 11 to 14: H = Hash(0x00 × 8 ‖ mHash ‖ salt).
