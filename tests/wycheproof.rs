@@ -158,10 +158,6 @@ fn primitive_file(name: &str, alg: Alg, min_checked: usize) {
                 t.judge(id, result, false);
                 continue;
             };
-            if matches!(alg, Alg::RS256 | Alg::RS384 | Alg::RS512) {
-                // These vectors exercise the filter's own PKCS#1 code, not the rsa crate's.
-                assert!(matches!(&key.key, jwt::PublicKey::Rsa(k) if k.fast.is_some()), "{name}: no fast path");
-            }
             if alg == Alg::ES256 {
                 // And these the filter's own P-256 code, not the p256 crate's.
                 assert!(matches!(&key.key, jwt::PublicKey::P256(k) if k.fast.is_some()), "{name}: no fast path");
@@ -184,7 +180,7 @@ fn rsa_pkcs1_vectors() {
 
 #[test]
 fn rsa_pss_vectors() {
-    primitive_file("rsa_pss_2048_sha256_mgf1_32_test.json", Alg::PS256, 90);
+    primitive_file("rsa_pss_2048_sha256_mgf1_32_test.json", Alg::PS256, 108);
 }
 
 #[test]

@@ -103,7 +103,7 @@ fn arguments_for(key: &PublicKey, alg: Alg, msg: &[u8], sig: &[u8]) -> Prepared 
     match (key, alg) {
         (PublicKey::Rsa(k), Alg::RS256 | Alg::RS384 | Alg::RS512) => {
             // RFC 8017 §8.2.2 step 1: the signature is exactly as long as the modulus.
-            if sig.len() != rsa::traits::PublicKeyParts::size(&k.key) {
+            if sig.len() != k.modulus.size() {
                 return Prepared::Refuse;
             }
             let Some(hash) = alg.pkcs1_hash() else { return Prepared::Refuse };

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Sha256, Sha384, Sha512};
 
 pub use claims::{first_list, first_string, media_type, typ_accepted, validate_claims, validate_static_claims, ClaimPaths, ClaimRules, Split, TimeClaims};
 pub use jwk::{KeySet, PublicKey};
@@ -196,16 +196,13 @@ pub fn verify_signature_by(token: &Decoded<'_>, keys: &KeySet, allowed: &[Alg], 
 pub fn verify_with(key: &PublicKey, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
     use p256::ecdsa::signature::Verifier as _;
     match (key, alg) {
-        (PublicKey::Rsa(k), Alg::RS256 | Alg::RS384 | Alg::RS512) if k.fast.is_some() => {
-            k.fast.as_ref().zip(alg.pkcs1_hash()).is_some_and(|(f, hash)| f.verify_pkcs1(hash, msg, sig))
-        }
-        (PublicKey::Rsa(k), Alg::RS256) => k.key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig).is_ok(),
-        (PublicKey::Rsa(k), Alg::RS384) => k.key.verify(rsa::Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(msg), sig).is_ok(),
-        (PublicKey::Rsa(k), Alg::RS512) => k.key.verify(rsa::Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(msg), sig).is_ok(),
+        (PublicKey::Rsa(k), Alg::RS256) => k.modulus.verify_pkcs1(Hash::Sha256, msg, sig),
+        (PublicKey::Rsa(k), Alg::RS384) => k.modulus.verify_pkcs1(Hash::Sha384, msg, sig),
+        (PublicKey::Rsa(k), Alg::RS512) => k.modulus.verify_pkcs1(Hash::Sha512, msg, sig),
         // RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash.
-        (PublicKey::Rsa(k), Alg::PS256) => k.key.verify(rsa::Pss::new_with_salt::<Sha256>(32), &Sha256::digest(msg), sig).is_ok(),
-        (PublicKey::Rsa(k), Alg::PS384) => k.key.verify(rsa::Pss::new_with_salt::<Sha384>(48), &Sha384::digest(msg), sig).is_ok(),
-        (PublicKey::Rsa(k), Alg::PS512) => k.key.verify(rsa::Pss::new_with_salt::<Sha512>(64), &Sha512::digest(msg), sig).is_ok(),
+        (PublicKey::Rsa(k), Alg::PS256) => k.modulus.verify_pss(Hash::Sha256, msg, sig),
+        (PublicKey::Rsa(k), Alg::PS384) => k.modulus.verify_pss(Hash::Sha384, msg, sig),
+        (PublicKey::Rsa(k), Alg::PS512) => k.modulus.verify_pss(Hash::Sha512, msg, sig),
         // JOSE ECDSA signatures are r || s of fixed width (RFC 7518 §3.4), not DER.
         (PublicKey::P256(k), Alg::ES256) => match &k.fast {
             Some(fast) => fast.verify(msg, sig),

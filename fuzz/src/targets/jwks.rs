@@ -65,7 +65,7 @@ fn check(bytes: &[u8], msg: &[u8]) {
         let (kty, crv) = (e["kty"].as_str(), e["crv"].as_str());
         let ok = match &got.key {
             PublicKey::Rsa(r) => {
-                let bits = rsa::traits::PublicKeyParts::n(&r.key).bits();
+                let bits = r.modulus.bits();
                 kty == Some("RSA") && (2048..=8192).contains(&bits)
             }
             PublicKey::P256(_) => kty == Some("EC") && crv == Some("P-256"),
