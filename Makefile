@@ -13,26 +13,11 @@ export ENVOY WASM SHARED
 
 .PHONY: test-oldest test-matrix test-wasm
 .PHONY: python-tools node-tools
-.PHONY: build binaryen tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli soak sig-probe size
+.PHONY: build tools wasm-target envoy wrk test test-host test-e2e validate run clean lint bench oci cli soak sig-probe size
 .PHONY: keys postgres test-keys bench-keys
 
-# cargo's module stays in deps/; the one everything loads ($(WASM)) is binaryen's -Oz of it, with
-# the features cargo's module already uses (V8 has each): the same behaviour in fewer bytes
-# (issue 23; `make size` compares the two in V8). cargo links $(WASM) to its own module again on
-# every build, so the shrunk one is kept beside it (redone when cargo relinks) and copied over.
-WASM_RAW       := target/wasm32-wasip1/release/deps/api_auth_filter.wasm
-WASM_OPT       := target/wasm32-wasip1/release/api_auth_filter.opt.wasm
-WASM_OPT_FLAGS := -Oz --enable-simd --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
-
-build: wasm-target binaryen
+build: wasm-target
 	cargo build --release --target wasm32-wasip1 -p api-auth-filter
-	@[ $(WASM_OPT) -nt $(WASM_RAW) ] || { wasm-opt $(WASM_OPT_FLAGS) $(WASM_RAW) -o $(WASM_OPT) && \
-	  echo "wasm-opt: $$(stat -c %s $(WASM_RAW)) -> $$(stat -c %s $(WASM_OPT)) bytes"; }
-	@rm -f $(WASM) && cp $(WASM_OPT) $(WASM)
-
-# wasm-opt: Debian's binaryen, at the version the distribution release pins.
-binaryen:
-	@command -v wasm-opt >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen; }
 
 # The native command-line companion (check, explain, hash-key, sign-webhook, demo tokens).
 cli:
@@ -149,8 +134,6 @@ size: wasm-target build
 	@twiggy --version 2>/dev/null | grep -q '$(TWIGGY_VERSION)' || cargo install twiggy --version $(TWIGGY_VERSION) --locked
 	twiggy top -n 1000000 --format csv target/size/wasm32-wasip1/release/api_auth_filter.wasm > target/size/top.csv
 	python3 bench/size.py target/size/top.csv $(WASM)
-	@echo "cargo's module before wasm-opt: $$(stat -c %s $(WASM_RAW)) bytes"
-	node --no-warnings bench/module-diff.mjs $(WASM_RAW) $(WASM) examples/*.json
 
 # The key service's lookups per second on SQLite and PostgreSQL, and the filter's cold key path
 # against it; writes keyservice/BENCHMARKS.md.

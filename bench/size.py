@@ -3,8 +3,7 @@
 
 Used by `make size`: reads `twiggy top --format csv` of a build that keeps its names (the same
 release profile, not stripped) and prints the code and data by owner, beside the size of the
-module Envoy loads (the stripped release build, shrunk by wasm-opt: the owners are cargo's
-module's, before wasm-opt). Custom sections (debug info, names) are not in the shipped module
+module Envoy loads (the stripped release build). Custom sections (debug info, names) are not in the shipped module
 and are left out.
 
     python3 bench/size.py TOP.csv SHIPPED.wasm
