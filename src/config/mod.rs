@@ -73,7 +73,7 @@ pub struct Config {
     pub token_cache_entries: usize,
 }
 
-/// `token_cache.max_entries` when not set: measured in BENCHMARKS.md ("Memory per worker").
+/// `token_cache.max_entries` when not set: measured in BENCHMARKS.md ("Memory per Envoy process").
 pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 4096;
 
 /// The most `token_cache.max_entries` may be.

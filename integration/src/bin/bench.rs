@@ -964,7 +964,7 @@ fn main() {
         None => loads,
     };
 
-    // Memory per worker (`memory_phase`): the empty wasm filter, jwt_authn with its cache, this
+    // Memory per Envoy process (`memory_phase`): the empty wasm filter, jwt_authn with its cache, this
     // filter with its default cache and with the cache off, the sizes of
     // `BENCH_MEMORY_SIZES=1024,8192` (`token_cache.max_entries`), and the A/B builds (with the
     // configuration as it is: an older build may not know `token_cache`). `BENCH_SETUPS` picks
