@@ -127,13 +127,17 @@ bench: envoy build wrk postgres node-tools
 	@if [ -z "$$BENCH_ONLY" ]; then $(MAKE) bench-keys; fi
 
 # What the module holds, by crate and by module of the filter's own code (issue 23): a build
-# that keeps its names (the release profile, not stripped, in target/size), read by twiggy.
+# that keeps its names (the release profile, not stripped, in target/size), read by twiggy;
+# then what V8's TurboFan makes of it, function by function (bench/turbofan.py, node's V8).
 TWIGGY_VERSION ?= 0.8.0
 size: wasm-target build
-	CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/size cargo build --release --target wasm32-wasip1 -p api-auth-filter
+	CARGO_TARGET_DIR=target/size cargo build --release --target wasm32-wasip1 -p api-auth-filter \
+	  --config profile.release.strip=false --config 'profile.release.package.api-auth-filter.strip=false'
 	@twiggy --version 2>/dev/null | grep -q '$(TWIGGY_VERSION)' || cargo install twiggy --version $(TWIGGY_VERSION) --locked
 	twiggy top -n 1000000 --format csv target/size/wasm32-wasip1/release/api_auth_filter.wasm > target/size/top.csv
 	python3 bench/size.py target/size/top.csv $(WASM)
+	@echo
+	python3 bench/turbofan.py target/size/wasm32-wasip1/release/api_auth_filter.wasm
 
 # The key service's lookups per second on SQLite and PostgreSQL, and the filter's cold key path
 # against it; writes keyservice/BENCHMARKS.md.

@@ -7,6 +7,7 @@ use super::raw::{RawApiKeys, RawKey};
 use super::{header_name, seconds_to_ms, ConfigError};
 use crate::apikeys::{ApiKeys, KeyEntry};
 
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub(super) fn compile_api_keys(raw: RawApiKeys) -> Result<ApiKeys, ConfigError> {
     let lookup = match &raw.lookup {
         Some(l) => Some(service(
@@ -60,6 +61,7 @@ pub(super) fn compile_api_keys(raw: RawApiKeys) -> Result<ApiKeys, ConfigError> 
     Ok(ApiKeys { prefixes: raw.prefixes, headers, by_digest, lookup, usage_report })
 }
 
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub(super) fn service(
     path: &str,
     (cluster, authority, target): (&String, &Option<String>, &String),

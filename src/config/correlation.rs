@@ -4,6 +4,7 @@ use super::raw::RawCorrelationId;
 use super::{header_name, ConfigError};
 use crate::correlation::Correlation;
 
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub fn correlation(raw: &RawCorrelationId) -> Result<Correlation, ConfigError> {
     let header = header_name("correlation_id.header", raw.header.as_deref().unwrap_or("x-correlation-id"))?;
     Ok(Correlation { header, generate: raw.generate.unwrap_or(true) })

@@ -7,6 +7,7 @@ use super::ConfigError;
 use crate::deny::{Builtin, ErrorFormat, Override, Reason};
 
 /// Built-ins first (so index 0 is `detail`), then custom formats.
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub(super) fn compile_formats(
     custom: &BTreeMap<String, RawErrorFormat>,
 ) -> Result<(Vec<ErrorFormat>, HashMap<String, usize>), ConfigError> {

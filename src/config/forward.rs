@@ -17,6 +17,7 @@ pub struct Forward {
     pub overrides: crate::overrides::Overrides,
 }
 
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub(super) fn compile_forward(raw: Option<RawForward>, key_headers: &[String]) -> Result<Forward, ConfigError> {
     let Some(raw) = raw else {
         let overrides = crate::overrides::Overrides::default();
@@ -50,6 +51,7 @@ pub(super) fn compile_forward(raw: Option<RawForward>, key_headers: &[String]) -
 /// Envoy's filter state on every allowed request (about 1 µs each, measured with `make bench`),
 /// and most deployments read none (jwt_authn's `payload_in_metadata` is opt-in for the same
 /// reason).
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub(super) fn compile_filter_state(given: Option<&[String]>) -> Result<Vec<(String, Field)>, ConfigError> {
     let names = given.unwrap_or_default();
     let mut out: Vec<(String, Field)> = Vec::with_capacity(names.len());

@@ -17,6 +17,7 @@ fn origin(url: &str) -> Option<&str> {
 }
 
 /// The RFC 9728 document, rendered once, and the URL challenges point to.
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub fn protected_resource(raw: &RawProtectedResource) -> Result<ProtectedResource, ConfigError> {
     let p = "protected_resource";
     let resource = raw.resource.as_str();

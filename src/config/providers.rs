@@ -44,6 +44,7 @@ pub struct RemoteJwks {
     pub cache_key: String,
 }
 
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub(super) fn compile_provider(name: String, p: RawProvider, env: &dyn Fn(&str) -> Option<String>) -> Result<Provider, ConfigError> {
     let path = format!("providers.{name}");
     if p.issuer.is_empty() {
@@ -158,6 +159,7 @@ pub(super) fn compile_provider(name: String, p: RawProvider, env: &dyn Fn(&str) 
 /// clock difference but a longer token lifetime.
 pub const MAX_CLOCK_SKEW_S: u64 = 300;
 
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub(super) fn compile_remote(path: &str, r: RawRemoteJwks) -> Result<RemoteJwks, ConfigError> {
     if r.cluster.is_empty() {
         return Err(ConfigError::new(format!("{path}.cluster"), "must not be empty"));
@@ -189,6 +191,7 @@ fn timing(path: &str, timeout_ms: Option<u64>, refresh_s: Option<u64>, min_refet
 }
 
 /// `providers.<name>.jwks.discovery` (`provider`: `providers.<name>`).
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 fn compile_discovery(provider: &str, issuer: &str, d: RawDiscovery) -> Result<RemoteJwks, ConfigError> {
     let path = format!("{provider}.jwks.discovery");
     let Some(discovery) = Discovery::for_issuer(issuer) else {
@@ -223,6 +226,7 @@ fn compile_discovery(provider: &str, issuer: &str, d: RawDiscovery) -> Result<Re
 pub const MAX_INTROSPECTION_CACHE_S: u64 = 3600;
 
 /// `providers.<name>.introspection` (`provider`: `providers.<name>`).
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 fn compile_introspection(
     provider: &str,
     issuer: &str,

@@ -110,6 +110,7 @@ pub(super) struct RouteContext<'a> {
     pub(super) webhooks: &'a [&'a str],
 }
 
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub(super) fn compile_route(path: &str, r: RawRoute, ctx: &RouteContext<'_>) -> Result<Route, ConfigError> {
     let m = r.matcher;
     let methods = match m.methods {
@@ -204,6 +205,7 @@ pub(super) fn compile_route(path: &str, r: RawRoute, ctx: &RouteContext<'_>) -> 
     Ok(Route { methods, pattern, binding, auth, webhook, format, mcp })
 }
 
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub(super) fn compile_mcp(path: &str, raw: RawMcp) -> Result<McpRules, ConfigError> {
     use crate::mcp::scope::ScopeTemplate;
     let template = |field: &str, text: &str, variable: &str| ScopeTemplate::parse(text, variable).map_err(|e| ConfigError::new(format!("{path}.{field}"), e));
@@ -238,6 +240,7 @@ pub(super) fn route_path(path: &str, p: String) -> Result<String, ConfigError> {
     Ok(p)
 }
 
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub(super) fn compile_auth(path: &str, spec: RawAuthSpec, variables: &[String], ctx: &RouteContext<'_>) -> Result<AuthRequirements, ConfigError> {
     // Every kind this configuration can verify: opaque tokens only where a provider introspects.
     let mut kinds = Kind::ALL.into_iter().filter(|k| *k != Kind::Opaque || ctx.introspects).fold(Kinds::NONE, Kinds::with);
@@ -296,6 +299,7 @@ pub(super) fn compile_auth(path: &str, spec: RawAuthSpec, variables: &[String], 
     })
 }
 
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub(super) fn compile_requirements(path: &str, items: &[String], variables: &[String]) -> Result<Vec<Requirement>, ConfigError> {
     let mut out = Vec::with_capacity(items.len());
     for (i, text) in items.iter().enumerate() {

@@ -9,6 +9,7 @@ use crate::webhook::{Encoding, TimestampRule, Webhook};
 pub const MAX_WEBHOOK_TOLERANCE_S: u64 = 3600;
 
 /// `env` reads the wasm VM's environment (`vm_config.environment_variables`).
+#[inline(never)] // one function for V8's compiler: see `config::compile`
 pub fn webhook(path: &str, raw: &RawWebhook, env: &dyn Fn(&str) -> Option<String>) -> Result<Webhook, ConfigError> {
     let header = header_name(&format!("{path}.header"), raw.header.as_deref().unwrap_or("x-webhook-signature"))?;
     let encoding = match raw.encoding.as_deref().unwrap_or("hex") {
