@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 const MASK: i64 = (1 << 26) - 1;
 
 /// 256-bit integers as four little-endian 64-bit words.
-type U256 = [u64; 4];
+pub(super) type U256 = [u64; 4];
 
 const P: U256 = [0xffff_ffff_ffff_ffff, 0x0000_0000_ffff_ffff, 0, 0xffff_ffff_0000_0001];
 const N: U256 = [0xf3b9_cac2_fc63_2551, 0xbce6_faad_a717_9e84, 0xffff_ffff_ffff_ffff, 0xffff_ffff_0000_0000];
@@ -472,8 +472,8 @@ fn g_table() -> Option<&'static [Affine]> {
         .as_deref()
 }
 
-/// Width-w NAF of k < 2²⁵⁵: 256 digits, each 0 or odd in ±[1, 2^(w-1)).
-fn wnaf(k: &U256, w: u32) -> [i8; 256] {
+/// Width-w NAF of k < 2²⁵⁵: 256 digits, each 0 or odd in ±[1, 2^(w-1)). Also Ed25519's.
+pub(super) fn wnaf(k: &U256, w: u32) -> [i8; 256] {
     let bits = |pos: usize, count: u32| -> u64 {
         let (word, off) = (pos / 64, pos % 64);
         let mut v = k[word] >> off;

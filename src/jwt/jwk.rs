@@ -21,8 +21,8 @@ const MAX_KEYS: usize = 64;
 pub enum PublicKey {
     Rsa(Box<RsaKey>),
     P256(Box<P256Key>),
-    P384(p384::ecdsa::VerifyingKey),
-    Ed25519(ed25519_compact::PublicKey),
+    P384(Box<crate::crypto::p384::Key>),
+    Ed25519(Box<crate::crypto::ed25519::Key>),
     /// HMAC secret (`kty: "oct"`).
     Oct(Secret),
 }
@@ -36,9 +36,8 @@ pub struct RsaKey {
 }
 
 pub struct P256Key {
-    pub key: p256::ecdsa::VerifyingKey,
-    /// The precomputed fast path for ES256 (the key's multiples for u1·G + u2·Q).
-    pub fast: Option<crate::crypto::p256_fast::Key>,
+    /// The key's precomputed multiples for u1·G + u2·Q (the filter's own ES256).
+    pub fast: crate::crypto::p256_fast::Key,
     /// Its DER SubjectPublicKeyInfo, for the host's verifier (`foreign`).
     pub spki: Vec<u8>,
 }
@@ -193,23 +192,19 @@ pub fn parse_jwk(v: &Value) -> Option<Jwk> {
             if x.len() != size || y.len() != size {
                 return None;
             }
-            let mut sec1 = Vec::with_capacity(1 + 2 * size);
-            sec1.push(0x04);
-            sec1.extend_from_slice(&x);
-            sec1.extend_from_slice(&y);
-            // from_sec1_bytes checks that the point is on the curve.
+            // Both check that the coordinates are below p and the point is on the curve.
             if crv == 256 {
-                let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?;
-                PublicKey::P256(Box::new(P256Key { key, fast: crate::crypto::p256_fast::Key::from_coordinates(&x, &y), spki: der::p256_spki(&x, &y) }))
+                let fast = crate::crypto::p256_fast::Key::from_coordinates(&x, &y)?;
+                PublicKey::P256(Box::new(P256Key { fast, spki: der::p256_spki(&x, &y) }))
             } else {
-                PublicKey::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?)
+                PublicKey::P384(Box::new(crate::crypto::p384::Key::from_coordinates(&x, &y)?))
             }
         }
         "OKP" => {
             if v.get("crv")?.as_str()? != "Ed25519" {
                 return None;
             }
-            PublicKey::Ed25519(ed25519_compact::PublicKey::from_slice(&b64(v, "x")?).ok()?)
+            PublicKey::Ed25519(Box::new(crate::crypto::ed25519::Key::from_bytes(&b64(v, "x")?)?))
         }
         "oct" => {
             let k = b64(v, "k")?;

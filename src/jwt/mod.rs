@@ -194,7 +194,6 @@ pub fn verify_signature_by(token: &Decoded<'_>, keys: &KeySet, allowed: &[Alg], 
 
 /// The signature primitive for one key and algorithm. Also used by the Wycheproof tests.
 pub fn verify_with(key: &PublicKey, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
-    use p256::ecdsa::signature::Verifier as _;
     match (key, alg) {
         (PublicKey::Rsa(k), Alg::RS256) => k.modulus.verify_pkcs1(Hash::Sha256, msg, sig),
         (PublicKey::Rsa(k), Alg::RS384) => k.modulus.verify_pkcs1(Hash::Sha384, msg, sig),
@@ -204,16 +203,9 @@ pub fn verify_with(key: &PublicKey, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
         (PublicKey::Rsa(k), Alg::PS384) => k.modulus.verify_pss(Hash::Sha384, msg, sig),
         (PublicKey::Rsa(k), Alg::PS512) => k.modulus.verify_pss(Hash::Sha512, msg, sig),
         // JOSE ECDSA signatures are r || s of fixed width (RFC 7518 §3.4), not DER.
-        (PublicKey::P256(k), Alg::ES256) => match &k.fast {
-            Some(fast) => fast.verify(msg, sig),
-            None => p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.key.verify(msg, &s).is_ok()),
-        },
-        (PublicKey::P384(k), Alg::ES384) => {
-            p384::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
-        }
-        (PublicKey::Ed25519(k), Alg::EdDSA) => {
-            ed25519_compact::Signature::from_slice(sig).is_ok_and(|s| k.verify(msg, &s).is_ok())
-        }
+        (PublicKey::P256(k), Alg::ES256) => k.fast.verify(msg, sig),
+        (PublicKey::P384(k), Alg::ES384) => k.verify(msg, sig),
+        (PublicKey::Ed25519(k), Alg::EdDSA) => k.verify(msg, sig),
         // RFC 7518 §3.2: the key must be at least as long as the hash.
         (PublicKey::Oct(secret), Alg::HS256) => secret.expose().len() >= 32 && hmac_verify::<Hmac<Sha256>>(secret.expose(), msg, sig),
         (PublicKey::Oct(secret), Alg::HS384) => secret.expose().len() >= 48 && hmac_verify::<Hmac<Sha384>>(secret.expose(), msg, sig),
