@@ -62,20 +62,20 @@ $(OIDC_DIR)/node_modules/.installed: $(OIDC_DIR)/package.json $(OIDC_DIR)/packag
 	@touch $@
 
 lint: wasm-target
-	cargo clippy -p api-auth-filter -p api-auth-cli -p api-auth-integration -p api-auth-keys --all-targets -- -D warnings
+	cargo clippy -p api-auth-filter -p api-auth-crypto -p api-auth-cli -p api-auth-integration -p api-auth-keys --all-targets -- -D warnings
 	# The ABI host and the SDK contexts (src/glue/abi.rs, contexts.rs) only exist for wasm32: lint them there too.
-	cargo clippy -p api-auth-filter --target wasm32-wasip1 -- -D warnings
+	cargo clippy -p api-auth-filter -p api-auth-crypto --target wasm32-wasip1 -- -D warnings
 	cargo clippy -p sig-probe --target wasm32-wasip1 -- -D warnings
 
 test-host:
-	cargo test -p api-auth-filter
+	cargo test -p api-auth-filter -p api-auth-crypto
 	cargo test -p api-auth-cli
 
 # The core's tests again, built for wasm32-wasip1 (with SIMD, as the filter) and run inside V8
-# by node: the code paths only wasm takes (src/crypto/rsa_fast.rs) meet the Wycheproof vectors.
+# by node: the code paths only wasm takes (crypto/src/rsa_fast.rs) meet the Wycheproof vectors.
 test-wasm: wasm-target
 	@command -v node >/dev/null || { echo "test-wasm: node not found, the wasm run of the core tests is skipped"; exit 0; }; \
-	cargo test --release --target wasm32-wasip1 -p api-auth-filter -- --test-threads=1
+	cargo test --release --target wasm32-wasip1 -p api-auth-filter -p api-auth-crypto -- --test-threads=1
 
 test: tools build cli lint test-host fuzz-replay test-wasm validate test-keys test-e2e
 

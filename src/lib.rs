@@ -11,7 +11,9 @@ pub mod apikeys;
 pub mod config;
 pub mod correlation;
 pub mod credentials;
-pub mod crypto;
+/// The signature arithmetic: its own crate (crypto/), so that it is optimised for speed while
+/// this one is optimised for size (Cargo.toml).
+pub use api_auth_crypto as crypto;
 pub mod deny;
 pub mod discovery;
 pub mod engine;

@@ -1,4 +1,4 @@
-//! The filter's own RSA code (src/crypto/rsa_fast.rs, reached through the JWK parser and
+//! The filter's own RSA code (crypto/src/rsa_fast.rs, reached through the JWK parser and
 //! `jwt::verify_with`) against the `rsa` crate it replaced, a dev-dependency only: random keys
 //! of 2048 to 4096 bits with several odd exponents, RS256/384/512 and PS256/384/512, valid and
 //! tampered signatures. Then PSS encodings built by hand, one rule of RFC 8017 §9.1.2 broken
