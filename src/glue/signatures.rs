@@ -50,7 +50,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// Whether the host verifies this known-good signature and refuses it with one bit changed,
 /// each in a well-formed answer (never through the fallback).
 fn host_answers_right<H: Host>(host: &H, jwk_json: &str, alg: Alg, sig_hex: &str) -> bool {
-    let key = serde_json::from_str(jwk_json).ok().and_then(|v| jwk::parse_jwk(&v));
+    let key = serde_json::from_slice(jwk_json.as_bytes()).ok().and_then(|v| jwk::parse_jwk(&v));
     let (Some(key), Some(good)) = (key, unhex(sig_hex)) else { return false };
     let mut bad = good.clone();
     if let Some(last) = bad.last_mut() {
