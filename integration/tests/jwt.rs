@@ -187,3 +187,54 @@ fn jwks_faults_fail_closed_and_recover() {
     let forged = other.token("k1", &claims(json!({})));
     assert_eq!(envoy.send(&Req::get("/api/auth/me").bearer(&forged)).status, 401);
 }
+
+/// ES384 and EdDSA tokens from a remote JWKS, verified by the filter's own P-384 and Ed25519
+/// code (crypto/: the host's verify_signature has neither) inside the real Envoy: minted by
+/// jwt-simple (its pure-Rust build: the p384 and ed25519-compact crates), so the signer is not
+/// the verifier. A changed signature byte, a key id pointing at the other key, and an algorithm
+/// outside the provider's list are refused with contract 000's body.
+#[test]
+fn es384_and_eddsa_from_a_remote_jwks() {
+    use base64::Engine;
+    use jwt_simple::prelude::*;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let es = ES384KeyPair::generate().with_key_id("p384");
+    let ed = Ed25519KeyPair::generate().with_key_id("ed");
+    let point = es.public_key().public_key().to_bytes_uncompressed();
+    let keys = json!({ "keys": [
+        { "kty": "EC", "crv": "P-384", "kid": "p384", "x": b64.encode(&point[1..49]), "y": b64.encode(&point[49..97]) },
+        { "kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b64.encode(ed.public_key().to_bytes()) },
+    ] });
+    let jwks = Server::mock(Canned::json(200, &keys.to_string()));
+    let (upstream, envoy) = start_000(&jwks, |cfg| cfg["providers"]["clerk"]["algorithms"] = json!(["ES384", "EdDSA"]), 1);
+    let claims = || Claims::create(jwt_simple::prelude::Duration::from_mins(5)).with_issuer("https://clerk.cf0.example").with_subject("user_1");
+    let es_token = es.sign(claims()).unwrap();
+    let ed_token = ed.sign(claims()).unwrap();
+    let flip = |token: &str| {
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let mut sig = b64.decode(sig).unwrap();
+        sig[7] ^= 0x10;
+        format!("{input}.{}", b64.encode(&sig))
+    };
+    // The header re-encoded with the other key's id, the signature left as it was.
+    let rekey = |token: &str, kid: &str| {
+        let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+        let mut header: Value = serde_json::from_slice(&b64.decode(&parts[0]).unwrap()).unwrap();
+        header["kid"] = json!(kid);
+        parts[0] = b64.encode(header.to_string());
+        parts.join(".")
+    };
+    let es256 = ES256KeyPair::generate().with_key_id("p384").sign(claims()).unwrap();
+    let user = vec![("x-user-id", "user_1".to_string())];
+    let creds = json!({ "detail": CREDS });
+    let cases = vec![
+        allowed("ES384", Req::get("/api/auth/me").bearer(&es_token), user.clone()),
+        allowed("EdDSA", Req::get("/api/auth/me").bearer(&ed_token), user),
+        denied("ES384 signature changed", Req::get("/api/auth/me").bearer(&flip(&es_token)), 401, creds.clone()),
+        denied("EdDSA signature changed", Req::get("/api/auth/me").bearer(&flip(&ed_token)), 401, creds.clone()),
+        denied("EdDSA signature under the P-384 key id", Req::get("/api/auth/me").bearer(&rekey(&ed_token, "p384")), 401, creds.clone()),
+        denied("ES384 signature under the Ed25519 key id", Req::get("/api/auth/me").bearer(&rekey(&es_token, "ed")), 401, creds.clone()),
+        denied("ES256 is not among the provider's algorithms", Req::get("/api/auth/me").bearer(&es256), 401, creds),
+    ];
+    run_cases(&envoy, &upstream, cases);
+}
