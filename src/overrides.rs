@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 
+use crate::config::shape::config_object;
+
 use crate::config::error::ConfigError;
 use crate::credentials::Headers;
 use crate::text::is_underscore_twin;
@@ -21,14 +23,13 @@ pub const OVERRIDE_HEADERS: [(&str, &str); 7] = [
     ("x-forwarded-uri", "auth services behind Traefik ForwardAuth (Authelia, oauth2-proxy)"),
 ];
 
-/// `forward.override_headers` as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawOverrideHeaders {
-    #[serde(default)]
-    pub action: OverrideAction,
-    #[serde(default)]
-    pub allow: Vec<String>,
+config_object! {
+    /// `forward.override_headers` as written.
+    #[derive(Debug, Default)]
+    pub struct RawOverrideHeaders {
+        pub action: OverrideAction = default,
+        pub allow: Vec<String> = default,
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -103,6 +103,10 @@ fn broken_configs_name_the_field() {
         ("token cache of the wrong type", json!({ "token_cache": { "max_entries": "big" } }), "token_cache.max_entries: invalid type: string"),
         ("unknown token cache field", json!({ "token_cache": { "entries": 10 } }), "token_cache.entries: unknown field `entries`"),
         ("not JSON", json!("just a string"), "invalid type: string"),
+        // An object is read from a JSON object only: serde's derive also took an array, field by
+        // field in declaration order, so `[100]` was a cache of 100 entries.
+        ("an object written as an array", json!({ "token_cache": [100] }), "token_cache: invalid type: sequence, expected struct RawTokenCache"),
+        ("a match written as an array", json!({ "routes": [{ "match": ["GET"], "auth": "none" }] }), "routes[0].match: invalid type: sequence, expected struct RawMatch"),
         ("two key sources", discovery(json!({ "cluster": "idp" }), Some(json!({ "cluster": "idp", "path": "/jwks" }))), "providers.p.jwks: exactly one of remote, inline or discovery is required"),
         ("no key source", json!({ "providers": { "p": { "issuer": "https://idp.example", "algorithms": ["RS256"], "jwks": {} } } }), "providers.p.jwks: exactly one of remote, inline or discovery is required"),
         ("discovery without a cluster", discovery(json!({ "cluster": "" }), None), "providers.p.jwks.discovery.cluster: must not be empty"),

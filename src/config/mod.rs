@@ -15,6 +15,7 @@ mod path;
 mod protected_resource;
 mod providers;
 pub mod raw;
+pub(crate) mod shape;
 mod routes;
 mod webhooks;
 
