@@ -1,15 +1,16 @@
 //! `errors` and `error_formats`: the built-in formats and the custom ones made from them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::raw::RawErrorFormat;
+use super::shape::Named;
 use super::ConfigError;
 use crate::deny::{Builtin, ErrorFormat, Override, Reason};
 
 /// Built-ins first (so index 0 is `detail`), then custom formats.
 #[inline(never)] // one function for V8's compiler: see `config::compile`
 pub(super) fn compile_formats(
-    custom: &BTreeMap<String, RawErrorFormat>,
+    custom: &Named<RawErrorFormat>,
 ) -> Result<(Vec<ErrorFormat>, HashMap<String, usize>), ConfigError> {
     let mut formats = Vec::new();
     let mut index = HashMap::new();

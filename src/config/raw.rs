@@ -4,13 +4,12 @@
 //! These types only describe shape; meaning and cross-references are checked by `compile`.
 //! (JWKs are the one exception to unknown-field refusal: RFC 7517 lets a key carry any member.)
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::shape::config_object;
+use super::shape::{config_object, Named};
 
 use crate::apikeys::KeyStatus;
 use crate::secret::Secret;
@@ -18,13 +17,13 @@ use crate::secret::Secret;
 config_object! {
     #[derive(Debug)]
     pub struct RawConfig {
-        pub providers: BTreeMap<String, RawProvider> = default,
+        pub providers: Named<RawProvider> = default,
         pub api_keys: Option<RawApiKeys> = none,
-        pub webhooks: BTreeMap<String, RawWebhook> = default,
+        pub webhooks: Named<RawWebhook> = default,
         pub routes: Vec<RawRoute> = default,
         pub unmatched: Unmatched = default,
         pub errors: Option<String> = none,
-        pub error_formats: BTreeMap<String, RawErrorFormat> = default,
+        pub error_formats: Named<RawErrorFormat> = default,
         pub protected_resource: Option<RawProtectedResource> = none,
         pub forward: Option<RawForward> = none,
         pub correlation_id: Option<RawCorrelationId> = none,
@@ -362,7 +361,7 @@ config_object! {
     #[derive(Debug)]
     pub struct RawErrorFormat {
         pub base: Option<String> = none,
-        pub reasons: BTreeMap<String, RawReasonOverride> = default,
+        pub reasons: Named<RawReasonOverride> = default,
     }
 }
 
@@ -395,7 +394,7 @@ config_object! {
     #[derive(Debug)]
     pub struct RawForward {
         pub strip_credentials: Option<bool> = none,
-        pub headers: BTreeMap<String, String> = default,
+        pub headers: Named<String> = default,
         pub override_headers: Option<crate::overrides::RawOverrideHeaders> = none,
     }
 }
