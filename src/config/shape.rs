@@ -67,20 +67,23 @@ macro_rules! config_object {
                         f.write_str(concat!("struct ", stringify!($name)))
                     }
                     fn visit_map<A: ::serde::de::MapAccess<'de>>(self, mut map: A) -> Result<$name, A::Error> {
-                        $( let mut $field: Option<$ty> = None; )*
+                        // The values read so far in one struct: an error on the way drops them
+                        // with one call, not field by field at every return.
+                        struct Read { $( $field: Option<$ty>, )* }
+                        let mut read = Read { $( $field: None, )* };
                         while let Some(i) = map.next_key_seed($crate::config::shape::Fields(FIELDS))? {
                             $(
                                 if i == Field::$field as usize {
-                                    if $field.is_some() {
+                                    if read.$field.is_some() {
                                         return Err(::serde::de::Error::duplicate_field(FIELDS[i]));
                                     }
-                                    $field = Some(map.next_value()?);
+                                    read.$field = Some(map.next_value()?);
                                     continue;
                                 }
                             )*
                         }
                         Ok($name {
-                            $( $field: match $field {
+                            $( $field: match read.$field {
                                 Some(v) => v,
                                 None => $crate::config::shape::config_object!(@missing $missing FIELDS[Field::$field as usize]),
                             }, )*
