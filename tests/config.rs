@@ -209,3 +209,26 @@ fn discovery_defaults_like_remote_and_finds_its_documents_under_the_issuer() {
     let KeySource::Remote(plain) = &remote.providers[0].keys else { panic!("remote") };
     assert_ne!(plain.cache_key, r.cache_key, "never the shared record of a remote JWKS");
 }
+
+/// A name given twice in a map is refused, as a field given twice in an object is: serde's
+/// `BTreeMap` kept the last entry, so the first one a reader sees was not the one in force.
+/// The map is named, and the name when it is a plain one.
+#[test]
+fn a_name_given_twice_is_refused() {
+    let provider = r#"{"issuer": "https://idp.example", "algorithms": ["RS256"], "jwks": {"remote": {"cluster": "c", "path": "/k"}}}"#;
+    let cases = [
+        (format!(r#"{{"providers": {{"p": {provider}, "q": {provider}, "p": {provider}}}}}"#), "providers: duplicate name `p`"),
+        (r#"{"forward": {"headers": {"x-user": "subject", "x-org": "organization", "x-user": "email"}}}"#.to_string(), "forward.headers: duplicate name `x-user`"),
+        (r#"{"error_formats": {"mine": {"reasons": {"role_required": {}, "role_required": {"status": 403}}}}}"#.to_string(), "error_formats.mine.reasons: duplicate name `role_required`"),
+        (r#"{"error_formats": {"my format": {}, "my format": {"base": "openai"}}}"#.to_string(), "error_formats: duplicate name"),
+    ];
+    for (doc, want) in cases {
+        match Config::from_json(doc.as_bytes()) {
+            Ok(_) => panic!("accepted: {doc}"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.strip_prefix(want).is_some_and(|rest| rest.starts_with(" at line 1 column ")), "got {e:?}, want {want:?} and the place: {doc}");
+            }
+        }
+    }
+}

@@ -120,13 +120,15 @@ fn scrub_serde_message(msg: &str) -> String {
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         // A key of the document: named when it is a plain name (what a typo looks like).
         let name = rest.split('`').next().unwrap_or("");
-        let plain = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let plain = shape::plain_name(name);
         let tail = if rest.contains("`, there are no fields") { ", there are no fields".to_string() } else { expected(rest) };
         return if plain { format!("unknown field `{name}`{tail}") } else { format!("unknown field{tail}") };
     }
-    // The rest (missing or duplicate fields, syntax errors) name only our fields, or nothing.
-    // Anything else quoting something is cut at the first quote, to be safe.
-    match (msg.starts_with("missing field `") || msg.starts_with("duplicate field `"), msg.find(['"', '`'])) {
+    // The rest (missing or duplicate fields, syntax errors) name only our fields, or nothing;
+    // a duplicate name in a map only a plain name (`shape::Named`). Anything else quoting
+    // something is cut at the first quote, to be safe.
+    let ours = ["missing field `", "duplicate field `", "duplicate name `"].iter().any(|p| msg.starts_with(p));
+    match (ours, msg.find(['"', '`'])) {
         (false, Some(i)) => msg[..i].trim_end().to_string(),
         _ => msg.to_string(),
     }

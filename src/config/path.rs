@@ -17,7 +17,8 @@ enum Kind {
     /// `unknown field`: raised by the key's own visitor, the key named.
     UnknownField,
     /// `missing field`, `duplicate field`, `invalid length`: raised by a struct's visitor
-    /// over the whole map or array, named by the struct's path.
+    /// over the whole map or array, named by the struct's path; `duplicate name` likewise by
+    /// a map's (`shape::Named`).
     Container,
     /// `invalid type: map` or `sequence`: serde_json peeks the `{` or `[` without reading it.
     OpenType,
@@ -40,7 +41,7 @@ pub(super) fn error_path(doc: &[u8], err: &serde_json::Error) -> String {
         Kind::Syntax
     } else if msg.starts_with("unknown field") {
         Kind::UnknownField
-    } else if ["missing field", "duplicate field", "invalid length"].iter().any(|p| msg.starts_with(p)) {
+    } else if ["missing field", "duplicate field", "duplicate name", "invalid length"].iter().any(|p| msg.starts_with(p)) {
         Kind::Container
     } else if msg.starts_with("invalid type: map") || msg.starts_with("invalid type: sequence") {
         Kind::OpenType

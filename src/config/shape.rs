@@ -104,9 +104,12 @@ macro_rules! config_object {
 pub(crate) use config_object;
 
 /// A JSON object of named entries (`providers`, `webhooks`, `error_formats`, ...), as serde
-/// decodes a `BTreeMap`: in the order of their names, a name given twice keeping its last
-/// value, "expected a map" for anything else. A sorted `Vec`: a B-tree's code for each type of
-/// entry was 5 KB of the module per type, for maps of a few entries read once.
+/// decodes a `BTreeMap` (in the order of their names, "expected a map" for anything else) but
+/// for a name given twice: serde keeps its last value, which hides the first entry from whoever
+/// reads the document top down; it is refused here, as a struct refuses a field given twice
+/// (`duplicate name`, raised where serde raises `duplicate field`, after the key). A sorted
+/// `Vec`: a B-tree's code for each type of entry was 5 KB of the module per type, for maps of
+/// a few entries read once.
 #[derive(Debug, Clone)]
 pub struct Named<T>(Vec<(String, T)>);
 
@@ -133,11 +136,9 @@ impl<T> Named<T> {
         self.0.iter().map(|(n, v)| (n, v))
     }
 
-    fn insert(&mut self, name: String, value: T) {
-        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
-            Ok(i) => self.0[i].1 = value,
-            Err(i) => self.0.insert(i, (name, value)),
-        }
+    /// Where `name` goes, or `None` when it is there already.
+    fn slot(&self, name: &str) -> Option<usize> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)).err()
     }
 }
 
@@ -167,14 +168,29 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Named<T>, A::Error> {
                 let mut named = Named(Vec::new());
-                while let Some((name, value)) = map.next_entry::<String, T>()? {
-                    named.insert(name, value);
+                while let Some(name) = map.next_key::<String>()? {
+                    let Some(i) = named.slot(&name) else {
+                        // Named when it is a plain name (what a copied entry has), as an
+                        // unknown field is: a key is never quoted otherwise.
+                        return Err(if plain_name(&name) {
+                            de::Error::custom(format_args!("duplicate name `{name}`"))
+                        } else {
+                            de::Error::custom("duplicate name")
+                        });
+                    };
+                    let value = map.next_value::<T>()?;
+                    named.0.insert(i, (name, value));
                 }
                 Ok(named)
             }
         }
         deserializer.deserialize_map(Entries(PhantomData))
     }
+}
+
+/// A name that may be quoted in an error: what a typo or a copied entry looks like.
+pub(crate) fn plain_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]
@@ -184,16 +200,14 @@ mod tests {
     use super::*;
 
     /// `Named` decodes as serde decodes a `BTreeMap`: the same entries in the same order, the
-    /// same errors at the same places.
+    /// same errors at the same places; but a name given twice is refused.
     #[test]
     fn named_reads_what_a_btree_map_reads() {
         let docs = [
             r#"{}"#,
             r#"{"b": 2, "a": 1, "c": 3}"#,
-            r#"{"a": 1, "b": 2, "a": 3}"#,
             r#"{"z": 1, "é": 2, "Z": 3, "": 4, "a\u0000": 5, "a": 6}"#,
             r#"{"a": "x"}"#,
-            r#"{"a": 1, "a": "x"}"#,
             r#"[1, 2]"#,
             r#"null"#,
             r#""map""#,
@@ -207,8 +221,13 @@ mod tests {
             let got = serde_json::from_str::<Named<u64>>(doc).map(|m| m.into_iter().collect::<Vec<_>>()).map_err(|e| e.to_string());
             assert_eq!(got, want, "{doc}");
         }
-        let named: Named<u64> = serde_json::from_str(r#"{"b": 2, "a": 1, "b": 7}"#).unwrap();
-        assert_eq!((named.get("a"), named.get("b"), named.get("c"), named.len()), (Some(&1), Some(&7), None, 2));
+        let named: Named<u64> = serde_json::from_str(r#"{"b": 2, "a": 1}"#).unwrap();
+        assert_eq!((named.get("a"), named.get("b"), named.get("c"), named.len()), (Some(&1), Some(&2), None, 2));
+        let twice = |doc: &str| serde_json::from_str::<Named<u64>>(doc).map(|_| ()).map_err(|e| e.to_string());
+        // Raised after the second key, before its value is read (a wrong value is not reached).
+        assert_eq!(twice(r#"{"a": 1, "b": 2, "a": "x"}"#), Err("duplicate name `a` at line 1 column 20".to_string()));
+        assert_eq!(twice(r#"{"a b": 1, "a b": 1}"#), Err("duplicate name at line 1 column 16".to_string()));
+        assert_eq!(twice(r#"{"é": 1, "\u00e9": 1}"#), Err("duplicate name at line 1 column 18".to_string()));
     }
 
     mod derived {
