@@ -124,18 +124,6 @@ impl<T> Named<T> {
         self.0.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn get(&self, name: &str) -> Option<&T> {
-        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(|i| &self.0[i].1)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &T)> {
-        self.0.iter().map(|(n, v)| (n, v))
-    }
-
     /// Where `name` goes, or `None` when it is there already.
     fn slot(&self, name: &str) -> Option<usize> {
         self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)).err()
@@ -222,7 +210,7 @@ mod tests {
             assert_eq!(got, want, "{doc}");
         }
         let named: Named<u64> = serde_json::from_str(r#"{"b": 2, "a": 1}"#).unwrap();
-        assert_eq!((named.get("a"), named.get("b"), named.get("c"), named.len()), (Some(&1), Some(&2), None, 2));
+        assert_eq!((named.len(), (&named).into_iter().collect::<Vec<_>>()), (2, vec![(&"a".to_string(), &1), (&"b".to_string(), &2)]));
         let twice = |doc: &str| serde_json::from_str::<Named<u64>>(doc).map(|_| ()).map_err(|e| e.to_string());
         // Raised after the second key, before its value is read (a wrong value is not reached).
         assert_eq!(twice(r#"{"a": 1, "b": 2, "a": "x"}"#), Err("duplicate name `a` at line 1 column 20".to_string()));
