@@ -656,7 +656,8 @@ struct MemorySample {
     hit_rate: Option<f64>,
     /// Each wasm VM's linear memory: (size, resident) KiB.
     wasm: Vec<(u64, u64)>,
-    /// Envoy's allocator (admin /memory) after the warm-up: (allocated, pageheap_free) KiB.
+    /// Envoy's allocator (admin /memory) after the warm-up: (allocated, what it holds besides:
+    /// total_physical_bytes - allocated) KiB.
     heap: Option<(u64, u64)>,
 }
 
@@ -733,7 +734,8 @@ fn memory_sample(name: &str, make: &Setup, pool: &[String], passes: u64, workers
     let wasm = envoy.wasm_memories();
     let heap = serde_json::from_str::<Value>(&envoy.admin("/memory")).ok().and_then(|m| {
         let kib = |k: &str| m[k].as_str().and_then(|v| v.parse::<u64>().ok()).map(|b| b / 1024);
-        kib("allocated").zip(kib("pageheap_free"))
+        let (used, total) = (kib("allocated")?, kib("total_physical_bytes")?);
+        Some((used, total.saturating_sub(used)))
     });
     MemorySample { name: name.to_string(), workers, rss_start_kib, rss_kib, hit_rate, wasm, heap }
 }
@@ -756,6 +758,30 @@ fn fit_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     Some((my - slope * mx, slope))
 }
 
+/// BENCHMARKS.md with its memory section (from its heading to the paragraph after the table
+/// that a full run writes next) replaced by `section` from a memory-only run, marked as such.
+/// `None` when the file has no memory section.
+fn replace_memory_section(file: &str, section: &str) -> Option<String> {
+    const HEADING: &str = "## Memory per Envoy process";
+    const AFTER: &str = "`worker CPU µs/req` is";
+    let start = file.find(HEADING)?;
+    let end = start + file[start..].find(AFTER)?;
+    let note = format!(
+        "Written by `BENCH_ONLY=memory make bench` on {}, after the rest of this file: the sections above are the last full \
+         run's.\n\n",
+        std::process::Command::new("git")
+            .args(["log", "-1", "--format=%h (%cs)"])
+            .current_dir(repo_root())
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| "this tree".to_string(), |c| format!("commit {c}")),
+    );
+    let body = section.strip_prefix(HEADING).unwrap_or(section).trim_start_matches('\n');
+    Some(format!("{}{HEADING}\n\n{note}{body}{}", &file[..start], &file[end..]))
+}
+
 fn memory_report(samples: &[MemorySample], modules: &[(String, u64)], pool_size: usize, passes: u64, workers: &[u32], runs: u32) -> String {
     let mut r = String::new();
     let mib = |kib: f64| kib / 1024.0;
@@ -769,13 +795,14 @@ fn memory_report(samples: &[MemorySample], modules: &[(String, u64)], pool_size:
          pass), then one more pass, over which the filter's token-cache hit rate is counted (`api_auth.token_cache_hit` / \
          (hit + miss)); then Envoy's VmRSS. Each cell is the minimum of {runs} runs taken round-robin.\n\n\
          - `fixed` and `per worker` (above the empty wasm filter): the least-squares line through (workers, RSS − the empty \
-         wasm filter's RSS at the same worker count): its value at zero workers, and its slope. The fixed part is the \
-         module's compiled code: Envoy's V8 compiles every function with TurboFan once per process (`--no-liftoff`, and \
+         wasm filter's RSS at the same worker count): its value at zero workers, and its slope. The fixed part comes with \
+         loading the module: Envoy's V8 compiles every function with TurboFan once per process (`--no-liftoff`, and \
          `Module::share` tiers everything up) and the workers' VMs share that code; a VM's own isolate and linear memory are \
          per worker.\n\
          - `at start`: RSS above the empty wasm filter right after start, before any traffic, at {least} worker(s).\n\
-         - `allocator`: Envoy's tcmalloc after the warm-up at {least} worker(s) (admin `/memory`): bytes in use / free pages it \
-         keeps mapped.\n\
+         - `allocator`: Envoy's tcmalloc after the warm-up at {least} worker(s) (admin `/memory`): bytes in use / what it \
+         holds besides (free pages, caches, metadata: `total_physical_bytes` − `allocated`). Most of the fixed part is here: \
+         what V8 keeps of the compiled module, and the memory its compile used and freed, which tcmalloc keeps.\n\
          - `wasm heap per VM`: each wasm VM's linear memory, resident / size, the mean over the VMs (one per worker, and the \
          main thread's), from /proc/<pid>/smaps, at {most} workers; the hit rate is from that run too.\n\n\
          `token_cache off` is the filter with `token_cache.max_entries: 0`; `forwarding claim:org_id` adds a `claim:` header \
@@ -1039,7 +1066,22 @@ fn main() {
         memory_section = memory_report(&samples, &modules, pool.len(), passes, &workers, runs);
         if memory_only {
             print!("{memory_section}");
-            eprintln!("BENCH_ONLY=memory: BENCHMARKS.md left as it was");
+            // Every contestant and no A/B build: the memory section of BENCHMARKS.md is replaced
+            // (the rest of the file stays the last full run's, and says so).
+            if ab.is_empty() && only_setups.is_none() {
+                let path = repo_root().join("BENCHMARKS.md");
+                let old = std::fs::read_to_string(&path).unwrap_or_default();
+                match replace_memory_section(&old, &memory_section) {
+                    Some(new) => {
+                        std::fs::write(&path, new).expect("write BENCHMARKS.md");
+                        eprintln!("BENCH_ONLY=memory: the memory section of BENCHMARKS.md replaced");
+                    }
+                    None => eprintln!("BENCH_ONLY=memory: BENCHMARKS.md has no memory section to replace; left as it was"),
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                return;
+            }
+            eprintln!("BENCH_ONLY=memory with BENCH_AB or BENCH_SETUPS: BENCHMARKS.md left as it was");
             let _ = std::fs::remove_dir_all(&dir);
             return;
         }
@@ -1173,4 +1215,23 @@ fn main() {
         std::fs::write(repo_root().join("BENCHMARKS.md"), &report).expect("write BENCHMARKS.md");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_memory_section;
+
+    #[test]
+    fn a_memory_only_run_replaces_the_memory_section_alone() {
+        let file = "# Benchmarks\n\n## Direct response\n\n| a |\n\n## Memory per Envoy process\n\nold text\n\n| old |\n\n`worker CPU µs/req` is the CPU time.\n\n`non-2xx` tail\n";
+        let section = "## Memory per Envoy process\n\nnew text\n\n| new |\n\n";
+        let new = replace_memory_section(file, section).expect("a memory section");
+        assert!(new.starts_with("# Benchmarks\n\n## Direct response\n\n| a |\n\n## Memory per Envoy process\n\nWritten by `BENCH_ONLY=memory make bench`"), "{new}");
+        assert!(new.contains("the sections above are the last full run's.\n\nnew text\n\n| new |\n\n`worker CPU µs/req` is the CPU time.\n\n`non-2xx` tail\n"), "{new}");
+        assert!(!new.contains("old"), "{new}");
+        assert_eq!(new.matches("## Memory per Envoy process").count(), 1);
+        // A file without the section, or without what follows it, is left to the caller.
+        assert_eq!(replace_memory_section("# Benchmarks\n", section), None);
+        assert_eq!(replace_memory_section("## Memory per Envoy process\n\nno end\n", section), None);
+    }
 }
