@@ -40,6 +40,11 @@ pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// Bytes as lower-case hex, for failure messages.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// FNV-1a: a deterministic choice (a position, a byte) derived from the whole input.
 pub fn fnv(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
@@ -499,7 +504,9 @@ pub mod targets {
     pub mod canonical;
     pub mod config;
     pub mod decide;
+    pub mod eddsa;
     pub mod es256;
+    pub mod es384;
     pub mod headers;
     pub mod jwks;
     pub mod jwt;

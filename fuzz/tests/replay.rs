@@ -51,8 +51,18 @@ fn decide() {
 }
 
 #[test]
+fn eddsa() {
+    replay("eddsa", targets::eddsa::run);
+}
+
+#[test]
 fn es256() {
     replay("es256", targets::es256::run);
+}
+
+#[test]
+fn es384() {
+    replay("es384", targets::es384::run);
 }
 
 #[test]
@@ -90,5 +100,5 @@ fn every_target_is_replayed() {
         .filter_map(|b| b.lines().find_map(|l| l.trim().strip_prefix("name = ")).map(|n| n.trim_matches('"')))
         .collect();
     bins.sort_unstable();
-    assert_eq!(bins, ["canonical", "config", "decide", "es256", "headers", "jwks", "jwt", "mcp", "routes"]);
+    assert_eq!(bins, ["canonical", "config", "decide", "eddsa", "es256", "es384", "headers", "jwks", "jwt", "mcp", "routes"]);
 }

@@ -14,7 +14,7 @@
 use std::sync::OnceLock;
 
 use api_auth_filter::jwt::{self, jwk, Alg, PublicKey};
-use crate::{b64, fnv};
+use crate::{b64, fnv, hex};
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -59,10 +59,6 @@ fn same(key: &jwk::Jwk, vk: &VerifyingKey, msg: &[u8], sig: &[u8], what: &str) -
     let theirs = reference(vk, msg, sig);
     assert_eq!(ours, theirs, "{what}: own P-256 says {ours}, p256 says {theirs}; sig {}", hex(sig));
     ours
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// a + b and a - b on 32-byte big-endian numbers (None on overflow / underflow).

@@ -1,0 +1,5 @@
+//! The `es384` fuzz target: its input format and properties are in fuzz/src/targets/es384.rs
+//! (shared with the replay test, fuzz/tests/replay.rs) and fuzz/README.md.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| api_auth_filter_fuzz::targets::es384::run(data));
