@@ -512,4 +512,5 @@ pub mod targets {
     pub mod jwt;
     pub mod mcp;
     pub mod routes;
+    pub mod rsa;
 }

@@ -56,6 +56,11 @@ fn eddsa() {
 }
 
 #[test]
+fn rsa() {
+    replay("rsa", targets::rsa::run);
+}
+
+#[test]
 fn es256() {
     replay("es256", targets::es256::run);
 }
@@ -100,5 +105,5 @@ fn every_target_is_replayed() {
         .filter_map(|b| b.lines().find_map(|l| l.trim().strip_prefix("name = ")).map(|n| n.trim_matches('"')))
         .collect();
     bins.sort_unstable();
-    assert_eq!(bins, ["canonical", "config", "decide", "eddsa", "es256", "es384", "headers", "jwks", "jwt", "mcp", "routes"]);
+    assert_eq!(bins, ["canonical", "config", "decide", "eddsa", "es256", "es384", "headers", "jwks", "jwt", "mcp", "routes", "rsa"]);
 }
