@@ -40,27 +40,32 @@ pub struct Modulus {
     len: usize,
 }
 
-/// Big-endian bytes to `limbs` little-endian limbs of `w` bits; the value must fit.
-fn to_limbs(be: &[u8], w: u32, limbs: usize) -> Vec<u32> {
+/// Big-endian bytes to `limbs` little-endian limbs of `w` bits, or `None` when the value
+/// does not fit in them: a signature's octets can hold a few bits more than the modulus's
+/// limbs, and a value cut to its low bits could compare below n.
+fn to_limbs(be: &[u8], w: u32, limbs: usize) -> Option<Vec<u32>> {
     let mut out = vec![0u32; limbs];
     let mask = (1u64 << w) - 1;
     let (mut acc, mut have, mut i) = (0u64, 0u32, 0usize);
+    let mut lost = 0u64;
     for b in be.iter().rev() {
         acc |= u64::from(*b) << have;
         have += 8;
         while have >= w {
-            if let Some(l) = out.get_mut(i) {
-                *l = (acc & mask) as u32;
+            match out.get_mut(i) {
+                Some(l) => *l = (acc & mask) as u32,
+                None => lost |= acc & mask,
             }
             i += 1;
             acc >>= w;
             have -= w;
         }
     }
-    if let Some(l) = out.get_mut(i) {
-        *l = acc as u32;
+    match out.get_mut(i) {
+        Some(l) => *l = acc as u32,
+        None => lost |= acc,
     }
-    out
+    (lost == 0).then_some(out)
 }
 
 /// Limbs of `w` bits to `len` big-endian bytes (the value must fit).
@@ -168,7 +173,7 @@ impl Modulus {
             k if k <= MAX_LIMBS_28 => (28u32, k),
             _ => (26u32, (bits + 2).div_ceil(26)),
         };
-        let n = to_limbs(n_be, w, limbs);
+        let n = to_limbs(n_be, w, limbs)?;
         // Newton's iteration for n⁻¹ mod 2³² (n is odd), then -n⁻¹ mod 2^w.
         let n0 = n_be.iter().rev().take(4).enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (8 * i));
         let mut inv: u32 = 1;
@@ -311,7 +316,7 @@ impl Modulus {
             return None;
         }
         let k = self.n.len();
-        let s = to_limbs(sig, self.w, k);
+        let s = to_limbs(sig, self.w, k)?;
         if geq(&s, &self.n) {
             return None;
         }
@@ -662,5 +667,33 @@ mod tests {
         let mut one = vec![0u8; 256];
         one[255] = 1;
         assert_eq!(m.public_op(&one).unwrap(), one);
+    }
+
+    /// A signature as long as the modulus but above it is refused for every modulus length,
+    /// also where its octets hold more bits than the limbs (bit lengths just below a multiple
+    /// of eight whose limbs round up by less than that): the fuzz target `rsa` found one
+    /// of 81 bits taken for s^e mod n of its low 84 bits.
+    #[test]
+    fn a_signature_above_the_modulus_is_refused_at_every_length() {
+        for bits in (9usize..=140).chain(2040..=2112).chain(4090..=4100) {
+            // n = 2^(bits-1) + 1: odd, `bits` long, its top octet as small as it gets.
+            let len = bits.div_ceil(8);
+            let mut n = vec![0u8; len];
+            n[0] = 1 << ((bits - 1) % 8);
+            n[len - 1] |= 1;
+            let m = Modulus::new(&n, &[1, 0, 1]).unwrap();
+            assert!(m.public_op(&vec![0xff; len]).is_none(), "{bits} bits: all ones taken");
+            // n - 1 is the largest signature: taken.
+            let mut below = n.clone();
+            below[len - 1] &= !1;
+            assert!(m.public_op(&below).is_some(), "{bits} bits: n - 1 refused");
+            // n - 1 with the octets' top bit set (when n leaves it clear): above n, and
+            // n - 1 again in the bits below.
+            if n[0] < 0x80 {
+                let mut above = below.clone();
+                above[0] |= 0x80;
+                assert!(m.public_op(&above).is_none(), "{bits} bits: n - 1 + 2^{} taken", 8 * len - 1);
+            }
+        }
     }
 }
