@@ -45,6 +45,72 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// a + b on big-endian numbers of one length (`None` on overflow).
+pub fn be_add(a: &[u8], b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = vec![0u8; a.len()];
+    let mut carry = 0u16;
+    for i in (0..a.len()).rev() {
+        let v = u16::from(a[i]) + u16::from(b[i]) + carry;
+        out[i] = v as u8;
+        carry = v >> 8;
+    }
+    (carry == 0).then_some(out)
+}
+
+/// a - b on big-endian numbers of one length (`None` below zero).
+pub fn be_sub(a: &[u8], b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = vec![0u8; a.len()];
+    let mut borrow = 0i16;
+    for i in (0..a.len()).rev() {
+        let v = i16::from(a[i]) - i16::from(b[i]) - borrow;
+        out[i] = v.rem_euclid(256) as u8;
+        borrow = i16::from(v < 0);
+    }
+    (borrow == 0).then_some(out)
+}
+
+/// The message with one byte changed (its top bit, at a place the seed picks), or a byte
+/// added to an empty one.
+pub fn changed_message(msg: &[u8], seed: u64) -> Vec<u8> {
+    let mut other = msg.to_vec();
+    match other.get_mut((seed >> 16) as usize % msg.len().max(1)) {
+        Some(b) => *b ^= 0x80,
+        None => other.push(0),
+    }
+    other
+}
+
+/// Variants of a JOSE ECDSA signature r || s over a group of order `n` (big-endian, as wide
+/// as r and s): (r, n - s), r and s swapped, r or s zero or n, a byte short, r + n and s + n
+/// (where they fit), one bit flipped at a place the seed picks.
+pub fn ecdsa_variants(sig: &[u8], n: &[u8], seed: u64) -> Vec<(&'static str, Vec<u8>)> {
+    let (r, s) = sig.split_at(n.len());
+    let zero = vec![0u8; n.len()];
+    let join = |a: &[u8], b: &[u8]| [a, b].concat();
+    let mut variants = Vec::new();
+    if let Some(ns) = be_sub(n, s) {
+        variants.push(("(r, n - s)", join(r, &ns)));
+    }
+    variants.extend([
+        ("r and s swapped", join(s, r)),
+        ("r = 0", join(&zero, s)),
+        ("s = 0", join(r, &zero)),
+        ("r = n", join(n, s)),
+        ("s = n", join(r, n)),
+        ("a byte short", sig[..sig.len() - 1].to_vec()),
+    ]);
+    if let Some(rn) = be_add(r, n) {
+        variants.push(("r + n", join(&rn, s)));
+    }
+    if let Some(sn) = be_add(s, n) {
+        variants.push(("s + n", join(r, &sn)));
+    }
+    let mut flipped = sig.to_vec();
+    flipped[(seed % sig.len() as u64) as usize] ^= 1 << ((seed >> 8) % 8);
+    variants.push(("one bit flipped", flipped));
+    variants
+}
+
 /// FNV-1a: a deterministic choice (a position, a byte) derived from the whole input.
 pub fn fnv(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))

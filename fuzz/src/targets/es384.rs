@@ -15,7 +15,7 @@
 use std::sync::OnceLock;
 
 use api_auth_filter::jwt::{self, jwk, Alg, PublicKey};
-use crate::{b64, fnv, hex};
+use crate::{b64, be_sub, changed_message, ecdsa_variants, fnv, hex};
 use p384::ecdsa::signature::{Signer, Verifier};
 use p384::ecdsa::{Signature, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha384};
@@ -47,7 +47,7 @@ fn fixed() -> &'static [Pair; 2] {
     static K: OnceLock<[Pair; 2]> = OnceLock::new();
     K.get_or_init(|| {
         // N is the group's order: n - 1 is a scalar, n is not.
-        assert!(SigningKey::from_slice(&sub(&N, &one()).expect("n - 1")).is_ok(), "n - 1 is a scalar");
+        assert!(SigningKey::from_slice(&be_sub(&N, &one()).expect("n - 1")).is_ok(), "n - 1 is a scalar");
         assert!(SigningKey::from_slice(&N).is_err(), "n is no scalar");
         let key = |label: &str| pair(SigningKey::from_slice(&Sha384::digest(label.as_bytes())).expect("scalar"));
         [key("api-auth-filter fuzz es384 0"), key("api-auth-filter fuzz es384 1")]
@@ -72,67 +72,14 @@ fn same(key: &jwk::Jwk, vk: &VerifyingKey, msg: &[u8], sig: &[u8], what: &str) -
     ours
 }
 
-/// a + b and a - b on 48-byte big-endian numbers (None on overflow / underflow).
-fn add(a: &[u8], b: &[u8]) -> Option<[u8; 48]> {
-    let mut out = [0u8; 48];
-    let mut carry = 0u16;
-    for i in (0..48).rev() {
-        let v = u16::from(a[i]) + u16::from(b[i]) + carry;
-        out[i] = v as u8;
-        carry = v >> 8;
-    }
-    (carry == 0).then_some(out)
-}
-
-fn sub(a: &[u8], b: &[u8]) -> Option<[u8; 48]> {
-    let mut out = [0u8; 48];
-    let mut borrow = 0i16;
-    for i in (0..48).rev() {
-        let v = i16::from(a[i]) - i16::from(b[i]) - borrow;
-        out[i] = v.rem_euclid(256) as u8;
-        borrow = i16::from(v < 0);
-    }
-    (borrow == 0).then_some(out)
-}
-
-fn join(r: &[u8], s: &[u8]) -> Vec<u8> {
-    [r, s].concat()
-}
-
 fn check(key: &Pair, msg: &[u8], seed: u64) {
     let sig: Signature = key.sk.sign(msg);
     let sig = sig.to_bytes().to_vec();
     assert!(same(&key.jwk, &key.vk, msg, &sig, "a signature made with the key"), "a right signature failed");
-    let (r, s) = sig.split_at(48);
-    let zero = [0u8; 48];
-    let mut variants: Vec<(&str, Vec<u8>)> = vec![
-        ("r and s swapped", join(s, r)),
-        ("r = 0", join(&zero, s)),
-        ("s = 0", join(r, &zero)),
-        ("r = n", join(&N, s)),
-        ("s = n", join(r, &N)),
-        ("95 bytes", sig[..95].to_vec()),
-    ];
-    if let Some(ns) = sub(&N, s) {
-        variants.push(("(r, n - s)", join(r, &ns)));
-    }
-    if let Some(rn) = add(r, &N) {
-        variants.push(("r + n", join(&rn, s)));
-    }
-    if let Some(sn) = add(s, &N) {
-        variants.push(("s + n", join(r, &sn)));
-    }
-    let mut flipped = sig.clone();
-    flipped[(seed % 96) as usize] ^= 1 << ((seed >> 8) % 8);
-    variants.push(("one bit flipped", flipped));
-    for (what, v) in &variants {
+    for (what, v) in &ecdsa_variants(&sig, &N, seed) {
         same(&key.jwk, &key.vk, msg, v, what);
     }
-    let mut other = msg.to_vec();
-    match other.get_mut((seed >> 16) as usize % msg.len().max(1)) {
-        Some(b) => *b ^= 0x80,
-        None => other.push(0),
-    }
+    let other = changed_message(msg, seed);
     assert!(!same(&key.jwk, &key.vk, &other, &sig, "the message changed"), "a changed message verified");
 }
 

@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use api_auth_filter::crypto::rsa_fast::Modulus;
 use api_auth_filter::crypto::Hash;
 use api_auth_filter::jwt::{self, jwk, Alg};
-use crate::{b64, fnv, hex};
+use crate::{b64, be_add, changed_message, fnv, hex};
 use rand_chacha::rand_core::SeedableRng;
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPrivateKey, RsaPublicKey};
@@ -105,18 +105,6 @@ fn same(key: &Key, hash: Hash, is_pss: bool, msg: &[u8], sig: &[u8], what: &str)
     ours
 }
 
-/// a + b on big-endian numbers of one length (None on overflow).
-fn add(a: &[u8], b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = vec![0u8; a.len()];
-    let mut carry = 0u16;
-    for i in (0..a.len()).rev() {
-        let v = u16::from(a[i]) + u16::from(b[i]) + carry;
-        out[i] = v as u8;
-        carry = v >> 8;
-    }
-    (carry == 0).then_some(out)
-}
-
 /// One signature per input (a private-key operation is what the target spends its time on):
 /// the scheme and the hash picked by the input.
 fn signatures(key: &Key, msg: &[u8], seed: u64) {
@@ -142,7 +130,7 @@ fn signatures(key: &Key, msg: &[u8], seed: u64) {
         ("a byte less", sig[1..].to_vec()),
         ("a byte more", [&[0u8][..], &sig].concat()),
     ];
-    if let Some(plus_n) = add(&sig, &key.n) {
+    if let Some(plus_n) = be_add(&sig, &key.n) {
         variants.push(("s + n", plus_n));
     }
     for (what, v) in &variants {
@@ -152,11 +140,7 @@ fn signatures(key: &Key, msg: &[u8], seed: u64) {
     let other = HASHES[(i + 1) % 3].0;
     assert!(!same(key, other, is_pss, msg, &sig, "another hash"));
     assert!(!same(key, *hash, !is_pss, msg, &sig, "the other scheme"));
-    let mut changed = msg.to_vec();
-    match changed.get_mut((seed >> 16) as usize % msg.len().max(1)) {
-        Some(b) => *b ^= 0x40,
-        None => changed.push(0),
-    }
+    let changed = changed_message(msg, seed);
     assert!(!same(key, *hash, is_pss, &changed, &sig, "the message changed"), "a changed message verified");
 }
 
